@@ -1,0 +1,86 @@
+"""Native storage: Zarr through xarray (chunked, lazy on read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+from ..errors import CorruptFileError, MetadataError
+from ..model._meta import CLASS_ATTR
+
+_VAR = {"TiltSeries": "projections", "Volume": "volume"}
+
+
+def to_dataset(obj) -> xr.Dataset:
+    """The Dataset aet stores for a facade object (class name in ``attrs['aet_class']``)."""
+    from ..model.atomicmodel import AtomicModel
+
+    if isinstance(obj, AtomicModel):
+        ds = obj.data.copy(deep=False)
+    else:
+        da = obj.data
+        name = _VAR[type(obj).__name__]
+        ds = da.to_dataset(name=name)
+        ds.attrs = dict(da.attrs)
+        ds[name].attrs = {}
+    ds.attrs[CLASS_ATTR] = type(obj).__name__
+    return ds
+
+
+def from_dataset(ds: xr.Dataset, *, source: str):
+    """Rebuild the facade object a Dataset was saved from."""
+    from ..model.atomicmodel import AtomicModel
+    from ..model.tiltseries import TiltSeries
+    from ..model.volume import Volume
+
+    cls = ds.attrs.get(CLASS_ATTR)
+    if cls == "AtomicModel":
+        return AtomicModel._wrap(AtomicModel(ds).data)
+    if cls in _VAR:
+        var = _VAR[cls]
+        if var not in ds:
+            raise CorruptFileError(f"{source}: aet {cls} store lacks variable {var!r}")
+        da = ds[var]
+        da.attrs = dict(ds.attrs)
+        obj = (TiltSeries if cls == "TiltSeries" else Volume)(da)
+        return type(obj)._wrap(obj.data)
+    raise MetadataError(
+        f"{source} is not an aet store (attrs['aet_class'] is {cls!r}); open plain arrays with "
+        f"xarray and wrap them, e.g. aet.Volume(xr.open_zarr(path)['var'], voxel_size_A=...)"
+    )
+
+
+def write(obj, path: Path, *, chunks=None) -> None:
+    ds = to_dataset(obj)
+    if chunks is not None:
+        ds = ds.chunk(chunks)
+    for v in ds.variables.values():
+        v.encoding = {}
+    # Zarr format 2: every dtype we store (including the fixed-width unicode of species and
+    # axis names, which has no Zarr v3 specification yet) is stable and readable by other tools
+    ds.to_zarr(path, mode="w", consolidated=True, zarr_format=2)
+
+
+def read(path: Path, *, kind=None, **metadata):
+    try:
+        ds = xr.open_zarr(path, consolidated=None)
+    except Exception as exc:  # zarr raises many types for a broken store
+        raise CorruptFileError(f"{str(path)!r} is not a readable Zarr store: {exc}") from None
+    obj = from_dataset(ds, source=str(path))
+    return _apply_overrides(obj, kind, metadata, path)
+
+
+def _apply_overrides(obj, kind, metadata, path):
+    from ..model.atomicmodel import AtomicModel
+
+    want = {"TiltSeries": "tilt_series", "Volume": "volume", "AtomicModel": "model"}
+    if kind is not None and want[type(obj).__name__] != kind:
+        raise MetadataError(f"{str(path)!r} holds a {type(obj).__name__}, not kind={kind!r}")
+    if metadata:
+        if isinstance(obj, AtomicModel):
+            ds = obj.data.copy()
+            ds.attrs.update(metadata)
+            return AtomicModel._wrap(ds)
+        return type(obj)(obj.data, **metadata)
+    return obj

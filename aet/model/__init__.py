@@ -1,0 +1,17 @@
+"""The data classes (facades over xarray) and their shared metadata helpers."""
+
+from ._meta import (
+    centred_coord,
+    get_provenance,
+    indices_to_positions,
+    positions_to_indices,
+    provenance_record,
+    with_provenance,
+)
+from .atomicmodel import AtomicModel, build_model_dataset
+from .tiltseries import TiltSeries
+from .volume import Volume
+
+__all__ = ["AtomicModel", "TiltSeries", "Volume", "build_model_dataset", "centred_coord",
+           "get_provenance", "indices_to_positions", "positions_to_indices",
+           "provenance_record", "with_provenance"]

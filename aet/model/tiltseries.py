@@ -1,0 +1,227 @@
+"""``TiltSeries``: projections with their angles, pixel size and history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ._base import _Facade, as_array, check_dims, check_finite, coerce_angles
+from ._meta import centred_coord, check_positive_length, spacing_from_coord, with_provenance
+
+_DIMS3 = ("angle", "y", "x")
+_DIMS4 = ("angle", "frame", "y", "x")
+
+
+def _as_tiltseries_dataarray(data, angles, pixel_size_A, attrs: dict) -> xr.DataArray:
+    if isinstance(data, TiltSeries):
+        data = data.data
+    if isinstance(data, xr.DataArray):
+        check_dims(data.dims, [_DIMS3, _DIMS4], "data")
+        arr = as_array(data.variable._data if hasattr(data.variable, "_data") else data.data,
+                       "data")
+        base_attrs = dict(data.attrs)
+        if angles is None and "angle" in data.coords:
+            if {"phi", "psi"} <= set(data.coords):
+                angles = np.stack([data.coords["phi"].values, data.coords["angle"].values,
+                                   data.coords["psi"].values], axis=1)
+            else:
+                angles = data.coords["angle"].values
+        if pixel_size_A is None:
+            pixel_size_A = base_attrs.get("pixel_size_A")
+        if pixel_size_A is None and "x" in data.coords and data.sizes["x"] > 1:
+            pixel_size_A = spacing_from_coord(data.coords["x"].values, "x")
+        extra_coords = {k: v for k, v in data.coords.items()
+                        if k not in ("angle", "y", "x", "frame", "phi", "psi")
+                        and set(v.dims) <= set(data.dims)}
+        dims = tuple(data.dims)
+    else:
+        arr = as_array(data, "data")
+        if arr.ndim == 2:
+            raise ValueError(
+                "data has 2 dims (y, x): a single image is not a tilt series; stack the "
+                "projections as (angle, y, x), e.g. data[None] for one projection"
+            )
+        if arr.ndim not in (3, 4):
+            raise ValueError(
+                f"data must have 3 dims (angle, y, x) or 4 dims (angle, frame, y, x), got "
+                f"{arr.ndim} dims with shape {arr.shape}"
+            )
+        dims = _DIMS3 if arr.ndim == 3 else _DIMS4
+        base_attrs = {}
+        extra_coords = {}
+    if any(s == 0 for s in arr.shape):
+        raise ValueError(f"data is empty (shape {tuple(arr.shape)}); every dim needs ≥ 1 sample")
+    check_finite(arr, "data")
+    px = check_positive_length("pixel_size_A", pixel_size_A)
+    theta, euler = coerce_angles(angles, arr.shape[0])
+    n_y, n_x = arr.shape[-2], arr.shape[-1]
+    coords: dict[str, Any] = {
+        "angle": ("angle", theta, {"units": "degree", "long_name": "tilt angle θ"}),
+        "y": ("y", centred_coord(n_y, px), {"units": "Å"}),
+        "x": ("x", centred_coord(n_x, px), {"units": "Å"}),
+    }
+    if euler is not None:
+        coords["phi"] = ("angle", euler[:, 0], {"units": "degree", "long_name": "Euler φ"})
+        coords["psi"] = ("angle", euler[:, 2], {"units": "degree", "long_name": "Euler ψ"})
+    if len(dims) == 4:
+        coords["frame"] = ("frame", np.arange(arr.shape[1]))
+    for k, v in extra_coords.items():
+        coords[k] = v
+    merged = {**base_attrs, **attrs}
+    merged["pixel_size_A"] = px
+    merged.setdefault("units", "counts")
+    return xr.DataArray(arr, dims=dims, coords=coords, attrs=merged, name="projections")
+
+
+class TiltSeries(_Facade):
+    """A tilt series: projections ``(angle, y, x)`` (or ``(angle, frame, y, x)`` before frames
+    are merged), angles in degrees, coordinates in Å centred at index ``n // 2``; the single
+    tilt axis is **y**.
+
+    Parameters
+    ----------
+    data : array_like, dask array, xarray.DataArray or TiltSeries
+        Projection intensities. Never modified.
+    angles : array_like, optional
+        One tilt angle θ per projection in degrees, or an ``(n, 3)`` array of Euler angles
+        (φ, θ, ψ) in degrees (ZYZ, active: R = R_z(φ)·R_y(θ)·R_z(ψ)). Taken from the ``angle``
+        (and ``phi``/``psi``) coords when ``data`` is a DataArray.
+    pixel_size_A : float
+        Pixel size in Å (required unless ``data`` carries it).
+    **attrs
+        Further metadata with units in the key (``dose_e_per_A2``, ``annealing_time_min``...).
+
+    Examples
+    --------
+    >>> import numpy as np, aet
+    >>> ts = aet.TiltSeries(np.ones((3, 8, 8)), angles=[-30, 0, 30], pixel_size_A=0.35)
+    >>> ts.angles
+    array([-30.,   0.,  30.])
+    >>> float(ts.data.x[4])
+    0.0
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data, *, angles=None, pixel_size_A=None, **attrs):
+        da = _as_tiltseries_dataarray(data, angles, pixel_size_A, attrs)
+        built = type(self)._wrap(da)
+        object.__setattr__(self, "_da", built._da)
+
+    # -- metadata -------------------------------------------------------------------------
+    @property
+    def angles(self) -> np.ndarray:
+        """Tilt angles θ in degrees, one per projection."""
+        return np.asarray(self._da.coords["angle"].values, dtype=np.float64)
+
+    @property
+    def euler_angles(self) -> np.ndarray:
+        """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees (φ = ψ = 0 for a single-axis series)."""
+        th = self.angles
+        phi = self._da.coords["phi"].values if "phi" in self._da.coords else np.zeros_like(th)
+        psi = self._da.coords["psi"].values if "psi" in self._da.coords else np.zeros_like(th)
+        return np.stack([phi, th, psi], axis=1).astype(np.float64)
+
+    @property
+    def is_single_axis(self) -> bool:
+        """True when every φ and ψ is zero (the fast path of the reconstructors)."""
+        e = self.euler_angles
+        return bool(np.all(e[:, 0] == 0) and np.all(e[:, 2] == 0))
+
+    @property
+    def pixel_size_A(self) -> float:
+        return float(self._da.attrs["pixel_size_A"])
+
+    @property
+    def n_frames(self) -> int:
+        """Frames per angle (1 once frames are merged)."""
+        return int(self._da.sizes.get("frame", 1))
+
+    def _repr_lines(self):
+        a = self.angles
+        lines = [f"angles: {a.size} from {a.min():+.2f}° to {a.max():+.2f}°"
+                 + ("" if self.is_single_axis else " (Euler φ, ψ present)"),
+                 f"pixel_size_A: {self.pixel_size_A:g}"]
+        extra = {k: v for k, v in self.attrs.items()
+                 if k not in ("pixel_size_A", "aet_class", "units")}
+        if extra:
+            lines.append("attrs: " + ", ".join(f"{k}={v!r}" for k, v in list(extra.items())[:6]))
+        return lines
+
+    # -- construction of derived series -------------------------------------------------
+    def with_angles(self, angles) -> TiltSeries:
+        """Return a copy with new angles (1D tilt angles or ``(n, 3)`` Euler angles, degrees)."""
+        theta, euler = coerce_angles(angles, self._da.sizes["angle"])
+        da = self._da.assign_coords(angle=("angle", theta, {"units": "degree"}))
+        da = da.drop_vars([c for c in ("phi", "psi") if c in da.coords])
+        if euler is not None:
+            da = da.assign_coords(phi=("angle", euler[:, 0]), psi=("angle", euler[:, 2]))
+        return self._replace(da, "with_angles", {"angles": angles})
+
+    # -- pipeline stages (thin: each calls one core function) ----------------------------
+    def _stage(self, op: str, func, params: dict) -> Any:
+        out = func(self._da, **params)
+        result = None
+        if isinstance(out, tuple):
+            out, result = out
+        if not isinstance(out, xr.DataArray):
+            raise TypeError(f"core function for {op} returned {type(out).__name__}")
+        da = with_provenance(out, op, params, parent_attrs=self._da.attrs,
+                             **({"result": result} if result is not None else {}))
+        return TiltSeries._wrap(da)
+
+    def register_frames(self, **kw) -> TiltSeries:
+        """Register and average the frames of each angle (see
+        :func:`aet.preprocess.register_frames`)."""
+        from .. import preprocess
+
+        return self._stage("register_frames", preprocess.register_frames, kw)
+
+    def correct_scan_distortion(self, **kw) -> TiltSeries:
+        """Apply/estimate a scan-distortion correction
+        (:func:`aet.preprocess.correct_scan_distortion`)."""
+        from .. import preprocess
+
+        return self._stage("correct_scan_distortion", preprocess.correct_scan_distortion, kw)
+
+    def denoise(self, **kw) -> TiltSeries:
+        """Denoise each projection (:func:`aet.preprocess.denoise`; BM3D by default)."""
+        from .. import preprocess
+
+        return self._stage("denoise", preprocess.denoise, kw)
+
+    def remove_background(self, **kw) -> TiltSeries:
+        """Subtract a smooth background (:func:`aet.preprocess.remove_background`)."""
+        from .. import preprocess
+
+        return self._stage("remove_background", preprocess.remove_background, kw)
+
+    def align(self, **kw) -> TiltSeries:
+        """Align the projections (:func:`aet.preprocess.align`)."""
+        from .. import preprocess
+
+        return self._stage("align", preprocess.align, kw)
+
+    def reconstruct(self, method: str = "genfire", **kw):
+        """Reconstruct a :class:`~aet.Volume` (:func:`aet.reconstruct.reconstruct`).
+
+        ``method``: ``"genfire"``, ``"resire"``, ``"sirt"`` or ``"wbp"``.
+        """
+        from .. import reconstruct as _rec
+        from .volume import Volume
+
+        if self.n_frames > 1:
+            raise ValueError(
+                f"the tilt series still has {self.n_frames} frames per angle; merge them first "
+                f"with .register_frames()"
+            )
+        params = {"method": method, **kw}
+        out = _rec.reconstruct(self._da, **params)
+        result = None
+        if isinstance(out, tuple):
+            out, result = out
+        da = with_provenance(out, "reconstruct", params, parent_attrs=self._da.attrs,
+                             **({"result": result} if result is not None else {}))
+        return Volume._wrap(da)

@@ -1,0 +1,1 @@
+"""aet.preprocess"""
