@@ -1,0 +1,28 @@
+"""The documentation builds without warnings (Sphinx -W) and its examples run as doctests."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_docs_build_without_warnings(tmp_path):
+    from sphinx.cmd.build import build_main
+
+    rc = build_main(["-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path / "html")])
+    assert rc == 0, "sphinx-build -W failed: see the warnings above"
+    assert (tmp_path / "html" / "conventions.html").is_file()
+
+
+@pytest.mark.parametrize("module", ["aet.model._meta", "aet.model.tiltseries",
+                                    "aet.model.volume", "aet.model.atomicmodel",
+                                    "aet.testing._dask"])
+def test_docstring_examples(module):
+    mod = importlib.import_module(module)
+    failures, tried = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried > 0 and failures == 0
