@@ -1,0 +1,71 @@
+"""Shared helpers of aet.reconstruct: building result DataArrays, validation, progress bars."""
+
+from __future__ import annotations
+
+import sys
+
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+
+from ..model._meta import centred_coord, spacing_from_coord
+
+
+def volume_dataarray(arr, voxel_size_A: float, attrs: dict | None = None) -> xr.DataArray:
+    """``(z, y, x)`` DataArray with centred Å coords (0 at index n // 2) and ``voxel_size_A``."""
+    coords = {d: (d, centred_coord(n, voxel_size_A), {"units": "Å"})
+              for d, n in zip(("z", "y", "x"), arr.shape)}
+    out_attrs = dict(attrs or {})
+    out_attrs["voxel_size_A"] = float(voxel_size_A)
+    return xr.DataArray(arr, dims=("z", "y", "x"), coords=coords, attrs=out_attrs,
+                        name="volume")
+
+
+def projections_dataarray(arr, euler_deg: np.ndarray, pixel_size_A: float,
+                          attrs: dict | None = None) -> xr.DataArray:
+    """``(angle, y, x)`` DataArray in the TiltSeries layout (angle = θ; φ, ψ coords when any is
+    non-zero) with ``pixel_size_A``."""
+    coords = {
+        "angle": ("angle", euler_deg[:, 1].copy(),
+                  {"units": "degree", "long_name": "tilt angle θ"}),
+        "y": ("y", centred_coord(arr.shape[1], pixel_size_A), {"units": "Å"}),
+        "x": ("x", centred_coord(arr.shape[2], pixel_size_A), {"units": "Å"}),
+    }
+    if np.any(euler_deg[:, 0] != 0) or np.any(euler_deg[:, 2] != 0):
+        coords["phi"] = ("angle", euler_deg[:, 0].copy(), {"units": "degree"})
+        coords["psi"] = ("angle", euler_deg[:, 2].copy(), {"units": "degree"})
+    out_attrs = dict(attrs or {})
+    out_attrs["pixel_size_A"] = float(pixel_size_A)
+    out_attrs.setdefault("units", "counts")
+    return xr.DataArray(arr, dims=("angle", "y", "x"), coords=coords, attrs=out_attrs,
+                        name="projections")
+
+
+def spacing_of(da: xr.DataArray, attr: str) -> float:
+    """The pixel/voxel size of ``da`` in Å: from ``attrs[attr]``, else from the x coordinate."""
+    if attr in da.attrs:
+        return float(da.attrs[attr])
+    if "x" in da.coords and da.sizes["x"] > 1:
+        return spacing_from_coord(da.coords["x"].values, "x")
+    raise ValueError(f"{attr} is missing from the input's attrs and the x coordinate cannot "
+                     f"give it; pass data with attrs[{attr!r}] (Å)")
+
+
+def euler_of(da: xr.DataArray) -> np.ndarray:
+    """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees from a TiltSeries-layout DataArray."""
+    th = np.asarray(da.coords["angle"].values, dtype=np.float64)
+    phi = da.coords["phi"].values if "phi" in da.coords else np.zeros_like(th)
+    psi = da.coords["psi"].values if "psi" in da.coords else np.zeros_like(th)
+    return np.stack([phi, th, psi], axis=1).astype(np.float64)
+
+
+def is_dask(a) -> bool:
+    return isinstance(a, dsa.Array)
+
+
+def progress_bar(total: int, desc: str, progress):
+    """A tqdm bar; shown when ``progress`` is True, or when None and stderr is a terminal."""
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    return tqdm(total=total, desc=desc, disable=not show, leave=False)
