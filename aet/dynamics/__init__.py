@@ -1,1 +1,28 @@
-"""aet.dynamics"""
+"""4D AET: register atomic models of one particle across annealing times, find nuclei of the
+ordered phase and track them (birth, growth, shrinkage, merge, division, dissolution).
+
+Pure functions on arrays / model Datasets; the facade is :class:`aet.NucleusTracker`.
+"""
+
+from .export import write_extxyz_series
+from .nuclei import NUCLEUS_COLUMNS, find_nuclei, nearest_neighbour_distance, surface_atoms
+from .order_field import common_grid, order_field, order_fields
+from .plot import plot_lineage, plot_order_slices, plot_sizes
+from .registration import (
+    RigidTransform,
+    apply_transform,
+    kabsch,
+    match_atoms,
+    principal_axes,
+    register_rigid,
+    rotation_angle_deg,
+)
+from .series import order_values, register_series, track
+from .tracking import EVENT_TYPES, TrackResult, link_nuclei, track_nuclei
+
+__all__ = ["EVENT_TYPES", "NUCLEUS_COLUMNS", "RigidTransform", "TrackResult", "apply_transform",
+           "common_grid", "find_nuclei", "kabsch", "link_nuclei", "match_atoms",
+           "nearest_neighbour_distance", "order_field", "order_fields", "order_values",
+           "plot_lineage", "plot_order_slices", "plot_sizes", "principal_axes",
+           "register_rigid", "register_series", "rotation_angle_deg", "surface_atoms", "track",
+           "track_nuclei", "write_extxyz_series"]

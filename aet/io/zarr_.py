@@ -35,6 +35,8 @@ def from_dataset(ds: xr.Dataset, *, source: str):
     from ..model.volume import Volume
 
     cls = ds.attrs.get(CLASS_ATTR)
+    if cls == "NucleusTracker":
+        return _tracker_from_dataset(ds)
     if cls == "AtomicModel":
         return AtomicModel._wrap(AtomicModel(ds).data)
     if cls in _VAR:
@@ -49,6 +51,14 @@ def from_dataset(ds: xr.Dataset, *, source: str):
         f"{source} is not an aet store (attrs['aet_class'] is {cls!r}); open plain arrays with "
         f"xarray and wrap them, e.g. aet.Volume(xr.open_zarr(path)['var'], voxel_size_A=...)"
     )
+
+
+def _tracker_from_dataset(ds: xr.Dataset):
+    """A saved :class:`aet.NucleusTracker` (issue 6; its own layout, see
+    ``NucleusTracker.to_dataset``)."""
+    from ..model.tracker import NucleusTracker
+
+    return NucleusTracker.from_dataset(ds)
 
 
 def write(obj, path: Path, *, chunks=None) -> None:
