@@ -1,0 +1,113 @@
+"""Numba kernels of the ADF-STEM forward model: pixel-/voxel-integrated Gaussian atoms.
+
+Plain arrays in, arrays out; lengths in Å, no Python objects. Each atom is an isotropic
+Gaussian of integral ``amp`` and width ``sigma``; a pixel receives the exact integral of the
+Gaussian over its area (products of erf differences), so the pixel sum of one atom equals
+``amp`` up to the truncation of the footprint at ``n_sigma`` widths.
+
+Twins: ``tests/reference/simulate.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._jit import jit, prange
+
+
+@jit()
+def _edge_weights(c, s, first_edge, pixel, i0, n, w):
+    """Integrals of a unit 1D Gaussian (centre ``c``, width ``s``) over pixels ``i0 .. i0+n-1``
+    whose lower edges sit at ``first_edge + i * pixel``; written into ``w[:n]``."""
+    inv = 1.0 / (math.sqrt(2.0) * s)
+    prev = math.erf((first_edge + i0 * pixel - c) * inv)
+    for k in range(n):
+        cur = math.erf((first_edge + (i0 + k + 1) * pixel - c) * inv)
+        w[k] = 0.5 * (cur - prev)
+        prev = cur
+
+
+@jit()
+def _splat_one_image(xy, amp, sigma, pixel, n_sigma, out2d):
+    """Add the pixel-integrated Gaussians of all atoms to ``out2d`` (ny, nx).
+
+    ``xy`` (n_atoms, 2) holds (x, y) in Å in the image frame (0 Å at index n // 2)."""
+    ny, nx = out2d.shape
+    x_first = (-(nx // 2) - 0.5) * pixel  # lower edge of pixel 0
+    y_first = (-(ny // 2) - 0.5) * pixel
+    max_r = 1
+    for a in range(amp.shape[0]):
+        r = int(math.ceil(n_sigma * sigma[a] / pixel)) + 1
+        if r > max_r:
+            max_r = r
+    wx = np.empty(2 * max_r + 1)
+    wy = np.empty(2 * max_r + 1)
+    for a in range(amp.shape[0]):
+        s = sigma[a]
+        r = int(math.ceil(n_sigma * s / pixel)) + 1
+        cx = xy[a, 0]
+        cy = xy[a, 1]
+        jx = int(math.floor((cx - x_first) / pixel))
+        jy = int(math.floor((cy - y_first) / pixel))
+        x0 = max(jx - r, 0)
+        x1 = min(jx + r + 1, nx)
+        y0 = max(jy - r, 0)
+        y1 = min(jy + r + 1, ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        _edge_weights(cx, s, x_first, pixel, x0, x1 - x0, wx)
+        _edge_weights(cy, s, y_first, pixel, y0, y1 - y0, wy)
+        A = amp[a]
+        for iy in range(y0, y1):
+            v = A * wy[iy - y0]
+            for ix in range(x0, x1):
+                out2d[iy, ix] += v * wx[ix - x0]
+
+
+@jit(parallel=True)
+def splat_images(xy, amp, sigma, pixel, n_sigma, out):
+    """``out[k]`` += atoms at image coordinates ``xy[k]`` (n_images, n_atoms, 2) for every
+    image ``k`` of ``out`` (n_images, ny, nx); parallel over images."""
+    for k in prange(out.shape[0]):
+        _splat_one_image(xy[k], amp, sigma, pixel, n_sigma, out[k])
+
+
+@jit()
+def splat_volume(xyz, amp, sigma, voxel, n_sigma, out):
+    """Add voxel-integrated 3D Gaussians of atoms at ``xyz`` (n_atoms, 3) (x, y, z) Å to
+    ``out`` (nz, ny, nx), centred (0 Å at index n // 2)."""
+    nz, ny, nx = out.shape
+    x_first = (-(nx // 2) - 0.5) * voxel
+    y_first = (-(ny // 2) - 0.5) * voxel
+    z_first = (-(nz // 2) - 0.5) * voxel
+    max_r = 1
+    for a in range(amp.shape[0]):
+        r = int(math.ceil(n_sigma * sigma[a] / voxel)) + 1
+        if r > max_r:
+            max_r = r
+    wx = np.empty(2 * max_r + 1)
+    wy = np.empty(2 * max_r + 1)
+    wz = np.empty(2 * max_r + 1)
+    for a in range(amp.shape[0]):
+        s = sigma[a]
+        r = int(math.ceil(n_sigma * s / voxel)) + 1
+        jx = int(math.floor((xyz[a, 0] - x_first) / voxel))
+        jy = int(math.floor((xyz[a, 1] - y_first) / voxel))
+        jz = int(math.floor((xyz[a, 2] - z_first) / voxel))
+        x0, x1 = max(jx - r, 0), min(jx + r + 1, nx)
+        y0, y1 = max(jy - r, 0), min(jy + r + 1, ny)
+        z0, z1 = max(jz - r, 0), min(jz + r + 1, nz)
+        if x0 >= x1 or y0 >= y1 or z0 >= z1:
+            continue
+        _edge_weights(xyz[a, 0], s, x_first, voxel, x0, x1 - x0, wx)
+        _edge_weights(xyz[a, 1], s, y_first, voxel, y0, y1 - y0, wy)
+        _edge_weights(xyz[a, 2], s, z_first, voxel, z0, z1 - z0, wz)
+        A = amp[a]
+        for iz in range(z0, z1):
+            vz = A * wz[iz - z0]
+            for iy in range(y0, y1):
+                vzy = vz * wy[iy - y0]
+                for ix in range(x0, x1):
+                    out[iz, iy, ix] += vzy * wx[ix - x0]

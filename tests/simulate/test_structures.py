@@ -1,0 +1,178 @@
+"""Structures: shapes, FePt phases and variants, grains, defects, displacement truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from aet.simulate import (
+    ANTIPHASE_BOUNDARY,
+    ANTISITE,
+    DISLOCATION_CORE,
+    GRAIN_BOUNDARY,
+    SWAP,
+    CoreShellStrain,
+    ScrewDislocation,
+    UniformStrain,
+    displace,
+    fept_particle,
+    nanoparticle,
+)
+from aet.simulate.structures import FEPT_A, L10_C_OVER_A
+
+
+def _nn(pos):
+    d, _ = cKDTree(pos).query(pos, k=2)
+    return d[:, 1]
+
+
+def test_magic_cuboctahedron_and_fcc_spacing():
+    m = nanoparticle("Pt", 12.0, shape="cuboctahedron")
+    assert m.n_atoms == 55
+    np.testing.assert_allclose(_nn(m.positions), 3.92 / math.sqrt(2), rtol=1e-9)
+    assert np.abs(m.positions.mean(axis=0)).max() < 1e-9
+
+
+@pytest.mark.parametrize("lattice,a,nn", [("bcc", 2.87, 2.87 * math.sqrt(3) / 2),
+                                           ("hcp", 3.21, 3.21)])
+def test_other_lattices(lattice, a, nn):
+    m = nanoparticle("Fe" if lattice == "bcc" else "Mg", 15.0, lattice=lattice, a_A=a)
+    np.testing.assert_allclose(np.median(_nn(m.positions)), nn, rtol=1e-6)
+    assert set(m["phase"].tolist()) == {lattice}
+
+
+def test_shapes_have_expected_relative_volumes():
+    n = {s: nanoparticle("Pt", 40.0, shape=s).n_atoms
+         for s in ("sphere", "cuboctahedron", "octahedron", "wulff")}
+    # vertex-to-vertex 2R: octahedron (4/3) R³, cuboctahedron (5√2/3) R³, sphere (4π/3) R³
+    # (surface atoms count fully, so small polyhedra come out a little larger)
+    assert n["octahedron"] / n["sphere"] == pytest.approx(1 / math.pi, rel=0.3)
+    assert n["cuboctahedron"] / n["sphere"] == pytest.approx(5 * math.sqrt(2) / (4 * math.pi),
+                                                             rel=0.15)
+    # the Wulff shape is built to the volume of the sphere
+    assert n["wulff"] / n["sphere"] == pytest.approx(1.0, rel=0.15)
+
+
+def test_alloy_composition_and_random_orientation():
+    m = nanoparticle({"Fe": 0.3, "Pt": 0.7}, 30.0, orientation="random", seed=3)
+    frac = m.species_counts()["Pt"] / m.n_atoms
+    assert frac == pytest.approx(0.7, abs=0.04)
+    R = np.array(m.attrs["orientation_matrix"])
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+    ref = nanoparticle({"Fe": 0.3, "Pt": 0.7}, 30.0, seed=3)
+    # same lattice, rotated: identical distance spectra
+    np.testing.assert_allclose(np.sort(np.linalg.norm(m.positions, axis=1)),
+                               np.sort(np.linalg.norm(ref.positions, axis=1)), atol=1e-9)
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_l10_variants_alternate_layers_along_c(variant):
+    m = fept_particle(24.0, phase="L10", variant=variant, seed=1)
+    pos, sp = m.positions, m.species
+    c = FEPT_A["L10"] * L10_C_OVER_A
+    layer = np.rint((pos[:, variant] - pos[sp == "Fe"][0, variant]) / (c / 2)).astype(int)
+    assert np.all((layer % 2 == 0) == (sp == "Fe"))
+    assert set(m["variant"].tolist()) == {variant}
+    assert m.species_counts()["Pt"] / m.n_atoms == pytest.approx(0.5, abs=0.05)
+    # tetragonal: the lattice spacing along c is c/a = 0.964 of the others
+    other = (variant + 1) % 3
+    dz = np.diff(np.unique(np.round(pos[:, variant], 6)))
+    dx = np.diff(np.unique(np.round(pos[:, other], 6)))
+    assert dz.min() / dx.min() == pytest.approx(L10_C_OVER_A, rel=1e-6)
+
+
+@pytest.mark.parametrize("phase,minor,major", [("L12_FePt3", "Fe", "Pt"),
+                                               ("L12_Fe3Pt", "Pt", "Fe")])
+def test_l12_minority_atoms_have_only_majority_neighbours(phase, minor, major):
+    m = fept_particle(24.0, phase=phase, seed=0)
+    pos, sp = m.positions, m.species
+    tree = cKDTree(pos)
+    nn = FEPT_A[phase] / math.sqrt(2)
+    for i in np.flatnonzero(sp == minor)[:50]:
+        nb = [j for j in tree.query_ball_point(pos[i], nn * 1.1) if j != i]
+        assert all(sp[j] == major for j in nb)
+    assert m.species_counts()[major] / m.n_atoms == pytest.approx(0.75, abs=0.06)
+
+
+def test_grains_boundaries_and_minimum_distance():
+    m = fept_particle(30.0, n_grains=3, phase=["L10", "A1", "L12_FePt3"], seed=4)
+    g = m["grain_id"]
+    assert set(g.tolist()) == {0, 1, 2}
+    assert _nn(m.positions).min() >= 2.0
+    assert set(m["phase"][g == 1].tolist()) == {"A1"}
+    # GB flag ⇔ an atom of another grain within 3 Å
+    pos = m.positions
+    tree = cKDTree(pos)
+    near_other = np.array([any(g[j] != g[i] for j in tree.query_ball_point(pos[i], 3.0))
+                           for i in range(len(pos))])
+    np.testing.assert_array_equal((m["defect"] & GRAIN_BOUNDARY) > 0, near_other)
+
+
+def test_antiphase_boundary_swaps_order_on_one_side():
+    m = fept_particle(26.0, phase="L10", variant=2, antiphase_boundary=(1.0, 0.0, 0.0), seed=0)
+    dom = m["antiphase_domain"]
+    assert 0.3 < dom.mean() < 0.7
+    pos, sp = m.positions, m.species
+    c = FEPT_A["L10"] * L10_C_OVER_A
+    layer = np.rint((pos[:, 2] - pos[0, 2]) / (c / 2)).astype(int) % 2
+    fe_on_even = [np.mean(sp[(dom == d) & (layer == 0)] == "Fe") for d in (0, 1)]
+    assert sorted(fe_on_even) == [0.0, 1.0]  # opposite ordering on the two sides
+    flagged = (m["defect"] & ANTIPHASE_BOUNDARY) > 0
+    x = pos[:, 0] - pos[:, 0].mean()
+    assert flagged.any() and np.abs(x[flagged]).max() < 3.5
+
+
+def test_antisites_swaps_and_core_are_recorded():
+    m = fept_particle(30.0, phase="L10", antisite_fraction=0.05, n_swaps=10,
+                      pt_rich_core_A=7.0, seed=2)
+    sp, ideal, d = m.species, m["ideal_species"], m["defect"]
+    changed = sp != ideal
+    np.testing.assert_array_equal(changed, ((d & ANTISITE) > 0) ^ ((d & SWAP) > 0)
+                                  | (((d & ANTISITE) > 0) & ((d & SWAP) > 0) & changed))
+    assert ((d & ANTISITE) > 0).mean() == pytest.approx(0.05, abs=0.02)
+    assert ((d & SWAP) > 0).sum() == 20
+    core = m["in_core"]
+    assert np.mean(ideal[core] == "Pt") >= 0.75
+    assert np.mean(ideal[~core] == "Pt") == pytest.approx(0.5, abs=0.05)
+
+
+def test_displacement_truth_is_exact():
+    kw = {"diameter_A": 26.0, "phase": "L10", "variant": 2, "seed": 5, "orientation": "random"}
+    ref = fept_particle(**kw)
+    fields = [UniformStrain(0.01), CoreShellStrain(6.0, -0.02, 0.01), ScrewDislocation()]
+    m = fept_particle(**kw, displacements=fields)
+    d = np.stack([m["displacement_x"], m["displacement_y"], m["displacement_z"]], axis=1)
+    # undisplaced positions agree with the reference up to the centroid of d (re-centring)
+    np.testing.assert_allclose(m.positions - d, ref.positions - d.mean(axis=0), atol=1e-9)
+    assert np.abs(d).max() > 0.1
+    assert ((m["defect"] & DISLOCATION_CORE) > 0).sum() > 5
+
+
+def test_uniform_strain_and_displace_function():
+    m = nanoparticle("Pt", 20.0)
+    s = displace(m, UniformStrain(0.02))
+    np.testing.assert_allclose(s.positions, 1.02 * m.positions, atol=1e-9)
+    np.testing.assert_allclose(s["displacement_x"], 0.02 * m.positions[:, 0], atol=1e-12)
+    tens = np.array([[0.01, 0.005, 0], [0.005, 0, 0], [0, 0, -0.01]])
+    t = displace(m, UniformStrain(tens))
+    np.testing.assert_allclose(t.positions, m.positions @ (np.eye(3) + tens).T, atol=1e-9)
+    screw = ScrewDislocation(burgers_A=2.7, direction=(0, 0, 1))
+    u = screw(m.positions)
+    assert np.abs(u[:, :2]).max() == 0 and np.abs(u[:, 2]).max() <= 2.7 / 2 + 1e-12
+
+
+def test_same_seed_same_particle_and_errors():
+    a = fept_particle(20.0, n_grains=2, antisite_fraction=0.02, seed=7)
+    b = fept_particle(20.0, n_grains=2, antisite_fraction=0.02, seed=7)
+    assert a == b
+    with pytest.raises(ValueError, match="phase must be one of"):
+        fept_particle(20.0, phase="B2")
+    with pytest.raises(ValueError, match="variant values must be 0, 1 or 2"):
+        fept_particle(20.0, variant=3)
+    with pytest.raises(ValueError, match="shape must be one of"):
+        nanoparticle("Pt", 20.0, shape="star")
+    with pytest.raises(ValueError, match="orientation must be None, 'random'"):
+        nanoparticle("Pt", 20.0, orientation="tilted")
