@@ -165,11 +165,10 @@ def read(path: Path, *, kind=None, frames_per_angle: int | None = None, lazy: bo
         arr = arr.reshape(arr.shape[0] // fpa, fpa, *arr.shape[1:])
         if file_angles is not None:
             file_angles = file_angles[::fpa]
-    is_volume_header = int(header.ispg) >= 1
     default = None
-    if path.suffix.lower() == ".rec" or "Volume" in aet_label or (
-            is_volume_header and "TiltSeries" not in aet_label):
-        default = "volume"
+    if "TiltSeries" not in aet_label and (
+            "Volume" in aet_label or path.suffix.lower() == ".rec" or int(header.ispg) >= 1):
+        default = "volume"  # a reconstruction: its sections are z slices, not tilts
         file_angles = None if kind != "tilt_series" else file_angles
     return make_object(arr, path=path, fmt="mrc", kind=kind, metadata=metadata,
                        file_attrs=file_attrs, file_angles=file_angles, default_kind=default)

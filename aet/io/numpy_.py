@@ -13,12 +13,12 @@ from ._common import make_object
 
 
 def read(path: Path, *, kind=None, **metadata):
-    file_angles, attrs = None, {}
+    file_angles, attrs, default = None, {}, None
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 keys = list(z.keys())
-                names = [k for k in keys if z[k].ndim >= 2]
+                names = [k for k in keys if z[k].ndim >= 2 and k != "angles"]
                 if len(names) != 1:
                     raise CorruptFileError(
                         f"{str(path)!r} must hold exactly one ≥2D array (plus optional "
@@ -30,6 +30,8 @@ def read(path: Path, *, kind=None, **metadata):
                 for key in ("pixel_size_A", "voxel_size_A"):
                     if key in keys:
                         attrs["pixel_size_A"] = float(z[key])
+                if "voxel_size_A" in keys and "angles" not in keys:
+                    default = "volume"
         else:
             arr = np.load(path, allow_pickle=False, mmap_mode="r")
     except CorruptFileError:
@@ -38,7 +40,7 @@ def read(path: Path, *, kind=None, **metadata):
         raise CorruptFileError(f"{str(path)!r} is not a readable NumPy file: {exc}") from None
     arr = np.asarray(arr)
     return make_object(arr, path=path, fmt="numpy", kind=kind, metadata=metadata,
-                       file_attrs=attrs, file_angles=file_angles)
+                       file_attrs=attrs, file_angles=file_angles, default_kind=default)
 
 
 def write(obj, path: Path) -> None:

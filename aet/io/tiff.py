@@ -80,7 +80,8 @@ def write(obj, path: Path, *, imagej: bool = False, compression=None) -> None:
     pages_shape = (int(np.prod(shape[:-2])), shape[-2], shape[-1])
     meta = _aet_meta(obj)
     px = meta.get("pixel_size_A", meta.get("voxel_size_A"))
-    kw: dict = {"compression": compression}
+    # one grey-value page per image, whatever the leading dims (never guessed as RGB)
+    kw: dict = {"compression": compression, "photometric": "minisblack"}
     if imagej:
         if arr.dtype not in (np.uint8, np.uint16, np.float32):
             raise TypeError(
