@@ -1,1 +1,27 @@
-"""aet.analysis"""
+"""Structure analysis: lattice fit, displacement and strain, chemical order, bond-orientational
+order, radial distribution functions, grains and defects.
+
+All functions take an atomic model (:class:`aet.AtomicModel` or its ``xarray.Dataset``) with
+positions (x, y, z) in Å; grid results are ``xarray`` objects with dims ``(z, y, x)`` and
+centred Å coords (0 at index ``n // 2``).
+"""
+
+from .grains import (
+    coordination,
+    cubic_symmetry,
+    defects,
+    grains,
+    local_orientation,
+    misorientation_deg,
+    surface_atoms,
+)
+from .lattice import STRUCTURES, LatticeFit, fit_lattice, lattice_arrays
+from .order import order_field, order_parameters, variant_table
+from .strain import DEFAULT_SIGMA_A, displacements, local_strain, strain
+
+__all__ = [
+    "DEFAULT_SIGMA_A", "STRUCTURES", "LatticeFit", "coordination", "cubic_symmetry", "defects",
+    "displacements", "fit_lattice", "grains", "lattice_arrays", "local_orientation",
+    "local_strain", "misorientation_deg", "order_field", "order_parameters", "strain",
+    "surface_atoms", "variant_table",
+]
