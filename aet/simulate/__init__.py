@@ -4,9 +4,22 @@
   (:class:`UniformStrain`, :class:`CoreShellStrain`, :class:`ScrewDislocation`, :func:`displace`)
 - forward model: :func:`project_atoms` (ADF-STEM projections, analytic per atom),
   :func:`render_volume` (ground-truth volume)
+- degradations: :func:`simulate_acquisition` (noise, frames, drift, scan distortion, shifts,
+  angle errors, tilt axis, carbon background — all recorded)
+- benchmark cases: :func:`fept_benchmark` → :class:`Benchmark`
 - scoring: :func:`score` → :class:`Score`
 """
 
+from .benchmark import Benchmark, fept_benchmark
+from .degrade import (
+    Acquisition,
+    add_detector_noise,
+    carbon_background,
+    euler_from_alignment,
+    frame_transform,
+    simulate_acquisition,
+    true_euler_deg,
+)
 from .forward import project_atoms, render_volume, rotation_matrices
 from .score import Score, match_atoms, score
 from .structures import (
@@ -24,6 +37,9 @@ from .structures import (
 )
 
 __all__ = [
+    "Acquisition", "Benchmark", "add_detector_noise", "carbon_background",
+    "euler_from_alignment", "fept_benchmark", "frame_transform", "simulate_acquisition",
+    "true_euler_deg",
     "ANTIPHASE_BOUNDARY", "ANTISITE", "DISLOCATION_CORE", "GRAIN_BOUNDARY", "SWAP",
     "CoreShellStrain", "Score", "ScrewDislocation", "UniformStrain", "displace",
     "fept_particle", "match_atoms", "nanoparticle", "project_atoms", "render_volume",
