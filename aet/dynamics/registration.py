@@ -10,11 +10,15 @@ Method
    found (eigenvectors of the 3×3 covariance). The principal-axis frame is ambiguous up to the
    sign and, for a nearly round particle, the order of its axes, so every proper
    sign/permutation matrix (24 of them) gives one seed rotation, plus the identity seed (no
-   rotation beyond the centroid shift).
-2. **Robust ICP** from each seed: nearest neighbours on a KD-tree of the reference, pairs
-   further than ``max_pair_distance_A`` dropped, the worst ``1 - trim_fraction`` of the rest
-   trimmed, Huber weights on the remaining distances (scale ``huber_A``), a weighted Kabsch
-   step; iterate until the update is below ``tol_A``.
+   rotation beyond the centroid shift); by default (``seeds="auto"``) the principal-axis seeds
+   are tried only when the identity seed does not give a good fit.
+2. **Robust ICP** from each seed, first on the atoms within ``start_radius_A`` of the
+   centroid and then on regions growing by 1.5× per stage (the lattice traps plain ICP once
+   the particle's rim is off by more than half a bond; a small central region is not trapped
+   and hands an accurate start to the next stage): nearest neighbours on a KD-tree of the
+   reference, pairs further than ``max_pair_distance_A`` dropped, the worst
+   ``1 - trim_fraction`` of the rest trimmed, Huber weights on the remaining distances
+   (scale ``huber_A``), a weighted Kabsch step; iterate until the update is below ``tol_A``.
 3. **Choice.** The seed whose converged solution has the lowest trimmed RMS distance wins; a
    species-mismatch fraction (when species are given) breaks the cubic-lattice ambiguity where
    the shape does not, and among solutions whose score is within ``tie_tolerance`` of the best
@@ -246,8 +250,9 @@ def _check_length(name, v):
 def register_rigid(moving, fixed, *, moving_species=None, fixed_species=None,
                    max_pair_distance_A: float = 1.5, trim_fraction: float = 0.9,
                    huber_A: float = 0.3, max_iter: int = 100, tol_A: float = 1e-5,
-                   seeds: str = "pca", tie_tolerance: float = 0.05,
-                   species_weight_A: float = 0.5, n_sample: int = 500, coarse_iter: int = 30,
+                   seeds: str = "auto", tie_tolerance: float = 0.05,
+                   species_weight_A: float = 0.5, n_sample: int = 400, coarse_iter: int = 15,
+                   start_radius_A: float = 6.0,
                    seed: int | np.random.Generator | None = 0) -> RigidTransform:
     """Rigidly register the atoms ``moving`` onto ``fixed`` (robust ICP, PCA seeds).
 
@@ -269,9 +274,12 @@ def register_rigid(moving, fixed, *, moving_species=None, fixed_species=None,
         Huber scale (Å): pairs further than this are down-weighted by ``huber_A / d``.
     max_iter, tol_A : int, float
         ICP stops after ``max_iter`` steps or once a step moves atoms by less than ``tol_A``.
-    seeds : {"pca", "identity"}
+    seeds : {"auto", "pca", "identity"}
         ``"pca"``: the identity seed plus the 24 principal-axis seeds; ``"identity"``: only
-        the centroid-aligned identity seed (fast, for small rotations).
+        the centroid-aligned identity seed; ``"auto"`` (default): the identity seed, and the
+        principal-axis seeds too unless it pairs ≥ 90 % of the atoms at a trimmed RMS
+        distance ≤ ``max_pair_distance_A / 2`` (between annealing steps the particle usually
+        turns little, and the growing-region ICP converges from up to ~15°).
     tie_tolerance : float
         Relative score margin within which the smallest rotation wins.
     species_weight_A : float
@@ -280,6 +288,9 @@ def register_rigid(moving, fixed, *, moving_species=None, fixed_species=None,
         The seeds are compared after ``coarse_iter`` ICP steps on a random subset of at most
         ``n_sample`` moving atoms; the three best (and any within ``tie_tolerance`` of the
         best) are then refined on all atoms.
+    start_radius_A : float
+        Radius (Å) of the central region of the first ICP stage; each later stage grows it by
+        1.5× until the whole particle is included (see step 2 above).
     seed : int or numpy.random.Generator, optional
         Randomness of that subset.
 
@@ -309,8 +320,8 @@ def register_rigid(moving, fixed, *, moving_species=None, fixed_species=None,
     huber_A = _check_length("huber_A", huber_A)
     tol_A = _check_length("tol_A", tol_A)
     trim_fraction = _check_fraction("trim_fraction", trim_fraction)
-    if seeds not in ("pca", "identity"):
-        raise ValueError(f"seeds must be 'pca' or 'identity', got {seeds!r}")
+    if seeds not in ("auto", "pca", "identity"):
+        raise ValueError(f"seeds must be 'auto', 'pca' or 'identity', got {seeds!r}")
     sp_m = sp_f = None
     if (moving_species is None) != (fixed_species is None):
         raise ValueError("pass both moving_species and fixed_species (or neither)")
@@ -324,10 +335,7 @@ def register_rigid(moving, fixed, *, moving_species=None, fixed_species=None,
     cm, _, Vm = principal_axes(mov)
     cf, _, Vf = principal_axes(fix)
     tree = cKDTree(fix)
-    seed_list = [("identity", np.eye(3))]
-    if seeds == "pca":
-        for k, P in enumerate(_signed_permutations()):
-            seed_list.append((f"pca-{k}", Vf @ P @ Vm.T))
+    pca_seeds = [(f"pca-{k}", Vf @ P @ Vm.T) for k, P in enumerate(_signed_permutations())]
     rng = np.random.default_rng(seed)
     sub = np.arange(mov.shape[0])
     if mov.shape[0] > n_sample:
@@ -335,12 +343,39 @@ def register_rigid(moving, fixed, *, moving_species=None, fixed_species=None,
     opts = {"max_pair_distance_A": max_pair_distance_A, "trim_fraction": trim_fraction,
             "huber_A": huber_A, "tol_A": tol_A}
     cands = []
-    for name, R0 in seed_list:
-        t0 = cf - R0 @ cm
-        R, t, rmsd, frac, it = _icp(mov[sub], tree, fix, R0, t0, max_iter=coarse_iter, **opts)
-        cands.append(_scored(name, R, t, rmsd, frac, it, mov[sub], tree,
-                             None if sp_m is None else sp_m[sub], sp_f,
-                             max_pair_distance_A, species_weight_A))
+    # growing regions: ICP on the atoms within r of the centroid, r growing by 1.5× per stage;
+    # the lattice traps plain ICP once the rim moves by more than ~d_nn/2, but a small central
+    # region converges from a large rotation and then hands an accurate start to the next
+    r_all = float(np.linalg.norm(mov - cm, axis=1).max())
+    radii = []
+    r = float(start_radius_A)
+    while r < r_all:
+        radii.append(r)
+        r *= 1.5
+    dist_c = np.linalg.norm(mov - cm, axis=1)
+    regions = []
+    for r in radii:
+        idx = np.flatnonzero(dist_c <= r)
+        if idx.size > n_sample:
+            idx = np.sort(rng.choice(idx, size=int(n_sample), replace=False))
+        if idx.size >= 10:
+            regions.append(mov[idx])
+    def run_seed(name, R0):
+        R, t = R0, cf - R0 @ cm
+        it = 0
+        for inner in regions:
+            R, t, _, _, k = _icp(inner, tree, fix, R, t, max_iter=coarse_iter, **opts)
+            it += k
+        R, t, rmsd, frac, k = _icp(mov[sub], tree, fix, R, t, max_iter=coarse_iter, **opts)
+        return _scored(name, R, t, rmsd, frac, it + k, mov[sub], tree,
+                       None if sp_m is None else sp_m[sub], sp_f, max_pair_distance_A,
+                       species_weight_A)
+
+    cands.append(run_seed("identity", np.eye(3)))
+    ok_identity = (cands[0]["inlier_fraction"] >= 0.9
+                   and cands[0]["rmsd_A"] <= 0.5 * max_pair_distance_A)
+    if seeds == "pca" or (seeds == "auto" and not ok_identity):
+        cands.extend(run_seed(name, R0) for name, R0 in pca_seeds)
     # refine the promising seeds (the best three and any within the tie margin) on all atoms
     cands.sort(key=lambda c: c["score"])
     best = cands[0]["score"]

@@ -123,3 +123,71 @@ def synthetic_series(nuclei_per_time: Sequence[Mapping[str, Sequence]], *,
         ts.append(shift)
         names.append(list(nuc))
     return models, {"R": Rs, "t": ts, "names": names}
+
+
+def _s(c, r):
+    return [(c, r)]
+
+
+def event_scenario() -> tuple[list[dict], list[tuple]]:
+    """Four times of a 26 Å particle with ten planted events of every type.
+
+    Returns ``(nuclei_per_time, events)``; ``events`` holds ``(step, type, names_from,
+    names_to)`` with ``step`` k meaning time k-1 → k. Nuclei are ≥ 3.8 Å apart (more than the
+    neighbour cutoff) unless they are meant to touch.
+    """
+    E = [((0, -7, -17), 5), ((0, 7, -17), 5), ((0, 0, -17), 5)]
+    D = [((-16, 6, 0), 5), ((-16, -8, 0), 5), ((-16, -1, 0), 5)]
+    t0 = {"A": _s((0, 0, 0), 5), "B": _s((14, 0, 0), 4.5), "D1": _s((-16, 6, 0), 4.5),
+          "D2": _s((-16, -8, 0), 4.5), "E": E, "F": _s((10, 10, 10), 5),
+          "H": _s((10, -10, 10), 5)}
+    t1 = {"A": _s((0, 0, 0), 6), "C": _s((0, 16, 0), 5.5), "D1": _s((-16, 6, 0), 4.5),
+          "D2": _s((-16, -8, 0), 4.5), "E": E, "F": _s((10, 10, 10), 5),
+          "H": _s((10, -10, 10), 5)}
+    t2 = {"A": _s((0, 0, 0), 6), "C": _s((0, 16, 0), 5.5), "D": D,
+          "E1": _s((0, -7, -17), 4.5), "E2": _s((0, 7, -17), 4.5), "F": _s((10, 10, 10), 5),
+          "H": _s((10, -10, 10), 5), "G": _s((-10, 0, 14), 4.5)}
+    t3 = {"A": _s((0, 0, 0), 7), "C": _s((0, 16, 0), 4.2), "D": D,
+          "E1": _s((0, -7, -17), 4.5), "E2": _s((0, 7, -17), 4.5), "F": _s((10, 10, 10), 5),
+          "G": _s((-10, 0, 14), 6)}
+    events = [(1, "growth", ("A",), ("A",)), (1, "dissolution", ("B",), ()),
+              (1, "birth", (), ("C",)),
+              (2, "merge", ("D1", "D2"), ("D",)), (2, "division", ("E",), ("E1", "E2")),
+              (2, "birth", (), ("G",)),
+              (3, "growth", ("A",), ("A",)), (3, "shrinkage", ("C",), ("C",)),
+              (3, "growth", ("G",), ("G",)), (3, "dissolution", ("H",), ())]
+    return [t0, t1, t2, t3], events
+
+
+def score_events(result, truth_nucleus: Sequence[np.ndarray], names: Sequence[Sequence[str]],
+                 planted: Sequence[tuple]) -> dict:
+    """Compare detected events with planted ones.
+
+    Each detected nucleus is named after the truth nucleus most of its atoms belong to
+    (``truth_nucleus``: per time, per atom, index into ``names`` of that time, -1 none); an
+    event is recovered when a detected event of the same step and type has the same names on
+    both sides. Returns ``recovered`` (fraction of planted events), ``phantoms`` (detected
+    events matching no planted one) and the lists.
+    """
+    naming = []
+    for k, (tn, nm) in enumerate(zip(truth_nucleus, names)):
+        lab = result.labels[k]
+        d = {}
+        for j in np.unique(lab[lab >= 0]).tolist():
+            v = np.asarray(tn)[lab == j]
+            vals, cnt = np.unique(v, return_counts=True)
+            best = vals[cnt.argmax()]
+            d[j] = nm[best] if best >= 0 else f"?{k}.{j}"
+        naming.append(d)
+    detected = []
+    for e in result.events.itertuples(index=False):
+        s = int(e.step)
+        nf = tuple(sorted(naming[s - 1][int(x)] for x in e.nuclei_from.split()))
+        nt = tuple(sorted(naming[s][int(x)] for x in e.nuclei_to.split()))
+        detected.append((s, e.event, nf, nt))
+    want = [(s, t, tuple(sorted(a)), tuple(sorted(b))) for s, t, a, b in planted]
+    hit = [w for w in want if w in detected]
+    phantoms = [d for d in detected if d not in want]
+    return {"recovered": len(hit) / max(len(want), 1), "phantoms": len(phantoms),
+            "missed": [w for w in want if w not in detected], "phantom_events": phantoms,
+            "detected": detected}
