@@ -310,9 +310,11 @@ class NucleusTracker:
         ds = xr.Dataset(data, coords={"atom": np.arange(sum(len(p) for p in pos)),
                                       "axis": ["x", "y", "z"]})
         if self._summary is not None:
-            for k, v in self._summary.data_vars.items():
-                ds[_REG_PREFIX + k] = v.rename({d: f"registration_{d}" for d in v.dims
-                                                if d in ("row", "col")})
+            summ = self._summary.drop_vars("time_index").rename(
+                {"time_index": "time", "row": "registration_row", "col": "registration_col"})
+            for k, v in summ.data_vars.items():
+                ds[_REG_PREFIX + k] = v
+            ds = ds.assign_coords(time=self._times)
         attrs = dict(self._attrs)
         attrs.update({CLASS_ATTR: "NucleusTracker", "times_min": self._times.tolist(),
                       "order": "" if self._order is None else self._order, "kind": self._kind,
@@ -362,11 +364,12 @@ class NucleusTracker:
         obj = object.__new__(cls)
         obj._set(models, times, order, kind, attrs, None, None, None)
         if registered:
-            summary = xr.Dataset({k[len(_REG_PREFIX):]: ds[k].rename(
-                {d: d[len(_REG_PREFIX):] for d in ds[k].dims if d.startswith(_REG_PREFIX)})
-                for k in ds.data_vars if k.startswith(_REG_PREFIX)})
-            summary = summary.drop_vars([c for c in summary.coords if c not in
-                                         ("time_index", "axis")])
+            summary = xr.Dataset({k[len(_REG_PREFIX):]: ds[k] for k in ds.data_vars
+                                  if k.startswith(_REG_PREFIX)})
+            summary = summary.drop_vars([c for c in summary.coords if c != "axis"])
+            summary = summary.rename({"time": "time_index", "registration_row": "row",
+                                      "registration_col": "col"})
+            summary = summary.assign_coords(time_index=np.arange(times.size))
             summary.attrs = reg_attrs
             reg = []
             for i, d in enumerate(models):
