@@ -8,6 +8,7 @@
   angle errors, tilt axis, carbon background — all recorded)
 - benchmark cases: :func:`fept_benchmark` → :class:`Benchmark`
 - scoring: :func:`score` → :class:`Score`
+- 4D: :func:`nucleation_series` → :class:`NucleationSeries` (true nuclei and events)
 """
 
 from .benchmark import Benchmark, fept_benchmark
@@ -21,6 +22,7 @@ from .degrade import (
     true_euler_deg,
 )
 from .forward import project_atoms, render_volume, rotation_matrices
+from .nucleation import NucleationEvent, NucleationSeries, nucleation_series
 from .score import Score, match_atoms, score
 from .structures import (
     ANTIPHASE_BOUNDARY,
@@ -39,7 +41,7 @@ from .structures import (
 __all__ = [
     "Acquisition", "Benchmark", "add_detector_noise", "carbon_background",
     "euler_from_alignment", "fept_benchmark", "frame_transform", "simulate_acquisition",
-    "true_euler_deg",
+    "true_euler_deg", "NucleationEvent", "NucleationSeries", "nucleation_series",
     "ANTIPHASE_BOUNDARY", "ANTISITE", "DISLOCATION_CORE", "GRAIN_BOUNDARY", "SWAP",
     "CoreShellStrain", "Score", "ScrewDislocation", "UniformStrain", "displace",
     "fept_particle", "match_atoms", "nanoparticle", "project_atoms", "render_volume",

@@ -9,7 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["aet.simulate.forward", "aet.simulate.structures",
-                                    "aet.simulate.score", "aet.simulate.benchmark"])
+                                    "aet.simulate.score", "aet.simulate.benchmark",
+                                    "aet.simulate.nucleation"])
 def test_docstring_examples(module):
     mod = importlib.import_module(module)
     failures, tried = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
