@@ -6,9 +6,13 @@ Public functions
   ``TiltSeries.reconstruct`` calls) work on xarray objects in the DESIGN.md frame.
 - :func:`forward_project` / :func:`back_project` are the array-level matched pair (NumPy in,
   NumPy out, voxel units) used by projection matching; :class:`Projector` keeps one geometry.
+- :func:`genfire`, :func:`fourier_slice_values` (gridding or exact NUFFT), :func:`estimate_support`.
 """
 
+from .fourier import fourier_slice_values, genfire
 from .project import project
 from .projector import Projector, back_project, forward_project, rotation_matrices
+from .reconstruct import METHODS, estimate_support, reconstruct
 
-__all__ = ["Projector", "back_project", "forward_project", "project", "rotation_matrices"]
+__all__ = ["METHODS", "Projector", "back_project", "estimate_support", "forward_project",
+           "fourier_slice_values", "genfire", "project", "reconstruct", "rotation_matrices"]

@@ -1,0 +1,254 @@
+"""``reconstruct``: tilt series DataArray → volume DataArray (what ``TiltSeries.reconstruct``
+calls), plus support estimation."""
+
+from __future__ import annotations
+
+import time
+
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+
+from . import algorithms as alg
+from ._common import euler_of, is_dask, spacing_of, volume_dataarray
+from .fourier import genfire
+from .projector import Projector, is_single_axis_euler
+
+METHODS = ("genfire", "resire", "sirt", "wbp")
+_DEFAULT_ITER = {"genfire": 100, "resire": 50, "sirt": 100, "wbp": 0}
+_MIN_RANGE_DEG = 20.0
+
+
+def estimate_support(vol_zyx, *, threshold: float = 0.1, sigma: float = 1.0,
+                     dilation: int = 2) -> np.ndarray:
+    """Support mask from a first reconstruction: Gaussian-smooth (``sigma`` voxels), keep voxels
+    above ``threshold`` × max, dilate by ``dilation`` voxels. Returns bool ``(z, y, x)``."""
+    v = ndimage.gaussian_filter(np.asarray(vol_zyx, dtype=np.float32), sigma)
+    mask = v > threshold * float(v.max())
+    if dilation > 0:
+        mask = ndimage.binary_dilation(mask, iterations=int(dilation))
+    if not mask.any():
+        raise ValueError("estimate_support found no voxel above the threshold; lower "
+                         "support_threshold or check the projections")
+    return mask
+
+
+def _check_angles(euler: np.ndarray, method: str) -> None:
+    th = euler[:, 1]
+    need = 5 if method == "wbp" else 3
+    if len(th) < need:
+        raise ValueError(
+            f"angles has {len(th)} projection(s); method {method!r} needs at least {need} "
+            f"projections spread over ≥ {_MIN_RANGE_DEG:g}° of tilt"
+        )
+    rng = float(th.max() - th.min())
+    if rng < _MIN_RANGE_DEG:
+        raise ValueError(
+            f"angles cover only {rng:.1f}° of tilt ({th.min():+.1f}° to {th.max():+.1f}°); "
+            f"method {method!r} needs ≥ {_MIN_RANGE_DEG:g}° — record a wider tilt range"
+        )
+
+
+def _check_finite(arr, name="projections"):
+    if not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} contain {bad} NaN/inf value(s); replace or mask them (e.g. "
+                         f"numpy.nan_to_num) before reconstructing")
+
+
+def reconstruct(da: xr.DataArray, *, method: str = "genfire", n_iter: int | None = None,
+                thickness: int | None = None, pad_x: int = 0, pad_y: int = 0,
+                crop: bool = True, support=None, support_threshold: float = 0.1,
+                positivity: bool = True, filter: str = "ramp", step: float = 1.0,
+                accelerate: bool = True, relaxation: float = 1.0,
+                oversampling: float = 2.0, interpolation_cutoff: float = 0.5,
+                resolution_extension: str | None = "suppression",
+                r_free_fraction: float = 0.05, tol: float = 0.0, seed=0, progress=None):
+    """Reconstruct a volume from a tilt series.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Projections ``(angle, y, x)`` (coords ``angle`` = θ in degrees, optional ``phi``/``psi``;
+        y, x in Å centred at ``n // 2``; attrs ``pixel_size_A``). The tilt axis is y.
+    method : {"genfire", "resire", "sirt", "wbp"}
+        GENFIRE (Fourier iterations, Pryor et al. 2017), RESIRE (real-space gradient descent,
+        Pham et al. 2023), SIRT, or weighted/filtered back projection.
+    n_iter : int, optional
+        Iterations (default: genfire 100, resire 50, sirt 100).
+    thickness : int, optional
+        nz of the volume in voxels (default: the detector width nx).
+    pad_x, pad_y : int
+        Extended objects (films): voxels added to the box on each side along x (and y); the data
+        term counts only the measured field of view (the detector stays its own size), so
+        material entering and leaving the view at high tilt is reconstructed, not aliased.
+        RESIRE, SIRT and WBP only.
+    crop : bool
+        Return only the measured field of view of a padded box (default True).
+    support : None, "auto" or bool array (nz, ny, nx)
+        Voxels allowed to be non-zero. ``"auto"``: estimated from a first (WBP) reconstruction
+        by :func:`estimate_support` with ``support_threshold``.
+    positivity : bool
+        Clip negative voxels each iteration (all iterative methods; WBP: clip at the end).
+    filter : {"ramp", "shepp-logan", "hann"}
+        WBP filter.
+    step, accelerate
+        RESIRE step (× 1/L, L = max(AᵀA·1) ≈ projections × size) and Nesterov momentum.
+    relaxation
+        SIRT relaxation λ.
+    oversampling, interpolation_cutoff, resolution_extension, r_free_fraction
+        GENFIRE options (see :func:`aet.reconstruct.fourier.genfire`); oversampling ≥ 1.
+    tol : float
+        Stop an iterative method when R1 changes by less than ``tol`` (relative).
+    seed : int or Generator
+        R_free selection (GENFIRE).
+    progress : bool, optional
+        Show a tqdm bar (default: only when stderr is a terminal).
+
+    Returns
+    -------
+    volume : xarray.DataArray
+        ``(z, y, x)`` float32 with attrs ``voxel_size_A`` = ``pixel_size_A``, coords in Å centred
+        at ``n // 2``. Lazy (chunked along y, each block of slices reconstructed independently)
+        when ``da`` is dask-backed and the series is single-axis (not GENFIRE).
+    result : dict
+        Convergence record (``r1`` per iteration or GENFIRE ``error``), per-projection R1,
+        R_free (GENFIRE), timings. Empty of data-dependent numbers for a lazy result.
+    """
+    if not isinstance(da, xr.DataArray):
+        raise TypeError(f"da must be an xarray.DataArray (angle, y, x), got {type(da).__name__}")
+    if tuple(da.dims) != ("angle", "y", "x"):
+        raise ValueError(f"da must have dims ('angle', 'y', 'x'), got {tuple(da.dims)}; merge "
+                         f"frames first with TiltSeries.register_frames()")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    euler = euler_of(da)
+    _check_angles(euler, method)
+    px = spacing_of(da, "pixel_size_A")
+    n, nyd, nxd = da.shape
+    if n_iter is None:
+        n_iter = _DEFAULT_ITER[method]
+    if method != "wbp" and (not isinstance(n_iter, (int, np.integer)) or n_iter < 1):
+        raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}")
+    if not (isinstance(oversampling, (int, float)) and oversampling >= 1):
+        raise ValueError(f"oversampling must be a number ≥ 1 (grid / object size), got "
+                         f"{oversampling!r}; GENFIRE uses 2–4")
+    if pad_x < 0 or pad_y < 0:
+        raise ValueError(f"pad_x and pad_y must be ≥ 0 voxels, got {pad_x}, {pad_y}")
+    nz = nxd if thickness is None else int(thickness)
+    if nz < 1:
+        raise ValueError(f"thickness must be ≥ 1 voxel, got {thickness!r}")
+    vol_shape = (nz, nyd + 2 * pad_y, nxd + 2 * pad_x)
+    single = is_single_axis_euler(euler) and pad_y == 0
+    if method == "genfire" and (pad_x or pad_y):
+        raise ValueError("pad_x/pad_y (extended objects) are not supported by method='genfire' "
+                         "(its Fourier grid assumes an isolated object); use method='resire'")
+    sup = _check_support(support, vol_shape)
+    opts = dict(method=method, n_iter=n_iter, positivity=positivity, filter=filter, step=step,
+                accelerate=accelerate, relaxation=relaxation, tol=tol, progress=progress)
+    attrs = {k: v for k, v in da.attrs.items()
+             if k not in ("pixel_size_A", "aet_class", "provenance", "units")}
+    data = da.data
+    if is_dask(data) and single and method != "genfire" and not isinstance(support, str):
+        out = _lazy_single_axis(data, euler, vol_shape, sup, opts, crop, pad_x)
+        result = {"method": method, "lazy": True, "n_iter": n_iter,
+                  "chunks_y": list(out.chunks[1])}
+        return volume_dataarray(out, px, attrs), result
+    b = np.asarray(data, dtype=np.float32)
+    _check_finite(b)
+    t0 = time.perf_counter()
+    if isinstance(support, str):
+        first = _run(b, euler, vol_shape, None, dict(opts, method="wbp", progress=False),
+                     single)[0]
+        sup = estimate_support(first, threshold=support_threshold)
+    if method == "genfire":
+        vol, rec = genfire(b, euler, vol_shape, oversampling=oversampling, n_iter=n_iter,
+                           interpolation_cutoff=interpolation_cutoff, positivity=positivity,
+                           support=sup, r_free_fraction=r_free_fraction,
+                           resolution_extension=resolution_extension, seed=seed,
+                           progress=progress)
+        op = Projector(euler, vol_shape, detector_shape=(nyd, nxd))
+        r1p = alg.r1_per_projection(op, op.to_internal_volume(vol),
+                                    op.to_internal_projections(b))
+    else:
+        vol, rec, r1p = _run(b, euler, vol_shape, sup, opts, single)
+    result = {"method": method, "convergence": rec, "r1_per_projection": r1p.tolist(),
+              "r1": float(np.nanmean(r1p)), "volume_shape": list(vol_shape),
+              "time_s": time.perf_counter() - t0}
+    if sup is not None:
+        result["support_voxels"] = int(np.count_nonzero(sup))
+    if crop and pad_x:
+        vol = vol[:, :, pad_x:pad_x + nxd]
+    if crop and pad_y:
+        vol = vol[:, pad_y:pad_y + nyd, :]
+    return volume_dataarray(np.ascontiguousarray(vol), px, attrs), result
+
+
+def _check_support(support, vol_shape):
+    if support is None:
+        return None
+    if isinstance(support, str):
+        if support != "auto":
+            raise ValueError(f"support must be None, 'auto' or a bool array, got {support!r}")
+        return None
+    s = np.asarray(support)
+    if s.shape != tuple(vol_shape):
+        raise ValueError(f"support has shape {s.shape} but the volume is {tuple(vol_shape)} "
+                         f"(z, y, x); pass a mask of the volume's shape (thickness, padding "
+                         f"included)")
+    s = s.astype(bool)
+    if not s.any():
+        raise ValueError("support is empty (no True voxel); pass a mask that contains the "
+                         "object, or support='auto'")
+    return s
+
+
+def _run(b, euler, vol_shape, sup, opts, single, parallel=True):
+    """In-memory WBP/SIRT/RESIRE: returns (vol zyx, record, r1 per projection)."""
+    nyd, nxd = b.shape[1:]
+    op = Projector(euler, vol_shape, detector_shape=(nyd, nxd), parallel=parallel,
+                   single_axis=single)
+    bi = op.to_internal_projections(b)
+    s_int = None if sup is None else op.to_internal_volume(sup)
+    method = opts["method"]
+    if method == "wbp":
+        x, rec = alg.wbp(op, bi, filter=opts["filter"], positivity=opts["positivity"])
+        if s_int is not None:
+            x *= s_int
+    elif method == "sirt":
+        x, rec = alg.sirt(op, bi, n_iter=opts["n_iter"], relaxation=opts["relaxation"],
+                          positivity=opts["positivity"], support=s_int, tol=opts["tol"],
+                          progress=opts["progress"])
+    else:
+        x, rec = alg.resire(op, bi, n_iter=opts["n_iter"], step=opts["step"],
+                            positivity=opts["positivity"], support=s_int,
+                            accelerate=opts["accelerate"], tol=opts["tol"],
+                            progress=opts["progress"])
+    r1p = alg.r1_per_projection(op, x, bi)
+    return op.from_internal_volume(x), rec, r1p
+
+
+def _lazy_single_axis(data, euler, vol_shape, sup, opts, crop, pad_x):
+    """Each block of y-slices is an independent 2D problem: dask map_blocks, serial kernels."""
+    nz, _, nxv = vol_shape
+    nxd = data.shape[2]
+    proj = data.rechunk({0: -1, 2: -1})
+    out_nx = nxd if (crop and pad_x) else nxv
+    opts = dict(opts, progress=False)
+    args = [proj]
+    if sup is not None:
+        args.append(dsa.from_array(sup, chunks=(nz, proj.chunks[1], nxv)))
+    return dsa.map_blocks(_reconstruct_block, *args, euler=euler, nz=nz, nxv=nxv,
+                          opts=opts, crop_x=(pad_x if crop else 0), out_nx=out_nx,
+                          chunks=((nz,), proj.chunks[1], (out_nx,)), dtype=np.float32,
+                          meta=np.empty((0, 0, 0), np.float32))
+
+
+def _reconstruct_block(proj, sup=None, *, euler, nz, nxv, opts, crop_x, out_nx):
+    b = np.asarray(proj, dtype=np.float32)
+    _check_finite(b)
+    vol, _, _ = _run(b, euler, (nz, b.shape[1], nxv), sup, opts, True, parallel=False)
+    if crop_x:
+        vol = vol[:, :, crop_x:crop_x + out_nx]
+    return np.ascontiguousarray(vol)
