@@ -83,3 +83,54 @@ def make_object(array, *, path: Path, fmt: str, kind: str | None, metadata: dict
     else:
         raise ValueError(f"{fmt} files hold arrays, not atomic models (kind={kind!r})")
     return type(obj)._wrap(with_provenance(obj.data, "open", src))
+
+
+class _GuardedArray:
+    """Array-like over a lazily indexed backend array whose reads raise
+    :class:`~aet.errors.CorruptFileError` (naming the file) instead of a library's own error.
+
+    Lazy stores are read chunk by chunk long after ``open``; a damaged chunk must still come
+    out as a documented error.
+    """
+
+    def __init__(self, inner, path, name):
+        self.inner, self.path, self.name = inner, str(path), name
+        self.shape, self.dtype, self.ndim = tuple(inner.shape), inner.dtype, len(inner.shape)
+
+    def __getitem__(self, key):
+        from ..errors import CorruptFileError
+
+        try:
+            return np.asarray(self.inner[key].values)
+        except Exception as exc:  # the codec/storage layers raise many types
+            raise CorruptFileError(
+                f"{self.path!r}: variable {self.name!r} could not be read at {key}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+
+def guard_lazy_dataset(ds, path):
+    """Return ``ds`` with every data variable as a dask array over a :class:`_GuardedArray`
+    (chunks = the store's own chunks, so one block reads exactly one stored chunk)."""
+    import os
+
+    import dask.array as dsa
+    from dask.base import tokenize
+
+    out = ds.copy()
+    mtime = os.stat(path).st_mtime_ns
+    for name, var in ds.data_vars.items():
+        inner = var.variable  # lazily indexed: indexing it reads only what is asked for
+        chunks = var.encoding.get("preferred_chunks") or {}
+        enc = var.encoding.get("chunks") or var.encoding.get("chunksizes")
+        if enc is not None and len(enc) == var.ndim:
+            chunk_shape = tuple(int(c) for c in enc)
+        else:
+            chunk_shape = tuple(int(chunks.get(d, n)) for d, n in zip(var.dims, var.shape))
+        if var.ndim == 0:
+            continue
+        arr = dsa.from_array(_GuardedArray(inner, path, name), chunks=chunk_shape,
+                             name=f"aet-open-{tokenize(str(path), name, mtime)}",
+                             asarray=False, fancy=False)
+        out[name] = var.copy(data=arr)
+    return out

@@ -203,12 +203,23 @@ def _origin_shift(path: Path, fmt: str | None):
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+    raw = None
     if fmt == "vasp":
         first = text.splitlines()[0] if text else ""
         if first.startswith("aet origin_shift_A"):
-            return np.asarray(json.loads(first.split("aet origin_shift_A", 1)[1]))
+            raw = first.split("aet origin_shift_A", 1)[1]
     if fmt == "cif":
         for line in text.splitlines()[::-1]:
             if line.startswith("# aet_origin_shift_A"):
-                return np.asarray(json.loads(line.split("aet_origin_shift_A", 1)[1]))
-    return None
+                raw = line.split("aet_origin_shift_A", 1)[1]
+                break
+    if raw is None:
+        return None
+    try:
+        shift = np.asarray(json.loads(raw), dtype=np.float64)
+    except (json.JSONDecodeError, ValueError, TypeError):
+        shift = None
+    if shift is None or shift.shape != (3,) or not np.all(np.isfinite(shift)):
+        raise CorruptFileError(f"{str(path)!r}: the aet origin shift {raw.strip()!r} is not "
+                               f"three numbers (damaged file?)")
+    return shift

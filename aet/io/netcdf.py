@@ -9,6 +9,7 @@ import xarray as xr
 
 from ..errors import CorruptFileError
 from ..model._meta import CLASS_ATTR
+from ._common import guard_lazy_dataset
 from .zarr_ import _apply_overrides, from_dataset, to_dataset
 
 
@@ -29,7 +30,7 @@ def _has_h5netcdf() -> bool:
 
 def read(path: Path, *, kind=None, **metadata):
     try:
-        ds = xr.open_dataset(path, chunks={})
+        ds = guard_lazy_dataset(xr.open_dataset(path, chunks=None), path)
     except Exception as exc:
         raise CorruptFileError(f"{str(path)!r} is not a readable NetCDF/HDF5 file: {exc}") \
             from None

@@ -8,6 +8,7 @@ import xarray as xr
 
 from ..errors import CorruptFileError, MetadataError
 from ..model._meta import CLASS_ATTR
+from ._common import guard_lazy_dataset
 
 _VAR = {"TiltSeries": "projections", "Volume": "volume"}
 
@@ -74,10 +75,14 @@ def write(obj, path: Path, *, chunks=None) -> None:
 
 def read(path: Path, *, kind=None, **metadata):
     try:
-        ds = xr.open_zarr(path, consolidated=None)
+        ds = xr.open_zarr(path, consolidated=None, chunks=None)
+        ds = guard_lazy_dataset(ds, path)  # lazy, and damaged chunks raise CorruptFileError
+        obj = from_dataset(ds, source=str(path))
+    except (CorruptFileError, MetadataError):
+        raise
     except Exception as exc:  # zarr raises many types for a broken store
-        raise CorruptFileError(f"{str(path)!r} is not a readable Zarr store: {exc}") from None
-    obj = from_dataset(ds, source=str(path))
+        raise CorruptFileError(f"{str(path)!r} is not a readable Zarr store: "
+                               f"{type(exc).__name__}: {exc}") from None
     return _apply_overrides(obj, kind, metadata, path)
 
 
