@@ -1,6 +1,17 @@
 """aet.atoms: tracing, species classification, refinement against the projections,
-per-atom uncertainty, surface flags and clean-up."""
+per-atom uncertainty, surface flags and clean-up.
 
+Public functions (core level: xarray in, xarray out; the facades ``Volume.trace_atoms``,
+``AtomicModel.classify/.refine/...`` call them):
+
+- :func:`trace` — refined 3D local maxima with greedy minimum-distance acceptance;
+- :func:`classify` — species from local volume profiles (+ non-atom class, confidence);
+- :func:`refine` — heights, B-factors and positions against the projections;
+- :func:`uncertainty` — per-atom position uncertainty (Cramér–Rao or bootstrap);
+"""
+
+from .classification import classify, local_profiles
+from .refinement import refine, uncertainty
 from .tracing import trace
 
-__all__ = ["trace"]
+__all__ = ["classify", "local_profiles", "refine", "trace", "uncertainty"]

@@ -1,0 +1,132 @@
+"""Species classification: known species from phantoms, non-atom class, local variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import aet
+from aet.atoms import classify, trace
+from aet.atoms.classification import gmm_1d, kmeans_1d, local_profiles
+from aet.testing import gaussian_atoms_volume
+
+
+def lattice_sites(n_side, spacing_A):
+    r = (np.arange(n_side) - (n_side - 1) / 2) * spacing_A
+    return np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def make_case(rng, heights_by_class, *, n_side=5, spacing=2.8, vs=0.4, noise=0.03,
+              gradient=0.0, n_noise_peaks=0):
+    sites = lattice_sites(n_side, spacing)
+    sites = sites + rng.normal(0, 0.05, sites.shape)
+    cls = rng.integers(0, len(heights_by_class), len(sites))
+    h = np.asarray(heights_by_class)[cls]
+    extent = sites[:, 0].max()
+    h = h * (1 + gradient * sites[:, 0] / extent)
+    pts, hh = [sites], [h]
+    if n_noise_peaks:  # weak spurious blobs in the gaps between atoms
+        gaps = sites[rng.choice(len(sites), n_noise_peaks, replace=False)] + spacing / 2
+        pts.append(gaps)
+        hh.append(np.full(n_noise_peaks, 0.12 * min(heights_by_class)))
+    n = int(2 * (extent + spacing + 2) / vs) + 1
+    vol = gaussian_atoms_volume(np.vstack(pts), (n, n, n), vs, sigma_A=0.45,
+                                heights=np.concatenate(hh)).values
+    vol = vol + rng.normal(0, noise * max(heights_by_class), vol.shape)
+    return aet.Volume(vol, voxel_size_A=vs), sites, cls
+
+
+def match(ds, sites):
+    from scipy.spatial import cKDTree
+
+    d, i = cKDTree(ds["position"].values).query(sites)
+    return d, i
+
+
+def test_gmm_and_kmeans_recover_known_1d_classes(rng):
+    x = np.concatenate([rng.normal(1, 0.1, 300), rng.normal(3, 0.2, 200), rng.normal(7, 0.3, 100)])
+    lab, mu, sd, w, _ = gmm_1d(x, 3)
+    np.testing.assert_allclose(mu, [1, 3, 7], atol=0.05)
+    np.testing.assert_allclose(sd, [0.1, 0.2, 0.3], atol=0.03)
+    np.testing.assert_allclose(w, [0.5, 1 / 3, 1 / 6], atol=0.01)
+    klab, kc = kmeans_1d(x, 3)
+    np.testing.assert_allclose(kc, [1, 3, 7], atol=0.05)
+    assert np.mean(klab == np.repeat([0, 1, 2], [300, 200, 100])) > 0.99
+
+
+def test_profiles_are_centred_trilinear_samples():
+    vol = gaussian_atoms_volume([[0.2, -0.1, 0.3]], (15, 15, 15), 0.5, sigma_A=0.6)
+    prof = local_profiles(vol.data, np.array([[0.2, -0.1, 0.3]]), box=3)
+    assert prof.shape == (1, 27)
+    assert np.argmax(prof[0]) == 13  # the centre sample is the maximum
+    from scipy.ndimage import map_coordinates
+
+    idx = vol.positions_to_indices([[0.2, -0.1, 0.3]])[0]
+    off = np.stack(np.meshgrid(*(np.arange(-1.0, 2.0),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    ref = map_coordinates(vol.values, (idx + off).T, order=1)
+    np.testing.assert_allclose(prof[0], ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{}, {"method": "kmeans"}, {"box": 3},
+                                {"box": 7, "box_step": 1 / 3}])
+def test_three_species_are_recovered_exactly(kw, rng):
+    vol, sites, cls = make_case(rng, [1.0, 1.9, 3.2])
+    ds = trace(vol.data, threshold=0.4)
+    out, res = classify(ds, ["Fe", "Pd", "Pt"], volume=vol.data, **kw)
+    assert res["converged"]
+    d, i = match(out, sites)
+    assert d.max() < 0.2
+    got = out["species"].values[i]
+    expect = np.array(["Fe", "Pd", "Pt"])[cls]
+    assert np.mean(got == expect) == 1.0
+    conf = out["class_confidence"].values
+    assert np.all((conf >= 0) & (conf <= 1)) and np.median(conf) > 0.5
+
+
+def test_noise_peaks_go_to_the_non_atom_class_and_are_dropped(rng):
+    vol, sites, cls = make_case(rng, [1.0, 2.5], n_noise_peaks=25, noise=0.01)
+    ds = trace(vol.data, threshold=0.06)
+    assert ds.sizes["atom"] >= len(sites) + 20  # the spurious peaks were traced too
+    out, res = classify(ds, ["Fe", "Pt"], volume=vol.data)
+    assert res["n_non_atoms"] == ds.sizes["atom"] - len(sites)
+    assert out.sizes["atom"] == len(sites)
+    d, i = match(out, sites)
+    assert d.max() < 0.2
+    assert np.mean(out["species"].values[i] == np.array(["Fe", "Pt"])[cls]) == 1.0
+    kept, _ = classify(ds, ["Fe", "Pt"], volume=vol.data, drop_non_atoms=False)
+    assert np.count_nonzero(kept["species"].values == "X") == res["n_non_atoms"]
+    # a single species works as well (atoms vs noise)
+    vol1, sites1, _ = make_case(rng, [2.0], n_noise_peaks=25, noise=0.01)
+    ds1 = trace(vol1.data, threshold=0.06)
+    one, r1 = classify(ds1, ["Pt"], volume=vol1.data)
+    assert one.sizes["atom"] == len(sites1)
+    assert r1["n_non_atoms"] == ds1.sizes["atom"] - len(sites1)
+    assert match(one, sites1)[0].max() < 0.2
+
+
+def test_local_variant_follows_an_intensity_gradient(rng):
+    vol, sites, cls = make_case(rng, [1.0, 1.5], gradient=0.45, n_side=6, noise=0.01)
+    ds = trace(vol.data, threshold=0.3)
+    glob, _ = classify(ds, ["Fe", "Pt"], volume=vol.data, non_atom=False)
+    loc, _ = classify(ds, ["Fe", "Pt"], volume=vol.data, non_atom=False, local_radius_A=6.0)
+    expect = np.array(["Fe", "Pt"])[cls]
+    acc_g = np.mean(glob["species"].values[match(glob, sites)[1]] == expect)
+    acc_l = np.mean(loc["species"].values[match(loc, sites)[1]] == expect)
+    assert acc_g < 0.9  # a global split confuses bright Fe with dim Pt
+    assert acc_l >= 0.97
+
+
+def test_facade_and_errors(rng):
+    vol, sites, cls = make_case(rng, [1.0, 2.5], n_side=3)
+    model = vol.trace_atoms(threshold=0.4).classify(["Fe", "Pt"], volume=vol)
+    assert model.provenance[-1]["op"] == "classify"
+    assert model.provenance[-1]["result"]["counts"]["Pt"] == int(np.sum(cls == 1))
+    ds = model.data
+    with pytest.raises(ValueError, match="ordered light → heavy"):
+        classify(ds, ["Pt", "Fe"], volume=vol.data)
+    with pytest.raises(ValueError, match="box must be odd"):
+        classify(ds, ["Fe", "Pt"], volume=vol.data, box=4)
+    with pytest.raises(TypeError, match="species must be a non-empty list"):
+        classify(ds, "Pt", volume=vol.data)
+    with pytest.raises(ValueError, match="method must be 'gmm' or 'kmeans'"):
+        classify(ds, ["Fe", "Pt"], volume=vol.data, method="em")
