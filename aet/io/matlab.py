@@ -409,6 +409,7 @@ def read(path: Path, *, kind=None, variable: str | None = None, angles=None,
                 raise MissingVariableError(f"{str(path)!r} has no variable {an!r}; it holds: "
                                            f"{_describe(variables)}")
             a, from_file = _orient_angles(variables[an], n, f"{path}:{an}"), True
+            source = f"{path}:{an}"
     if a is not None:
         a = resolve_angles(a, n=n, euler_convention=euler_convention, from_file=from_file,
                            source=source)
@@ -454,7 +455,8 @@ def _positions(arr, path, name):
     if a.dtype.kind not in "iuf" or a.ndim != 2 or 3 not in a.shape:
         raise CorruptFileError(f"{str(path)!r}: variable {name!r} has shape {a.shape} "
                                f"{a.dtype}; atom positions must be 3 × N (x, y, z in Å)")
-    return (a.T if a.shape[0] == 3 and a.shape[1] != 3 else a).astype(np.float64)
+    # the AET layout is 3 × N (also when N = 3); N × 3 only when the first dim is not 3
+    return (a.T if a.shape[0] == 3 else a).astype(np.float64)
 
 
 def _read_model(path, variables, *, variable, species, types, types_variable, metadata):
