@@ -204,7 +204,10 @@ def fept_benchmark(size: str = "standard", *, seed: int = 0, nonlinear: bool | s
         cross_section_A2=cross_sections(truth.species, z_exponent=acq["z_exponent"],
                                         reference_cross_section_A2=acq[
                                             "reference_cross_section_A2"]))
-    truth = AtomicModel(truth.data.assign_coords(atom=np.arange(n)))
+    ds = truth.data.assign_coords(atom=np.arange(n))
+    ds.attrs.pop("provenance", None)
+    truth = AtomicModel._from_core(ds, op="simulate.fept_benchmark",
+                                   params={"size": size, "seed": int(seed)})
     angles = np.linspace(-acq["max_tilt_deg"], acq["max_tilt_deg"], int(acq["n_angles"]))
     shape = tuple(int(s) for s in acq["shape"])
     a = simulate_acquisition(

@@ -5,7 +5,8 @@ The acquisition model (all lengths Å, angles degrees; image frame: x, y with 0 
 1. **Geometry.** Projection ``k`` is nominally at tilt θ_k about y. The true rotation adds the
    Euler angle errors (dφ, dθ, dψ)_k and an in-plane rotation α of the tilt axis:
    R_true = R_z(α)·R_zyz(dφ, θ + dθ, dψ)·R_z(−α) = R_zyz(α + dφ, θ + dθ, dψ − α), about a
-   rotation centre ``o = δ (cos α, sin α, 0)`` (tilt-axis offset δ ⊥ the axis). An atom at
+   rotation centre ``o = δ (cos α, sin α, 0)`` (tilt-axis offset δ ⊥ the axis). The tilt
+   axis thus runs along (−sin α, cos α) in the image (x, y): +y turned by α towards −x. An atom at
    ``q`` lands at ``p = xy(R_true (q − o) + o) + s_k`` with the per-projection shift ``s_k``.
 2. **Frames, drift, scan distortion.** Each projection is ``n_frames`` frames. In frame ``f``
    the sample has drifted by ``d(t) = d0_f + v_f t`` (t in frames, 0 at the frame start; ``d0``
@@ -41,7 +42,6 @@ from .forward import (
     cross_sections,
     euler_array,
     forward_images,
-    gaussian_blur_fft,
     project_positions,
 )
 
@@ -123,7 +123,11 @@ def carbon_background(angles_deg, shape, pixel_size_A: float, *, thickness_A: fl
                         reference_cross_section_A2=reference_cross_section_A2)[0]
     mean = sc * CARBON_ATOMS_PER_A3 * thickness_A * pixel_size_A**2 / np.cos(th)
     noise = rng.normal(size=(len(th), ny, nx))
-    field_ = gaussian_blur_fft(noise, correlation_A, pixel_size_A)
+    # periodic Gaussian filtering of white noise (a stationary random field; no padding)
+    ky = np.fft.fftfreq(ny, d=pixel_size_A)[:, None]
+    kx = np.fft.rfftfreq(nx, d=pixel_size_A)[None, :]
+    tf = np.exp(-2 * math.pi**2 * correlation_A**2 * (ky**2 + kx**2))
+    field_ = np.fft.irfft2(np.fft.rfft2(noise) * tf, s=(ny, nx))
     field_ = field_ - field_.mean(axis=(1, 2), keepdims=True)
     rms = field_.std(axis=(1, 2), keepdims=True)
     field_ = field_ / np.where(rms > 0, rms, 1.0)
@@ -202,7 +206,9 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
         ``psi_true_deg``, ``total_shift_x_A``, ``total_shift_y_A`` (shift plus the effect of
         the axis offset); over ``(angle, frame)``: ``drift_x_A``, ``drift_y_A`` (at the frame
         start, relative to frame 0), ``drift_velocity_x_A``, ``drift_velocity_y_A`` (Å per
-        frame), ``scan_xx``, ``scan_xy``, ``scan_yx``, ``scan_yy`` (S); attrs
+        frame), ``frame_offset_x_A``, ``frame_offset_y_A`` (drift at the frame's middle row,
+        ``d0 + v / 2``: what frame registration should find, relative to frame 0's start),
+        ``scan_xx``, ``scan_xy``, ``scan_yx``, ``scan_yy`` (S); attrs
         ``tilt_axis_rotation_deg``, ``tilt_axis_offset_A``, ``dose_e_per_A2``, ``gain``,
         ``offset``, ``read_noise``, ``pixel_size_A``.
     """
@@ -282,6 +288,8 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
             "total_shift_y_A": ("angle", shift[:, 1] + axis_shift[:, 1]),
             "drift_x_A": (("angle", "frame"), d0[..., 0]),
             "drift_y_A": (("angle", "frame"), d0[..., 1]),
+            "frame_offset_x_A": (("angle", "frame"), d0[..., 0] + 0.5 * vel[..., 0]),
+            "frame_offset_y_A": (("angle", "frame"), d0[..., 1] + 0.5 * vel[..., 1]),
             "drift_velocity_x_A": (("angle", "frame"), vel[..., 0]),
             "drift_velocity_y_A": (("angle", "frame"), vel[..., 1]),
             "scan_xx": (("angle", "frame"), S[..., 0, 0]),
@@ -295,7 +303,8 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
                "dose_e_per_A2": float(dose_e_per_A2) if dose_e_per_A2 else 0.0,
                "gain": float(gain), "offset": float(offset), "read_noise": float(read_noise),
                "pixel_size_A": px, "n_frames": n_frames,
-               "description": "applied degradations (ground truth); see "
+               "description": "applied degradations (ground truth); an atom at aligned image "
+                              "position p appears at p + shift; see the "
                               "aet.simulate.degrade module docstring for the model"},
     )
     return Acquisition(ts, alignment, expected, bg)

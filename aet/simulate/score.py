@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
+from ase.data import atomic_numbers
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -44,6 +45,8 @@ class Score:
         √⟨|Δr|²⟩ over matched pairs after the rigid fit, in pm.
     rmsd_pm_xyz : tuple of float
         Per-axis RMSD (x, y, z) in pm; ``rmsd_pm² = Σ rmsd_pm_xyz²``.
+    rmsd_pm_by_species : dict
+        RMSD (pm) of the matched pairs grouped by the true species.
     species_accuracy : float
         Fraction of matched pairs whose species agree (NaN when nothing matched).
     confusion : xarray.DataArray
@@ -74,6 +77,7 @@ class Score:
     n_predicted: int
     n_matched: int
     radius_A: float
+    rmsd_pm_by_species: dict = field(repr=False)
     translation_A: np.ndarray = field(repr=False)
     rotation: np.ndarray = field(repr=False)
     matches: np.ndarray = field(repr=False)
@@ -90,6 +94,7 @@ class Score:
         return {
             "recall": self.recall, "precision": self.precision, "rmsd_pm": self.rmsd_pm,
             "rmsd_pm_xyz": list(self.rmsd_pm_xyz), "species_accuracy": self.species_accuracy,
+            "rmsd_pm_by_species": dict(self.rmsd_pm_by_species),
             "n_truth": self.n_truth, "n_predicted": self.n_predicted,
             "n_matched": self.n_matched, "radius_A": self.radius_A,
             "translation_A": self.translation_A.tolist(), "rotation_deg": self.rotation_deg,
@@ -108,6 +113,7 @@ class Score:
             ("precision", f"{self.precision:.4f}"),
             ("RMSD (pm)", f"{self.rmsd_pm:.1f}"),
             ("RMSD x / y / z (pm)", f"{x:.1f} / {y:.1f} / {z:.1f}"),
+            *[(f"RMSD {sp} (pm)", f"{v:.1f}") for sp, v in self.rmsd_pm_by_species.items()],
             ("species accuracy", f"{self.species_accuracy:.4f}"),
             ("matching radius (Å)", f"{self.radius_A:g}"),
             ("rigid fit: shift (Å), rotation (°)",
@@ -276,9 +282,14 @@ def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = Tr
         disp = np.zeros((0, 3))
         rmsd, rmsd_xyz, acc = float("nan"), (float("nan"),) * 3, float("nan")
     labels = sorted(set(ps.tolist()) | set(tsp.tolist()))
-    from ase.data import atomic_numbers
-
     labels.sort(key=lambda s: atomic_numbers.get(s, 0))
+    by_species = {}
+    if n_m:
+        tsm = tsp[pairs[:, 1]]
+        for sp in labels:
+            sel = tsm == sp
+            if sel.any():
+                by_species[sp] = float(np.sqrt((disp[sel] ** 2).sum(axis=1).mean())) * 100
     labels = labels + [UNMATCHED]
     idx = {s: i for i, s in enumerate(labels)}
     cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
@@ -299,6 +310,7 @@ def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = Tr
         recall=n_m / len(tp) if len(tp) else float("nan"),
         precision=n_m / len(pp) if len(pp) else float("nan"),
         rmsd_pm=rmsd, rmsd_pm_xyz=rmsd_xyz, species_accuracy=acc, confusion=conf,
+        rmsd_pm_by_species=by_species,
         n_truth=len(tp), n_predicted=len(pp), n_matched=n_m, radius_A=radius_A,
         translation_A=shift + centre - centre @ rot.T, rotation=rot, matches=pairs,
         displacement_A=disp,

@@ -33,6 +33,9 @@ def test_isotropic_jitter_gives_sigma_sqrt3(truth, sigma_A):
     assert s.rmsd_pm == pytest.approx(sigma_A * 100 * np.sqrt(3), rel=0.05)
     for v in s.rmsd_pm_xyz:
         assert v == pytest.approx(sigma_A * 100, rel=0.1)
+    assert set(s.rmsd_pm_by_species) == {"Fe", "Pt"}
+    for v in s.rmsd_pm_by_species.values():
+        assert v == pytest.approx(sigma_A * 100 * np.sqrt(3), rel=0.1)
 
 
 def test_swapped_species_are_counted(truth):

@@ -176,3 +176,13 @@ def test_same_seed_same_particle_and_errors():
         nanoparticle("Pt", 20.0, shape="star")
     with pytest.raises(ValueError, match="orientation must be None, 'random'"):
         nanoparticle("Pt", 20.0, orientation="tilted")
+
+
+def test_fept_wulff_particle_keeps_its_order():
+    m = fept_particle(24.0, shape="wulff", phase="L10", variant=1, seed=0)
+    pos, sp = m.positions, m.species
+    c = FEPT_A["L10"] * L10_C_OVER_A
+    layer = np.rint((pos[:, 1] - pos[sp == "Fe"][0, 1]) / (c / 2)).astype(int)
+    assert np.all((layer % 2 == 0) == (sp == "Fe"))
+    n_sphere = fept_particle(24.0, phase="L10", variant=1, seed=0).n_atoms
+    assert m.n_atoms == pytest.approx(n_sphere, rel=0.2)
