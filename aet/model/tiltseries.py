@@ -225,3 +225,10 @@ class TiltSeries(_Facade):
         da = with_provenance(out, "reconstruct", params, parent_attrs=self._da.attrs,
                              **({"result": result} if result is not None else {}))
         return Volume._wrap(da)
+
+    def match_projections(self, **kw) -> TiltSeries:
+        """Refine per-projection shifts and Euler angles by projection matching
+        (:func:`aet.preprocess.projection_matching`): reconstruct → reproject → register."""
+        from .. import preprocess
+
+        return self._stage("match_projections", preprocess.projection_matching, kw)

@@ -10,6 +10,7 @@ from ._common import AngleOrderWarning
 from .align import align, apply_alignment, estimate_tilt_axis_rotation, tilt_axis_offset
 from .background import estimate_support, remove_background
 from .denoise import anscombe, denoise, estimate_noise_sigma, inverse_anscombe
+from .distortion import correct_scan_distortion, estimate_lattice_distortion
 from .frames import register_frames
 from .matching import projection_matching
 
@@ -18,7 +19,9 @@ __all__ = [
     "align",
     "anscombe",
     "apply_alignment",
+    "correct_scan_distortion",
     "denoise",
+    "estimate_lattice_distortion",
     "estimate_noise_sigma",
     "estimate_support",
     "estimate_tilt_axis_rotation",

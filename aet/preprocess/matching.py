@@ -87,7 +87,8 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
                         max_step_deg: float = 0.5, damping: float = 1e-3,
                         volume_depth: int | None = None, upsample_factor: int = 50,
                         tol_shift_A: float = 0.005, tol_angle_deg: float = 0.005,
-                        interpolation: str = "fourier", reconstructor=None):
+                        n_groups: int = 5, interpolation: str = "fourier",
+                        reconstructor=None):
     """Iterate reconstruct → reproject → register, refining shifts and Euler angles.
 
     Parameters
@@ -115,6 +116,10 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
         Subpixel precision (1/upsample_factor pixel) of the shift registration.
     tol_shift_A, tol_angle_deg : float
         Stop when the RMS updates of an iteration fall below both.
+    n_groups : int
+        Projections are split into this many interleaved groups; each group is registered
+        against a reconstruction made *without* it (a reconstruction from all projections
+        reproduces their angle errors and hides them).
     interpolation : {"fourier", "spline"}
         How the refined shifts are applied to the data.
     reconstructor : callable, optional
@@ -156,50 +161,61 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
     euler = euler0.copy()
     shifts = np.zeros((n, 2))  # [y, x] pixels: content displacement
     ang_idx = [_PARAMS[p] for p in refine if p in _PARAMS]
+    k_groups = int(min(max(n_groups, 2), n))
+    groups = [np.arange(g, n, k_groups) for g in range(k_groups)]
     history = []
-    vol = None
-    sirt = None
+    vols: list = [None] * k_groups
     for it in range(int(n_iter)):
         cur = np.stack([shift_image(data[i], -shifts[i], interpolation=interpolation)
                         for i in range(n)])
-        if reconstructor is None:
-            if sirt is None or ang_idx:
-                sirt = _Sirt(euler, vol_shape, (ny, nx))
-            vol = sirt.run(cur, sirt_iter if vol is None else sirt_iter_warm, vol)
-        else:
-            vol = np.asarray(reconstructor(cur, euler.copy(), vol_shape, vol), np.float64)
-        reproj = _forward(vol, euler, (ny, nx))
-        scale = np.array([np.vdot(reproj[i], cur[i]) / max(np.vdot(reproj[i], reproj[i]),
-                                                            1e-300) for i in range(n)])
-        resid = float(np.sqrt(sum(np.sum((scale[i] * reproj[i] - cur[i]) ** 2)
-                                  for i in range(n)) / np.sum(cur**2)))
         d_shift = np.zeros((n, 2))
+        d_ang = np.zeros((n, 3))
+        scale = np.zeros(n)
+        reproj = np.zeros_like(cur)
+        for g, members in enumerate(groups):
+            # reconstruct without this group's projections (no self-consistency bias),
+            # warm-started from the previous iteration's volume of the same group
+            keep = np.setdiff1d(np.arange(n), members)
+            n_sirt = sirt_iter if vols[g] is None else sirt_iter_warm
+            if reconstructor is None:
+                vols[g] = _Sirt(euler[keep], vol_shape, (ny, nx)).run(cur[keep], n_sirt,
+                                                                      vols[g])
+            else:
+                vols[g] = np.asarray(reconstructor(cur[keep], euler[keep].copy(), vol_shape,
+                                                   vols[g]), dtype=np.float64)
+            vol = vols[g]
+            rp = _forward(vol, euler[members], (ny, nx))
+            reproj[members] = rp
+            for j, i in enumerate(members):
+                scale[i] = np.vdot(rp[j], cur[i]) / max(np.vdot(rp[j], rp[j]), 1e-300)
+                if "shifts" in refine:
+                    d_shift[i] = register_translation(rp[j], cur[i],
+                                                      upsample_factor=upsample_factor)
+            if ang_idx:
+                trial = []
+                for k in ang_idx:
+                    for sgn in (1.0, -1.0):
+                        e = euler[members].copy()
+                        e[:, k] += sgn * step_deg
+                        trial.append(e)
+                tp = _forward(vol, np.concatenate(trial), (ny, nx)).reshape(
+                    len(ang_idx), 2, len(members), ny, nx)
+                for j, i in enumerate(members):
+                    J = np.stack([(tp[q, 0, j] - tp[q, 1, j]).ravel() / (2 * step_deg)
+                                  for q in range(len(ang_idx))], axis=1) * scale[i]
+                    # residual of the data moved by this iteration's shift update
+                    r0 = (scale[i] * rp[j] - shift_image(cur[i], -d_shift[i],
+                                                         interpolation=interpolation)).ravel()
+                    H = J.T @ J
+                    H = H + damping * np.trace(H) / len(ang_idx) * np.eye(len(ang_idx))
+                    step = -np.linalg.solve(H, J.T @ r0)
+                    d_ang[i, ang_idx] = np.clip(step, -max_step_deg, max_step_deg)
+        resid = float(np.sqrt(np.sum((scale[:, None, None] * reproj - cur) ** 2)
+                              / np.sum(cur**2)))
         if "shifts" in refine:
-            d_shift = np.stack([register_translation(reproj[i], cur[i],
-                                                     upsample_factor=upsample_factor)
-                                for i in range(n)])
             d_shift = _remove_translation_gauge(d_shift, euler)
             shifts += d_shift
-        d_ang = np.zeros((n, 3))
         if ang_idx:
-            trial = []
-            for k in ang_idx:
-                for sgn in (1.0, -1.0):
-                    e = euler.copy()
-                    e[:, k] += sgn * step_deg
-                    trial.append(e)
-            tp = _forward(vol, np.concatenate(trial), (ny, nx)).reshape(
-                len(ang_idx), 2, n, ny, nx)
-            # residual at the shifted data: move the reprojections by the shift update
-            for i in range(n):
-                J = np.stack([(tp[j, 0, i] - tp[j, 1, i]).ravel() / (2 * step_deg)
-                              for j in range(len(ang_idx))], axis=1) * scale[i]
-                r0 = (scale[i] * reproj[i] - shift_image(cur[i], -d_shift[i],
-                                                         interpolation=interpolation)).ravel()
-                H = J.T @ J
-                H = H + damping * np.trace(H) / len(ang_idx) * np.eye(len(ang_idx))
-                step = -np.linalg.solve(H, J.T @ r0)
-                d_ang[i, ang_idx] = np.clip(step, -max_step_deg, max_step_deg)
             for k in ang_idx:
                 if k in (1, 2):  # rotations of the whole object about y / about z: gauge
                     d_ang[:, k] -= d_ang[:, k].mean()
