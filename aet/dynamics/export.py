@@ -23,7 +23,7 @@ def write_extxyz_series(path, positions: Sequence[np.ndarray], species: Sequence
     positions, species : sequences (one per time) of (n_t, 3) Å and (n_t,) symbols
     arrays : sequence of mappings, optional
         Per time, further per-atom columns (e.g. ``order``, ``nucleus``, ``track``,
-        ``atom_id``); numeric arrays of length ``n_t``.
+        ``atom_identity``); numeric arrays of length ``n_t``.
     times_min : sequence of float, optional
         Written as ``time_min`` in each frame's header.
 

@@ -40,15 +40,22 @@ def _check_models(datasets) -> list[xr.Dataset]:
     return out
 
 
-def order_values(ds: xr.Dataset, *, order: str | None = None, kind: str = "L10",
+def order_values(ds: xr.Dataset, *, order: str | None = None, kind="L10",
                  **order_kw) -> np.ndarray:
     """The per-atom order parameter of one model.
 
     ``order`` names a per-atom array of the model. When it is ``None``, the array ``"order"``
     is used if present, else the single per-atom array whose name starts with ``"order"``;
     failing that the order is computed with :func:`aet.analysis.order_parameters` (``kind``,
-    ``**order_kw``).
+    ``**order_kw``). ``kind`` may be a sequence (e.g. ``("L10", "L12")``): the per-atom
+    maximum over the kinds is returned (nuclei of either ordered phase).
     """
+    if not isinstance(kind, str):
+        kinds = list(kind)
+        if not kinds:
+            raise ValueError("kind is an empty sequence; pass e.g. 'L10' or ('L10', 'L12')")
+        vals = [order_values(ds, order=order, kind=k, **order_kw) for k in kinds]
+        return np.nanmax(np.stack(vals), axis=0) if len(vals) > 1 else vals[0]
     if order is not None:
         if order not in ds:
             have = [k for k in ds.data_vars if ds[k].dims == ("atom",)]
@@ -99,7 +106,7 @@ def register_series(models: Sequence[xr.Dataset], *, reference: int = 0,
     Returns
     -------
     registered : list of xarray.Dataset
-        Copies of the models with positions in the reference frame and a per-atom ``atom_id``
+        Copies of the models with positions in the reference frame and a per-atom ``atom_identity``
         (int; the same id at two times means the same atom; new atoms get new ids).
     summary : xarray.Dataset
         Over ``time_index``: ``rotation`` (time_index, row, col), ``translation_A``
@@ -164,7 +171,7 @@ def register_series(models: Sequence[xr.Dataset], *, reference: int = 0,
         out["position"] = (("atom", "axis"), p, dict(ds["position"].attrs))
         if "axis" not in out.coords:
             out = out.assign_coords(axis=["x", "y", "z"])
-        out["atom_id"] = ("atom", idv)
+        out["atom_identity"] = ("atom", idv)
         registered.append(out)
     summary = xr.Dataset(
         {"rotation": (("time_index", "row", "col"), np.stack(Rs)),
@@ -185,9 +192,10 @@ def register_series(models: Sequence[xr.Dataset], *, reference: int = 0,
 
 
 def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: str | None = None,
-          kind: str = "L10", threshold: float = 0.3, registered: bool = False,
+          kind="L10", threshold: float = 0.3, registered: bool = False,
           matches: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
           match_radius_A: float = 1.0, cutoff_A: float | None = None, min_atoms: int = 13,
+          smooth_A: float | None = None, min_peak_order: float | None = None,
           core_tolerance: float = 0.1, surface_depth: float = 0.95,
           min_overlap_atoms: int = 3, min_overlap_fraction: float = 0.2,
           min_change_atoms: int = 5, change_fraction: float = 0.2,
@@ -211,7 +219,7 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
         Atom correspondence of each step (from :func:`register_series`).
     match_radius_A : float
         Pair radius of the correspondence.
-    cutoff_A, min_atoms, core_tolerance, surface_depth
+    cutoff_A, min_atoms, smooth_A, min_peak_order, core_tolerance, surface_depth
         Options of :func:`~aet.dynamics.find_nuclei`.
     min_overlap_atoms, min_overlap_fraction, min_change_atoms, change_fraction
         Options of :func:`~aet.dynamics.track_nuclei`.
@@ -245,6 +253,7 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
     for ds in models:
         lab, tb = find_nuclei(_positions(ds), order_values(ds, order=order, kind=kind),
                               threshold=threshold, cutoff_A=cutoff_A, min_atoms=min_atoms,
+                              smooth_A=smooth_A, min_peak_order=min_peak_order,
                               core_tolerance=core_tolerance,
                               surface_depth=surface_depth)
         labels.append(lab)

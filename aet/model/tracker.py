@@ -66,8 +66,9 @@ class NucleusTracker:
     order : str, optional
         Name of the per-atom order-parameter array in the models (default: ``"order"`` or the
         single array whose name starts with ``"order"``; else computed with ``kind``).
-    kind : str
-        Order-parameter kind passed to :func:`aet.analysis.order_parameters` when computed.
+    kind : str or sequence of str
+        Order-parameter kind(s) passed to :func:`aet.analysis.order_parameters` when the order
+        is computed (``("L10", "L12")``: the per-atom maximum of both).
     **attrs
         Metadata kept with the tracker (and saved).
     """
@@ -111,7 +112,8 @@ class NucleusTracker:
                                f"model.with_arrays({order}=values) or pass order=None")
         attrs = dict(attrs)
         attrs.setdefault(PROVENANCE_ATTR, "[]")
-        self._set(dss, t, order, str(kind), attrs, None, None, None)
+        kind = str(kind) if isinstance(kind, str) else tuple(str(k) for k in kind)
+        self._set(dss, t, order, kind, attrs, None, None, None)
 
     def _set(self, models, times, order, kind, attrs, registered, summary, matches):
         for name, v in (("_models", list(models)), ("_times", times), ("_order", order),
@@ -165,7 +167,7 @@ class NucleusTracker:
 
     @property
     def registered_models(self) -> list[AtomicModel] | None:
-        """The models moved into the first model's frame, with a per-atom ``atom_id`` (same id
+        """The models moved into the first model's frame, with a per-atom ``atom_identity`` (same id
         = same atom across times), or None before :meth:`register`."""
         if self._registered is None:
             return None
@@ -188,6 +190,40 @@ class NucleusTracker:
         return "\n".join(lines)
 
     # -- stages (each one core call) ------------------------------------------------------
+    @property
+    def has_order(self) -> bool:
+        """True when every model carries the per-atom order array the tracker uses."""
+        name = self._order or "order"
+        return all(name in d for d in self._models)
+
+    def with_order(self, **order_kw) -> NucleusTracker:
+        """A tracker whose models carry a per-atom ``order`` array computed once with
+        :func:`aet.analysis.order_parameters` (``kind`` of the tracker, ``**order_kw``).
+        :meth:`track` calls this itself when the models have no order array."""
+        from .. import dynamics
+
+        if self.has_order and not order_kw:
+            return self
+        name = self._order or "order"
+        models = []
+        for d in self._models:
+            vals = dynamics.order_values(d.drop_vars(name, errors="ignore"), kind=self._kind,
+                                         **order_kw)
+            out = d.copy()
+            out[name] = ("atom", vals)
+            models.append(out)
+        reg = None
+        if self._registered is not None:
+            reg = [r.assign({name: ("atom", m[name].values)}) for r, m in
+                   zip(self._registered, models)]
+        obj = self._derive("with_order", {"kind": self._kind, **order_kw}, registered=reg,
+                           summary=self._summary, matches=self._matches)
+        object.__setattr__(obj, "_models", models)
+        object.__setattr__(obj, "_order", name)
+        if reg is not None:
+            object.__setattr__(obj, "_registered", reg)
+        return obj
+
     def register(self, *, match_radius_A: float = 1.0, **kw) -> NucleusTracker:
         """Rigidly register every model onto the first and pair atoms across times
         (:func:`aet.dynamics.register_series`; ``**kw``: :func:`aet.dynamics.register_rigid`
@@ -218,9 +254,10 @@ class NucleusTracker:
         """
         from .. import dynamics
 
-        tr = self if self.is_registered else self.register()
-        params = {"threshold": threshold, "order": self._order, "kind": self._kind, **kw}
-        res, _ = dynamics.track(tr._registered, times_min=self._times, order=self._order,
+        tr = self.with_order()
+        tr = tr if tr.is_registered else tr.register()
+        params = {"threshold": threshold, "order": tr._order, "kind": self._kind, **kw}
+        res, _ = dynamics.track(tr._registered, times_min=self._times, order=tr._order,
                                 kind=self._kind, threshold=threshold, registered=True,
                                 matches=tr._matches, **kw)
         hist = tr.provenance
@@ -234,10 +271,10 @@ class NucleusTracker:
         minutes (:func:`aet.dynamics.order_fields`)."""
         from .. import dynamics
 
-        tr = self if self.is_registered else self.register()
+        tr = self.with_order()
+        tr = tr if tr.is_registered else tr.register()
         pos = [np.asarray(d["position"].transpose("atom", "axis").values) for d in tr._registered]
-        orders = [dynamics.order_values(d, order=self._order, kind=self._kind)
-                  for d in tr._registered]
+        orders = [dynamics.order_values(d, order=tr._order) for d in tr._registered]
         out = dynamics.order_fields(pos, orders, times_min=self._times,
                                     voxel_size_A=voxel_size_A, sigma_A=sigma_A,
                                     padding_A=padding_A, **kw)
@@ -255,17 +292,18 @@ class NucleusTracker:
 
     def write_extxyz(self, path, result=None, *, overwrite: bool = True) -> Path:
         """Write every time as one frame of an extended-XYZ file for OVITO (registered
-        positions, species, per-atom ``order``, ``atom_id`` and — with a ``result`` of
+        positions, species, per-atom ``order``, ``atom_identity`` and — with a ``result`` of
         :meth:`track` — ``nucleus`` and ``track``; -1 = none)."""
         from .. import dynamics
 
-        tr = self if self.is_registered else self.register()
+        tr = self.with_order()
+        tr = tr if tr.is_registered else tr.register()
         pos, sp, arrays = [], [], []
         for k, d in enumerate(tr._registered):
             pos.append(np.asarray(d["position"].transpose("atom", "axis").values))
             sp.append(np.asarray(d["species"].values).astype(str))
-            a = {"order": dynamics.order_values(d, order=self._order, kind=self._kind),
-                 "atom_id": np.asarray(d["atom_id"].values)}
+            a = {"order": dynamics.order_values(d, order=tr._order),
+                 "atom_identity": np.asarray(d["atom_identity"].values)}
             if result is not None:
                 if len(result.labels) != len(self) or result.labels[k].shape[0] != pos[-1].shape[0]:
                     raise ValueError("result does not belong to this tracker (different number "
@@ -294,7 +332,7 @@ class NucleusTracker:
             sp.append(np.asarray(d["species"].values).astype(str))
             tix.append(np.full(n, i, dtype=np.int64))
             if self._registered is not None:
-                ids.append(np.asarray(self._registered[i]["atom_id"].values))
+                ids.append(np.asarray(self._registered[i]["atom_identity"].values))
             for k in names:
                 if k in d:
                     cols[k].append(np.asarray(d[k].values))
@@ -306,7 +344,7 @@ class NucleusTracker:
         for k in names:
             data[k] = ("atom", np.concatenate(cols[k]))
         if ids:
-            data["atom_id"] = ("atom", np.concatenate(ids))
+            data["atom_identity"] = ("atom", np.concatenate(ids))
         ds = xr.Dataset(data, coords={"atom": np.arange(sum(len(p) for p in pos)),
                                       "axis": ["x", "y", "z"]})
         if self._summary is not None:
@@ -317,7 +355,8 @@ class NucleusTracker:
             ds = ds.assign_coords(time=self._times)
         attrs = dict(self._attrs)
         attrs.update({CLASS_ATTR: "NucleusTracker", "times_min": self._times.tolist(),
-                      "order": "" if self._order is None else self._order, "kind": self._kind,
+                      "order": "" if self._order is None else self._order,
+                      "kind": json.dumps(self._kind),
                       "model_attrs": json.dumps([to_jsonable({k: v for k, v in d.attrs.items()
                                                               if k != CLASS_ATTR})
                                                  for d in self._models]),
@@ -337,14 +376,15 @@ class NucleusTracker:
                                 f"{attrs.get(CLASS_ATTR)!r})")
         times = np.asarray(attrs.pop("times_min"), dtype=np.float64).reshape(-1)
         order = attrs.pop("order") or None
-        kind = attrs.pop("kind")
+        kind = json.loads(attrs.pop("kind"))
+        kind = kind if isinstance(kind, str) else tuple(kind)
         model_attrs = json.loads(attrs.pop("model_attrs"))
         registered = bool(int(attrs.pop("registered")))
         reg_attrs = json.loads(attrs.pop("registration_attrs", "{}"))
         attrs.pop(CLASS_ATTR, None)
         tix = np.asarray(ds["time_index"].values)
         per_atom = [k for k in ds.data_vars if ds[k].dims == ("atom",)
-                    and k not in ("species", "time_index", "atom_id")]
+                    and k not in ("species", "time_index", "atom_identity")]
         models, idlists = [], []
         for i in range(times.size):
             sel = np.flatnonzero(tix == i)
@@ -359,8 +399,8 @@ class NucleusTracker:
             ma = dict(model_attrs[i])
             d.attrs.update(ma)
             models.append(d)
-            if "atom_id" in ds:
-                idlists.append(np.asarray(ds["atom_id"].values[sel]))
+            if "atom_identity" in ds:
+                idlists.append(np.asarray(ds["atom_identity"].values[sel]))
         obj = object.__new__(cls)
         obj._set(models, times, order, kind, attrs, None, None, None)
         if registered:
@@ -378,7 +418,7 @@ class NucleusTracker:
                 out = d.copy()
                 p = np.asarray(d["position"].values) @ R.T + t
                 out["position"] = (("atom", "axis"), p, dict(d["position"].attrs))
-                out["atom_id"] = ("atom", idlists[i])
+                out["atom_identity"] = ("atom", idlists[i])
                 reg.append(out)
             matches = []
             for s in range(1, len(reg)):

@@ -126,12 +126,12 @@ def test_register_series_statistics():
     np.testing.assert_allclose(summary["angle_deg"].values, [0, 5, 9], atol=0.06)
     assert np.all(summary["fraction_moved"].values[1:] < 0.01)
     assert np.all(np.abs(summary["fraction_species_changed"].values[1:] - 0.02) < 0.01)
-    # identities: the same base atom keeps its atom_id across times
+    # identities: the same base atom keeps its atom_identity across times
     base0 = reg[0]["position"].values
     for k in (1, 2):
         ia, ib = matches[k - 1]
         assert ia.size > 0.99 * reg[0].sizes["atom"]
-        ids = reg[k]["atom_id"].values
+        ids = reg[k]["atom_identity"].values
         # registered positions of the same id agree to the jitter
         old = ids < len(base0)
         d = np.linalg.norm(base0[ids[old]] - reg[k]["position"].values[old], axis=1)

@@ -37,7 +37,7 @@ def test_track_result_and_provenance(series):
     assert res2.events.equals(res.events)
     # models are not modified
     np.testing.assert_array_equal(reg.models[1].positions, models[1].positions)
-    assert "atom_id" in reg.registered_models[1]
+    assert "atom_identity" in reg.registered_models[1]
 
 
 def test_times_from_attrs_and_repr():
