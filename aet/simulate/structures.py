@@ -50,6 +50,34 @@ FEPT_A = {"A1": 3.81, "L10": 3.86, "L12_FePt3": 3.87, "L12_Fe3Pt": 3.73}
 L10_C_OVER_A = 0.964
 
 
+def _atomic_volume(symmetry: str, ref: dict) -> float | None:
+    a = ref.get("a")
+    if a is None:
+        return None
+    if symmetry == "fcc":
+        return a**3 / 4
+    if symmetry == "bcc":
+        return a**3 / 2
+    if symmetry == "hcp":
+        return math.sqrt(3) / 4 * a**2 * ref.get("c/a", math.sqrt(8 / 3)) * a
+    return None
+
+
+def _default_a(symbol: str, lattice: str) -> float:
+    """Lattice parameter (Å) of ``symbol`` in ``lattice``: ASE's reference state when it has
+    that structure, else the one with the same atomic volume (ideal c/a for hcp)."""
+    ref = reference_states[atomic_numbers[symbol]] or {}
+    sym = ref.get("symmetry")
+    if sym == lattice and "a" in ref:
+        return float(ref["a"])
+    v = _atomic_volume(sym, ref) or 15.0  # ~ a typical metal when ASE has nothing usable
+    if lattice == "fcc":
+        return (4 * v) ** (1 / 3)
+    if lattice == "bcc":
+        return (2 * v) ** (1 / 3)
+    return (math.sqrt(2) * v) ** (1 / 3)
+
+
 def _rng(seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
@@ -167,7 +195,8 @@ def nanoparticle(element: str | dict = "Pt", diameter_A: float = 20.0, *,
         diameter of a sphere of equal volume.
     lattice : {"fcc", "bcc", "hcp"}
     a_A, c_A : float, optional
-        Lattice parameters (Å); default: ASE's reference state of the (first) element.
+        Lattice parameters (Å); default: ASE's reference state of the (first) element, or
+        the lattice parameter with its atomic volume when its reference structure differs.
     shape : {"sphere", "cuboctahedron", "octahedron", "cube", "wulff"}
         Facets are those of the crystal frame (cuboctahedron: {100} and {111}); ``"wulff"``
         uses :func:`ase.cluster.wulff_construction` (fcc) with ``wulff_surfaces/energies``.
@@ -190,10 +219,10 @@ def nanoparticle(element: str | dict = "Pt", diameter_A: float = 20.0, *,
     if not diameter_A > 0:
         raise ValueError(f"diameter_A must be > 0 Å, got {diameter_A!r}")
     first = next(iter(comp))
+    if lattice not in LATTICES:
+        raise ValueError(f"lattice must be one of {LATTICES}, got {lattice!r}")
     if a_A is None:
-        ref = reference_states[atomic_numbers[first]] or {}
-        a_A = ref.get("a", 3.9) if ref.get("symmetry") == lattice else \
-            {"fcc": 3.92, "bcc": 2.87, "hcp": 3.21}[lattice]
+        a_A = _default_a(first, lattice)
     if shape == "wulff" and lattice != "fcc":
         raise ValueError("shape='wulff' is available for lattice='fcc' only")
     cell, basis = _basis(lattice, float(a_A), c_A)

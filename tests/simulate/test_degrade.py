@@ -163,3 +163,43 @@ def test_bad_inputs():
         simulate_acquisition(m, [0.0], shape=(8, 8), pixel_size_A=0.35, n_frames=0)
     with pytest.raises(ValueError, match="angles_deg must be 1D"):
         simulate_acquisition(m, np.zeros((2, 3)), shape=(8, 8), pixel_size_A=0.35)
+
+
+def _centroid(img):
+    ny, nx = img.shape
+    y = (np.arange(ny) - ny // 2) * PX
+    x = (np.arange(nx) - nx // 2) * PX
+    w = img / img.sum()
+    return float((w.sum(0) * x).sum()), float((w.sum(1) * y).sum())
+
+
+def test_drift_and_scan_semantics_from_first_principles():
+    """Independent of frame_transform: a drift d(t) moves the atom by +d at the time its row
+    is scanned; a scan matrix S puts it at S⁻¹ p."""
+    from aet import AtomicModel
+
+    p = np.array([1.3, -0.8, 0.5])
+    atom = AtomicModel([p], ["Pt"])
+    a = simulate_acquisition(atom, [0.0], shape=SHAPE, pixel_size_A=PX, n_frames=3,
+                             drift_A_per_frame=1.0, seed=11, dtype=np.float64)
+    al = a.alignment
+    ny = SHAPE[0]
+    y_first = -(ny // 2) * PX
+    for f in range(3):
+        d0 = np.array([al["drift_x_A"][0, f], al["drift_y_A"][0, f]], float)
+        v = np.array([al["drift_velocity_x_A"][0, f], al["drift_velocity_y_A"][0, f]], float)
+        y = p[1]
+        for _ in range(50):  # the row where the drifting atom is met: y = p_y + d_y(t(y))
+            t = (y - y_first) / (ny * PX)
+            y = p[1] + d0[1] + v[1] * t
+        t = (y - y_first) / (ny * PX)
+        x = p[0] + d0[0] + v[0] * t
+        cx, cy = _centroid(a.tilt_series.values[0, f])
+        assert cx == pytest.approx(x, abs=1e-6) and cy == pytest.approx(y, abs=1e-6)
+    assert np.abs(al["drift_x_A"].values[0, 1:]).max() > 0.1
+    b = simulate_acquisition(atom, [0.0], shape=SHAPE, pixel_size_A=PX, scan_distortion=0.02,
+                             seed=12, dtype=np.float64)
+    S = np.array([[b.alignment["scan_xx"][0, 0], b.alignment["scan_xy"][0, 0]],
+                  [b.alignment["scan_yx"][0, 0], b.alignment["scan_yy"][0, 0]]], float)
+    np.testing.assert_allclose(_centroid(b.tilt_series.values[0, 0]),
+                               np.linalg.solve(S, p[:2]), atol=1e-6)

@@ -186,3 +186,14 @@ def test_fept_wulff_particle_keeps_its_order():
     assert np.all((layer % 2 == 0) == (sp == "Fe"))
     n_sphere = fept_particle(24.0, phase="L10", variant=1, seed=0).n_atoms
     assert m.n_atoms == pytest.approx(n_sphere, rel=0.2)
+
+
+def test_default_lattice_parameters_follow_ase_or_the_atomic_volume():
+    from aet.simulate.structures import _default_a
+
+    assert _default_a("Pt", "fcc") == pytest.approx(3.92)
+    assert _default_a("Fe", "bcc") == pytest.approx(2.87)
+    # fcc Fe with bcc Fe's atomic volume
+    assert _default_a("Fe", "fcc") ** 3 / 4 == pytest.approx(2.87**3 / 2)
+    with pytest.raises(ValueError, match="lattice must be one of"):
+        nanoparticle("Pt", 10.0, lattice="sc")
