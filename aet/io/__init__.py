@@ -73,7 +73,10 @@ def write(obj, path, *, format: str | None = None, overwrite: bool = True, **opt
     """Write ``obj`` in the format given by ``format`` or the extension, atomically."""
     p = Path(path)
     kind = _kind_of(obj)
-    fmt = format_for(p, format, kind=kind)
+    try:
+        fmt = format_for(p, format, kind=kind)
+    except UnknownFormatError:
+        fmt = format_for(p, format)  # a known format that cannot hold this kind: say so
     if kind not in fmt.kinds:
         raise UnknownFormatError(
             f"format {fmt.name!r} cannot hold a {type(obj).__name__}; formats that can: "

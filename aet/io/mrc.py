@@ -76,12 +76,13 @@ def _angles_from_ext(header, ext, indexed, *, zeros_ok=False):
         if a.shape[0] == nz and np.all(np.isfinite(a)) and (zeros_ok or np.any(a != 0)):
             return a
     if bytes(header.exttyp) == b"SERI" and ext is not None:
-        nint, nreal = int(header.nint), int(header.nreal)
-        # IMOD: nint = bytes per section, nreal = flags; bit 1 = tilt angle × 100 (int16)
+        # IMOD: int16 nint (bytes per section) and nreal (flags) at bytes 128-131 of the
+        # header, i.e. 16-19 of mrcfile's "extra2"; nreal bit 1 = tilt angle × 100 (int16)
+        order = header.mode.dtype.byteorder
+        dt = np.dtype(np.int16).newbyteorder("<" if order in ("<", "=", "|") else order)
+        nint, nreal = (int(v) for v in np.frombuffer(bytes(header.extra2)[16:20], dtype=dt))
         if nreal & 1 and nint >= 2 and ext.nbytes >= nz * nint:
             raw = np.frombuffer(ext.tobytes()[: nz * nint], dtype=np.uint8).reshape(nz, nint)
-            order = header.mode.dtype.byteorder
-            dt = np.dtype(np.int16).newbyteorder("<" if order in ("<", "=", "|") else order)
             return raw[:, :2].copy().view(dt)[:, 0].astype(np.float64) / 100.0
     return None
 
