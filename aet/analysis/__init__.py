@@ -6,6 +6,7 @@ positions (x, y, z) in Å; grid results are ``xarray`` objects with dims ``(z, y
 centred Å coords (0 at index ``n // 2``).
 """
 
+from .bond_order import rdf, steinhardt
 from .grains import (
     coordination,
     cubic_symmetry,
@@ -22,6 +23,6 @@ from .strain import DEFAULT_SIGMA_A, displacements, local_strain, strain
 __all__ = [
     "DEFAULT_SIGMA_A", "STRUCTURES", "LatticeFit", "coordination", "cubic_symmetry", "defects",
     "displacements", "fit_lattice", "grains", "lattice_arrays", "local_orientation",
-    "local_strain", "misorientation_deg", "order_field", "order_parameters", "strain",
-    "surface_atoms", "variant_table",
+    "local_strain", "misorientation_deg", "order_field", "order_parameters", "rdf",
+    "steinhardt", "strain", "surface_atoms", "variant_table",
 ]

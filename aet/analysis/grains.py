@@ -248,17 +248,18 @@ def coordination(ds, *, cutoff_A: float | None = None, structure: str = "fcc") -
 
 def defects(ds, kind: str = "L10", *, lattice=None, labels=None, species=None,
             cutoff_A: float | None = None, window_A: float | None = None,
-            ordered_threshold: float = 0.5, surface_max_cn: int | None = None
-            ) -> xr.Dataset:
+            ordered_threshold: float = 0.5, surface_max_cn: int | None = None,
+            min_domain: int = 20) -> xr.Dataset:
     """Point and planar chemical defects of an ordered fcc alloy, and surface atoms.
 
     * ``antisite``: the atom's species differs from the one its site should hold under its
       variant (chosen from its window, which excludes the atom and its first shell) while its own
       shell is ordered (order parameter ≥ ``ordered_threshold``);
     * ``swap_partner``: index of a bonded antisite of the other species (an A–B swap), else -1;
-    * ``antiphase_boundary``: an ordered atom with an ordered first-shell neighbour of another
-      variant of the same c axis (L1_0) / another corner sublattice (L1_2);
-    * ``variant_boundary``: an ordered neighbour of any other variant;
+    * ordered domains: connected ordered atoms of one variant, at least ``min_domain`` atoms;
+    * ``antiphase_boundary``: within two bonds of the atom lie atoms of two domains of the
+      same c axis but opposite sublattice pairing (L1_0) / different corner sublattices (L1_2);
+    * ``variant_boundary``: touches two domains of any variants;
     * ``coordination`` (first-shell count) and ``surface`` (``coordination ≤ surface_max_cn``;
       default 10 for fcc, 6 for bcc).
 
@@ -290,15 +291,34 @@ def defects(ds, kind: str = "L10", *, lattice=None, labels=None, species=None,
     partner = np.full(len(v), -1, dtype=np.int64)
     sw = antisite[a] & antisite[b] & (ctx.isA[a] != ctx.isA[b])
     partner[a[sw]] = b[sw]
-    both = ordered[a] & ordered[b] & (v[a] != v[b])
+    # boundaries: ordered domains = connected ordered atoms (S ≥ threshold) of one variant with
+    # at least `min_domain` atoms; a boundary atom has atoms of two different domains within
+    # two bonds
+    keep = ordered[a] & ordered[b] & (v[a] == v[b])
+    g = sps.csr_matrix((np.ones(keep.sum()), (a[keep], b[keep])), shape=(len(v), len(v)))
+    _, dom = connected_components(g, directed=False)
+    sizes = np.bincount(dom)
+    dom = np.where(ordered & (sizes[dom] >= min_domain), dom, -1)
     vb = np.zeros(len(v), dtype=bool)
-    vb[a[both]] = True
-    if name == "L10":
-        apb_pair = both & (v[a] // 2 == v[b] // 2)
-    else:
-        apb_pair = both
     apb = np.zeros(len(v), dtype=bool)
-    apb[a[apb_pair]] = True
+    one = (ctx.nn + sps.identity(len(v), format="csr")).tocsr()
+    csr = (one @ one).tocsr()  # within two bonds: the disordered APB layer sits in between
+    for i in range(len(v)):
+        nb = csr.indices[csr.indptr[i]:csr.indptr[i + 1]]
+        d = dom[nb]
+        sel = d >= 0
+        if sel.sum() < 2:
+            continue
+        d, vv = d[sel], v[nb][sel]
+        if np.unique(d).size < 2:
+            continue
+        vb[i] = True
+        # same c axis (L1_0) / any two corner sublattices (L1_2), different domains
+        key = vv // 2 if name == "L10" else np.zeros_like(vv)
+        for kk in np.unique(key):
+            dd = d[key == kk]
+            if np.unique(vv[key == kk]).size > 1 and np.unique(dd).size > 1:
+                apb[i] = True
     cn = ctx.n_nn.astype(np.int64)
     if surface_max_cn is None:
         surface_max_cn = 10

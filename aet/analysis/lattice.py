@@ -272,7 +272,7 @@ def orientation_from_bonds(bonds: np.ndarray, shell: np.ndarray, *, seeds: Seque
                 trials.append((s[a], s[cand[0]]))
     for u, v in trials:
         c_uv = float(u @ v)
-        ii, jj = np.nonzero(np.abs(ideal_cos - c_uv) < 0.2)
+        ii, jj = np.nonzero((np.abs(ideal_cos - c_uv) < 0.2) & (np.abs(ideal_cos) < 0.95))
         if not len(ii):
             continue
         Tu = _triad(u, v)
@@ -359,6 +359,9 @@ def _fit_region(pos, sp, structure, *, a_A, c_A, huber_A, n_iter, species, label
     bonds = pos[pairs[:, 1]] - pos[pairs[:, 0]]
     bonds = np.concatenate([bonds, -bonds])
     shell = first_shell(geom, 1.0)
+    if geom == "hcp":  # atoms of the two sublattices see mirrored shells: use both
+        mirror = shell * np.array([1.0, -1.0, 1.0])
+        shell = np.unique(np.round(np.concatenate([shell, mirror]), 9), axis=0)
     # seeds: most-coordinated atoms nearest to the centroid
     cn = np.bincount(pairs.ravel(), minlength=len(pos))
     centre = pos.mean(0)
@@ -381,17 +384,19 @@ def _fit_region(pos, sp, structure, *, a_A, c_A, huber_A, n_iter, species, label
     cell = R @ crystal_cell(geom, a, c)
     origin = pos[order[0]].copy()
     delta = huber_A if huber_A is not None else 0.1 * d_nn
-    for _ in range(n_iter):
-        sites, sub = _assign_sites(pos, origin, cell, bas)
-        resid = pos - origin - sites @ cell.T
-        w = _huber_weights(resid, delta)
-        X = np.concatenate([np.ones((len(pos), 1)), sites], axis=1)
-        sw = np.sqrt(w)[:, None]
-        coef, *_ = np.linalg.lstsq(X * sw, pos * sw, rcond=None)
-        new_origin, new_cell = coef[0], coef[1:].T
-        if np.linalg.cond(new_cell) > 1e3:
-            break
-        origin, cell = new_origin, new_cell
+    starts = [(origin, cell, bas)]
+    if geom == "hcp":  # the other stacking (mirrored basis) for the seed's sublattice
+        starts.append((origin, cell, np.array([[0, 0, 0], [2 / 3, 1 / 3, .5]])))
+    best = None
+    for o0, c0, b0 in starts:
+        o1, c1 = _icp(pos, o0, c0, b0, delta, n_iter)
+        s1, _ = _assign_sites(pos, o1, c1, b0)
+        med = np.median(np.linalg.norm(pos - o1 - s1 @ c1.T, axis=1))
+        if best is None or med < best[0]:
+            best = (med, o1, c1, b0)
+    _, origin, cell, b0 = best
+    if b0 is not bas:  # shift the origin so the standard basis describes the lattice
+        origin = origin + cell @ b0[1]
     sites, sub = _assign_sites(pos, origin, cell, bas)
     cell_fit = cell
     R, a, c = _symmetrise(geom, cell_fit, R)
@@ -404,8 +409,11 @@ def _fit_region(pos, sp, structure, *, a_A, c_A, huber_A, n_iter, species, label
     origin = np.sum((pos - ideal) * w[:, None], axis=0) / w.sum()
     chem_species: tuple = ()
     if structure in ("L10", "L12"):
+        R_old = R
         R, origin, sites, sub, a, c, chem_species = _chemical_variant(
             structure, pos, sp, R, origin, sites, sub, a, species)
+        P = np.round(R_old.T @ R)  # crystal-axis permutation of the chosen variant
+        cell_fit = cell_fit @ P
         if structure == "L10" and a_A is None:
             Cc = R.T @ cell_fit
             norms = np.linalg.norm(Cc, axis=0)
@@ -428,6 +436,22 @@ def _fit_region(pos, sp, structure, *, a_A, c_A, huber_A, n_iter, species, label
                       origin_A=origin, cell=cell_fit, atoms=idx, sites=sites,
                       sublattice=sub.astype(np.int64), residual_A=resid, inlier=inlier,
                       species=chem_species, label=int(label))
+
+
+def _icp(pos, origin, cell, bas, delta, n_iter):
+    """Closest-site assignment + Huber-weighted affine least squares, iterated."""
+    for _ in range(n_iter):
+        sites, _ = _assign_sites(pos, origin, cell, bas)
+        resid = pos - origin - sites @ cell.T
+        w = _huber_weights(resid, delta)
+        X = np.concatenate([np.ones((len(pos), 1)), sites], axis=1)
+        sw = np.sqrt(w)[:, None]
+        coef, *_ = np.linalg.lstsq(X * sw, pos * sw, rcond=None)
+        new_origin, new_cell = coef[0], coef[1:].T
+        if np.linalg.cond(new_cell) > 1e3:
+            break
+        origin, cell = new_origin, new_cell
+    return origin, cell
 
 
 # fcc cell permutations that map crystal axis k onto axis 3 (proper rotations)

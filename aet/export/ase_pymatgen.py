@@ -12,6 +12,11 @@ attrs (JSON-able)    ``atoms.info``                ``properties`` (Molecule/Stru
 ===================  ============================  ==========================================
 
 ASE's own ``numbers``/``positions`` arrays are not duplicated in the per-atom arrays.
+
+Initial magnetic moments (μB): the per-atom array ``initial_magmom`` becomes ASE's initial
+magnetic moments (``atoms.get_initial_magnetic_moments()``) and pymatgen's ``magmom`` site
+property, and comes back under the same name. :func:`to_ase` also takes ``magmoms=`` (a mapping
+element → μB, or one value per atom) to set them directly.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ..model._meta import PROVENANCE_ATTR, to_jsonable
 from ..model.atomicmodel import build_model_dataset
 
 _SKIP_ARRAYS = {"numbers", "positions"}
+_MAGMOM = "initial_magmom"
 
 
 def _per_atom_vars(ds: xr.Dataset) -> dict[str, np.ndarray]:
@@ -39,14 +45,33 @@ def _info(ds: xr.Dataset) -> dict:
     return info
 
 
-def to_ase(ds: xr.Dataset, *, cell=None, pbc: bool = False):
-    """:class:`ase.Atoms` from a model Dataset (see the module table)."""
+def to_ase(ds: xr.Dataset, *, cell=None, pbc: bool = False, magmoms=None):
+    """:class:`ase.Atoms` from a model Dataset (see the module table).
+
+    ``magmoms``: initial magnetic moments in μB — a mapping element → moment (others 0) or
+    one value per atom; default the ``initial_magmom`` array when the model has one.
+    """
     from ase import Atoms
 
-    atoms = Atoms(symbols=[str(s) for s in ds["species"].values],
+    symbols = [str(s) for s in ds["species"].values]
+    atoms = Atoms(symbols=symbols,
                   positions=np.asarray(ds["position"].values, dtype=np.float64),
                   cell=cell, pbc=pbc)
-    for k, v in _per_atom_vars(ds).items():
+    per_atom = _per_atom_vars(ds)
+    mm = per_atom.pop(_MAGMOM, None)
+    if magmoms is not None:
+        if isinstance(magmoms, dict):
+            mm = np.array([float(magmoms.get(s, 0.0)) for s in symbols])
+        else:
+            mm = np.asarray(magmoms, dtype=np.float64)
+            if mm.shape != (len(symbols),):
+                raise ValueError(
+                    f"magmoms has shape {mm.shape}; pass a dict element -> μB or one value "
+                    f"per atom ({len(symbols)})"
+                )
+    if mm is not None:
+        atoms.set_initial_magnetic_moments(np.asarray(mm, dtype=np.float64))
+    for k, v in per_atom.items():
         atoms.arrays[k] = v.copy()
     atoms.info.update(_info(ds))
     return atoms
@@ -56,6 +81,8 @@ def from_ase(atoms) -> xr.Dataset:
     """Model Dataset from :class:`ase.Atoms` (inverse of :func:`to_ase`)."""
     arrays = {k: np.asarray(v) for k, v in atoms.arrays.items()
               if k not in _SKIP_ARRAYS and np.ndim(v) == 1}
+    if "initial_magmoms" in arrays:
+        arrays[_MAGMOM] = arrays.pop("initial_magmoms")
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in atoms.info.items()
              if isinstance(v, (str, int, float, bool, np.generic))}
     return build_model_dataset(atoms.get_positions(), atoms.get_chemical_symbols(),
@@ -74,7 +101,8 @@ def to_pymatgen(ds: xr.Dataset, *, structure: bool = False, lattice=None,
             "(model.classify([...])) — pymatgen needs real elements"
         )
     pos = np.asarray(ds["position"].values, dtype=np.float64)
-    props = {k: v.tolist() for k, v in _per_atom_vars(ds).items()}
+    props = {("magmom" if k == _MAGMOM else k): v.tolist()
+             for k, v in _per_atom_vars(ds).items()}
     properties = {k: v for k, v in _info(ds).items()}
     if not structure and lattice is None:
         return Molecule(species, pos, site_properties=props or None, properties=properties)
@@ -106,8 +134,8 @@ def from_pymatgen(obj) -> xr.Dataset:
     if "aet_origin_shift_A" in props:
         pos = pos + np.asarray(json.loads(props["aet_origin_shift_A"]))
     species = [site.specie.symbol for site in obj]
-    arrays = {k: np.asarray(v) for k, v in obj.site_properties.items()
-              if np.ndim(np.asarray(v)) == 1}
+    arrays = {(_MAGMOM if k == "magmom" else k): np.asarray(v)
+              for k, v in obj.site_properties.items() if np.ndim(np.asarray(v)) == 1}
     attrs = {k: v for k, v in props.items()
              if isinstance(v, (str, int, float, bool)) and k != "aet_origin_shift_A"}
     return build_model_dataset(pos, species, arrays=arrays, attrs=attrs)

@@ -499,3 +499,44 @@ class AtomicModel:
         return with_provenance(out, "order_parameters", {"kind": kind, **kw},
                                parent_attrs=self._ds.attrs)
 
+
+    # -- structure analysis (thin: one aet.analysis call each) ----------------------------
+    def fit_lattice(self, structure: str = "fcc", **kw):
+        """Fit an ideal lattice (:func:`aet.analysis.fit_lattice`); returns a ``LatticeFit``
+        (or a dict of them per label when ``labels=`` is given)."""
+        from .. import analysis
+
+        return analysis.fit_lattice(self._ds, structure, **kw)
+
+    def local_strain(self, **kw) -> AtomicModel:
+        """Per-atom strain/rotation/displacement arrays (:func:`aet.analysis.local_strain`)."""
+        from .. import analysis
+
+        return self._replace(analysis.local_strain(self._ds, **kw), "local_strain", kw)
+
+    def grains(self, **kw) -> AtomicModel:
+        """Grain labels by orientation (+ phase/variant) (:func:`aet.analysis.grains`)."""
+        from .. import analysis
+
+        return self._replace(analysis.grains(self._ds, **kw), "grains", kw)
+
+    def defects(self, kind: str = "L10", **kw) -> AtomicModel:
+        """Antisites, swaps, antiphase boundaries, coordination, surface
+        (:func:`aet.analysis.defects`)."""
+        from .. import analysis
+
+        return self._replace(analysis.defects(self._ds, kind, **kw), "defects",
+                             {"kind": kind, **kw})
+
+    def bond_order(self, **kw) -> AtomicModel:
+        """Steinhardt Q_l and averaged Q̄_l per atom (:func:`aet.analysis.steinhardt`)."""
+        from .. import analysis
+
+        return self._replace(analysis.steinhardt(self._ds, **kw), "bond_order", kw)
+
+    def rdf(self, **kw) -> xr.Dataset:
+        """Partial radial distribution functions (:func:`aet.analysis.rdf`)."""
+        from .. import analysis
+
+        return with_provenance(analysis.rdf(self._ds, **kw), "rdf", kw,
+                               parent_attrs=self._ds.attrs)
