@@ -45,7 +45,10 @@ def open(path, *, format: str | None = None, kind: str | None = None, **metadata
         for ``.rec``/volume stores, and a model for atom formats.
     **metadata
         ``angles`` (degrees, 1D or ``(n, 3)`` Euler), ``pixel_size_A``/``voxel_size_A`` and
-        any attrs; they override what the file says.
+        any attrs; they override what the file says. Reader options also go here:
+        ``frames_per_angle``, ``lazy`` (TIFF/MRC, see :mod:`aet.io.mrc`); ``variable``,
+        ``euler_convention``, ``species``, ``types`` (MATLAB, see :mod:`aet.io.matlab`);
+        ``signal`` (DM/TIA/EMD, see :mod:`aet.io.rsciio_`).
 
     Returns
     -------

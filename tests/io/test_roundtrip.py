@@ -30,8 +30,10 @@ CAPABILITIES = {
     "poscar": set(),
 }
 
-CASES = [(f.name, ext, kind) for f in REGISTRY.values() if f.writer
-         for ext in (f.extensions or (".vasp",)) for kind in f.kinds]
+# every writable format × extension × kind; arrays also dask-backed (models are in memory)
+CASES = [(f.name, ext, kind, lazy) for f in REGISTRY.values() if f.writer
+         for ext in (f.extensions or (".vasp",)) for kind in f.kinds
+         for lazy in ((False,) if kind == "model" else (False, True))]
 
 
 def _caps(name, ext):
@@ -71,12 +73,9 @@ def _open(path, name, ext, kind, obj):
     return aet.open(path)
 
 
-@pytest.mark.parametrize("lazy", [False, True], ids=["numpy", "dask"])
-@pytest.mark.parametrize(("name", "ext", "kind"), CASES,
-                         ids=[f"{n}{e}-{k}" for n, e, k in CASES])
+@pytest.mark.parametrize(("name", "ext", "kind", "lazy"), CASES,
+                         ids=[f"{n}{e}-{k}-{'dask' if z else 'numpy'}" for n, e, k, z in CASES])
 def test_round_trip(tmp_path, rng, name, ext, kind, lazy):
-    if kind == "model" and lazy:
-        pytest.skip("atomic models are in memory (per-atom data)")
     caps = _caps(name, ext)
     path = tmp_path / f"obj{ext}"
     if kind == "tilt_series":
