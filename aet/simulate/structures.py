@@ -34,7 +34,7 @@ import numpy as np
 from ase.build import bulk
 from ase.cluster import wulff_construction
 from ase.data import atomic_numbers, reference_states
-from scipy.spatial import Delaunay, cKDTree
+from scipy.spatial import ConvexHull, cKDTree
 from scipy.spatial.transform import Rotation
 
 from ..model.atomicmodel import AtomicModel
@@ -147,13 +147,15 @@ def _shape_mask(pos: np.ndarray, shape: str, radius: float, *, wulff_hull=None) 
         h = radius / math.sqrt(3)
         return (x <= h + eps) & (y <= h + eps) & (z <= h + eps)
     if shape == "wulff":
-        return wulff_hull.find_simplex(pos) >= 0
+        eq = wulff_hull  # facet planes n·r + d ≤ 0 inside
+        return np.all(pos @ eq[:, :3].T + eq[:, 3] <= 1e-6, axis=1)
     raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
 
 
-def _wulff_hull(diameter_A: float, a: float, surfaces, energies) -> Delaunay:
+def _wulff_hull(diameter_A: float, a: float, surfaces, energies) -> np.ndarray:
     """Convex hull of an ASE fcc Wulff construction with about the volume of a sphere of
-    ``diameter_A`` (grown by half a layer so its surface atoms are inside)."""
+    ``diameter_A`` (grown by half a layer so its surface atoms are inside); returns the facet
+    plane equations (n_facets, 4) of :class:`scipy.spatial.ConvexHull`."""
     n_atoms = max(13, int(round(4 / a**3 * math.pi / 6 * diameter_A**3)))
     cl = wulff_construction("Cu", surfaces, energies, n_atoms, "fcc", rounding="closest",
                             latticeconstant=a)
@@ -161,7 +163,7 @@ def _wulff_hull(diameter_A: float, a: float, surfaces, energies) -> Delaunay:
     p = p - p.mean(axis=0)
     r = np.linalg.norm(p, axis=1, keepdims=True)
     p = p * (1 + 0.25 * a / np.maximum(r, 1e-9))
-    return Delaunay(p)
+    return ConvexHull(p).equations
 
 
 # ----------------------------------------------------------------------------- truth model
