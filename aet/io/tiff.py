@@ -150,7 +150,12 @@ def _calibration(tif) -> tuple[float | None, dict]:
     return px, (aet if isinstance(aet, dict) else {})
 
 
-def read(path: Path, *, kind=None, frames_per_angle: int | None = None, **metadata):
+LAZY_THRESHOLD_BYTES = 256 * 2**20
+
+
+def read(path: Path, *, kind=None, frames_per_angle: int | None = None,
+         lazy: bool | None = None, lazy_threshold_bytes: int = LAZY_THRESHOLD_BYTES,
+         **metadata):
     """Read a TIFF stack as a ``TiltSeries`` (angles known) or ``Volume`` (``kind="volume"``).
 
     Parameters
@@ -158,20 +163,31 @@ def read(path: Path, *, kind=None, frames_per_angle: int | None = None, **metada
     frames_per_angle : int, optional
         Split the ``n`` pages into ``(n // frames_per_angle, frames_per_angle, y, x)`` (a raw
         series with several frames per tilt). Files written by aet record it themselves.
+    lazy : bool, optional
+        Memory-map the pixel data and wrap it in dask (uncompressed, contiguous files only).
+        Default: lazy when such a file holds more than ``lazy_threshold_bytes``.
     """
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            arr = series.asarray()
+            offset = series.dataoffset  # None unless uncompressed and contiguous
+            nbytes = int(np.prod(series.shape)) * np.dtype(series.dtype).itemsize
+            want_lazy = (nbytes > lazy_threshold_bytes) if lazy is None else bool(lazy)
+            if want_lazy and offset is not None:
+                arr = _lazy_pages(path, offset, series.shape,
+                                  np.dtype(series.dtype).newbyteorder(tif.byteorder))
+            else:
+                arr = series.asarray()
             px, aet = _calibration(tif)
     except (MetadataError, CorruptFileError):
         raise
     except Exception as exc:  # tifffile raises many types on a broken file
         raise CorruptFileError(f"{str(path)!r} is not a readable TIFF file: "
                                f"{type(exc).__name__}: {exc}") from None
-    arr = np.asarray(arr)
+    if not hasattr(arr, "compute"):
+        arr = np.asarray(arr)
     if arr.ndim < 2 or arr.dtype.kind not in "iuf":
         raise CorruptFileError(
             f"{str(path)!r} holds {arr.ndim}D data of dtype {arr.dtype}; expected a stack of "
@@ -200,6 +216,23 @@ def read(path: Path, *, kind=None, frames_per_angle: int | None = None, **metada
                       file_attrs=file_attrs, file_angles=aet.get("angles"),
                       default_kind=default)
     return _restore_provenance(obj, aet)
+
+
+def _lazy_pages(path: Path, offset: int, shape, dtype):
+    """A dask array over a memory map of contiguous pixel data (blocks of ~64 MiB)."""
+    import os
+
+    import dask.array as dsa
+    from dask.base import tokenize
+
+    mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
+    page = int(np.prod(shape[1:])) * dtype.itemsize if len(shape) > 2 else mm.nbytes
+    per = max(1, (64 * 2**20) // max(1, page))
+    arr = dsa.from_array(mm, chunks=(per, *shape[1:]) if len(shape) > 2 else shape,
+                         name=f"aet-tiff-{tokenize(str(path), os.stat(path).st_mtime_ns)}",
+                         asarray=True)
+    return arr.astype(dtype.newbyteorder("="), copy=False) if dtype.byteorder not in "=|" \
+        else arr
 
 
 def _restore_provenance(obj, aet: dict):

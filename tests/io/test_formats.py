@@ -53,6 +53,17 @@ def test_arguments_override_the_file(tmp_path):
     assert back.pixel_size_A == 0.25
 
 
+def test_large_tiff_opens_lazily_memory_mapped(tmp_path, rng):
+    data = rng.random((6, 16, 16)).astype(np.float32)
+    aet.io.write(aet.Volume(data, voxel_size_A=1.5), tmp_path / "v.tif")
+    with raise_if_dask_computes():
+        vol = aet.open(tmp_path / "v.tif", lazy_threshold_bytes=1024)
+        sl = vol.isel(z=slice(4, 6))
+    assert vol.is_lazy and vol.voxel_size_A == 1.5
+    np.testing.assert_array_equal(sl.values, data[4:6])
+    assert not aet.open(tmp_path / "v.tif").is_lazy  # small files are read into memory
+
+
 # --------------------------------------------------------------------------- MRC
 def test_mrc_seri_extended_header_angles(tmp_path):
     """IMOD/SerialEM stacks: ``SERI`` extended header, nreal bit 1 = tilt angle × 100."""
