@@ -10,9 +10,11 @@ Public functions
 """
 
 from .fourier import fourier_slice_values, genfire
+from .metrics import fourier_shell_correlation, half_set_fsc, resolution_from_fsc
 from .project import project
 from .projector import Projector, back_project, forward_project, rotation_matrices
 from .reconstruct import METHODS, estimate_support, reconstruct
 
 __all__ = ["METHODS", "Projector", "back_project", "estimate_support", "forward_project",
-           "fourier_slice_values", "genfire", "project", "reconstruct", "rotation_matrices"]
+           "fourier_shell_correlation", "fourier_slice_values", "genfire", "half_set_fsc",
+           "project", "reconstruct", "resolution_from_fsc", "rotation_matrices"]

@@ -98,14 +98,61 @@ def _r1(res, b_abs_sum):
     return float(np.abs(res).sum() / b_abs_sum) if b_abs_sum > 0 else float("nan")
 
 
+class _Holdout:
+    """Early stopping by cross-validation: a random ``fraction`` of detector pixels is left out
+    of the data term; the iterate whose residual on them is lowest is kept, and the iterations
+    stop after ``patience`` iterations without improvement (noise is being fitted)."""
+
+    def __init__(self, shape, fraction, seed, patience):
+        rng = np.random.default_rng(seed)
+        self.hold = (rng.random(shape) < fraction).astype(np.float32)
+        self.fit = np.float32(1.0) - self.hold
+        self.n = max(1.0, float(self.hold.sum()))
+        self.patience = int(patience)
+        self.best = np.inf
+        self.best_x = None
+        self.best_it = -1
+        self.bad = 0
+        self.record = []
+
+    def update(self, res, x, it) -> bool:
+        h = float(np.sqrt(np.sum(np.square(res * self.hold, dtype=np.float32)) / self.n))
+        self.record.append(h)
+        if h < self.best:
+            self.best, self.best_it, self.bad = h, it, 0
+            if self.best_x is None:
+                self.best_x = x.copy()
+            else:
+                self.best_x[...] = x
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+
+def _holdout_for(b, holdout, seed, patience):
+    if not holdout:
+        return None
+    if not 0 < holdout < 0.5:
+        raise ValueError(f"holdout must be a fraction in (0, 0.5), got {holdout!r}")
+    return _Holdout(b.shape, holdout, seed, patience)
+
+
 def sirt(op: Projector, b: np.ndarray, *, n_iter: int = 100, relaxation: float = 1.0,
-         positivity: bool = True, support=None, x0=None, tol: float = 0.0, progress=None,
-         callback=None):
-    """SIRT: x ← x + λ C Aᵀ R (b − A x), R = 1/(A 1), C = 1/(Aᵀ 1) (+ positivity/support)."""
+         positivity: bool = True, support=None, x0=None, tol: float = 0.0, holdout: float = 0.0,
+         patience: int = 5, seed=0, progress=None, callback=None):
+    """SIRT: x ← x + λ C Aᵀ R (b − A x), R = 1/(A 1), C = 1/(Aᵀ 1) (+ positivity/support).
+
+    ``holdout`` > 0: early stopping on that fraction of left-out detector pixels (see
+    :func:`resire`).
+    """
+    ho = _holdout_for(b, holdout, seed, patience)
     ones_v = np.ones(op.internal_volume_shape, np.float32)
     row = op.forward(ones_v)
     R = np.where(row > 1e-6, 1.0 / np.maximum(row, 1e-6), 0.0).astype(np.float32)
-    col = op.adjoint(np.ones(op.internal_projection_shape, np.float32))
+    if ho is not None:
+        R *= ho.fit
+    col = op.adjoint(R > 0) if ho is not None else op.adjoint(
+        np.ones(op.internal_projection_shape, np.float32))
     C = np.where(col > 1e-6, relaxation / np.maximum(col, 1e-6), 0.0).astype(np.float32)
     x = np.zeros(op.internal_volume_shape, np.float32) if x0 is None else x0.copy()
     bsum = float(np.abs(b).sum())
@@ -118,6 +165,8 @@ def sirt(op: Projector, b: np.ndarray, *, n_iter: int = 100, relaxation: float =
             op.forward(x, out=ax)
             np.subtract(b, ax, out=ax)
             record.append(_r1(ax, bsum))
+            if ho is not None and ho.update(ax, x, it):
+                break
             ax *= R
             op.adjoint(ax, out=g)
             g *= C
@@ -128,7 +177,11 @@ def sirt(op: Projector, b: np.ndarray, *, n_iter: int = 100, relaxation: float =
             bar.update()
             if tol and it > 0 and abs(record[-2] - record[-1]) < tol * record[-1]:
                 break
-    return x, {"r1": record, "n_iter": len(record), "time_s": time.perf_counter() - t0}
+    rec = {"r1": record, "n_iter": len(record), "time_s": time.perf_counter() - t0}
+    if ho is not None:
+        x = ho.best_x
+        rec.update(holdout_rms=ho.record, best_iteration=ho.best_it + 1)
+    return x, rec
 
 
 def lipschitz_bound(op: Projector, weight=None) -> float:
@@ -141,7 +194,8 @@ def lipschitz_bound(op: Projector, weight=None) -> float:
 
 def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
            positivity: bool = True, support=None, weight=None, accelerate: bool = True,
-           x0=None, tol: float = 0.0, progress=None, callback=None):
+           x0=None, tol: float = 0.0, holdout: float = 0.0, patience: int = 5, seed=0,
+           progress=None, callback=None):
     """RESIRE: gradient descent on ½ Σ_θ ‖W (A_θ O − b_θ)‖² with positivity and support.
 
     The step is ``step / L`` with L = max(AᵀWA·1) ≥ ‖AᵀWA‖, which for a single tilt axis is
@@ -149,7 +203,15 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
     paper — so ``step`` ∈ (0, 2) converges. ``accelerate`` adds Nesterov/FISTA momentum
     (same fixed point, far fewer iterations); ``weight`` (0/1 per detector pixel, internal
     projection layout) restricts the data term to the measured field of view.
+
+    ``holdout`` > 0 leaves that fraction of detector pixels (random, ``seed``) out of the data
+    term and returns the iterate with the lowest RMS residual on them, stopping after
+    ``patience`` iterations without improvement — unregularised least squares semi-converges
+    on noisy data, and this picks the stopping point from the data themselves.
     """
+    ho = _holdout_for(b, holdout, seed, patience)
+    if ho is not None:
+        weight = ho.fit if weight is None else weight * ho.fit
     L = lipschitz_bound(op, weight)
     if L <= 0:
         raise ValueError("the projection geometry sees no voxel (A·1 = 0); check the shapes")
@@ -167,6 +229,8 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
         for it in range(n_iter):
             op.forward(y, out=res)
             res -= b
+            if ho is not None and ho.update(res, y, it):
+                break
             if weight is not None:
                 res *= weight
             record.append(_r1(res, bsum))
@@ -189,8 +253,12 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
             bar.update()
             if tol and it > 0 and abs(record[-2] - record[-1]) < tol * record[-1]:
                 break
-    return x, {"r1": record, "n_iter": len(record), "step": float(step), "lipschitz": L,
-               "time_s": time.perf_counter() - t0}
+    rec = {"r1": record, "n_iter": len(record), "step": float(step), "lipschitz": L,
+           "time_s": time.perf_counter() - t0}
+    if ho is not None:
+        x = _constrain(ho.best_x, positivity, support)
+        rec.update(holdout_rms=ho.record, best_iteration=ho.best_it)
+    return x, rec
 
 
 def r1_per_projection(op: Projector, x: np.ndarray, b: np.ndarray, weight=None) -> np.ndarray:
