@@ -124,6 +124,10 @@ def _valid_bytes() -> dict[str, bytes]:
         scipy.io.savemat(Path(d) / "f.mat", {"proj": np.ones((5, 4, 3), np.float32),
                                              "angles": np.zeros((3, 3))})
         out[".mat"] = (Path(d) / "f.mat").read_bytes()
+        from tests.io.test_matlab import _save_v73
+
+        _save_v73(Path(d) / "g.mat", {"model": np.ones((3, 4)), "atoms": np.ones((1, 4))})
+        out["v7.3.mat"] = (Path(d) / "g.mat").read_bytes()
     samples = SHARED_DATA / "io_samples"
     for name, ext in (("dm_3D_test-1.dm3", ".dm3"), ("dm_3D_test-1.dm4", ".dm4"),
                       ("64x64x5_TEM_preview_1.ser", ".ser"), ("example_signal.emd", ".emd")):
@@ -139,7 +143,7 @@ READ_EXTS = sorted({e for f in REGISTRY.values() if f.reader for e in f.extensio
 
 def _open_bytes(ext: str, data: bytes):
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / f"fuzz{ext}"
+        path = Path(d) / f"fuzz.{ext.rsplit('.', 1)[-1]}"
         path.write_bytes(data)
         try:
             aet.open(path, pixel_size_A=1.0, angles=None)
