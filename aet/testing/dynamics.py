@@ -163,8 +163,9 @@ def score_events(result, truth_nucleus: Sequence[np.ndarray], names: Sequence[Se
                  planted: Sequence[tuple]) -> dict:
     """Compare detected events with planted ones.
 
-    Each detected nucleus is named after the truth nucleus most of its atoms belong to
-    (``truth_nucleus``: per time, per atom, index into ``names`` of that time, -1 none); an
+    Each detected nucleus is named after the truth nucleus
+    (``truth_nucleus``: per time, per atom, index into ``names`` of that time, -1 none) that
+    contributes most of its atoms (at least 25 %; otherwise it is a phantom ``?``); an
     event is recovered when a detected event of the same step and type has the same names on
     both sides. Returns ``recovered`` (fraction of planted events), ``phantoms`` (detected
     events matching no planted one) and the lists.
@@ -175,9 +176,10 @@ def score_events(result, truth_nucleus: Sequence[np.ndarray], names: Sequence[Se
         d = {}
         for j in np.unique(lab[lab >= 0]).tolist():
             v = np.asarray(tn)[lab == j]
-            vals, cnt = np.unique(v, return_counts=True)
-            best = vals[cnt.argmax()]
-            d[j] = nm[best] if best >= 0 else f"?{k}.{j}"
+            vals, cnt = np.unique(v[v >= 0], return_counts=True)
+            # the true nucleus contributing most atoms, if it is a real part of this one
+            ok = vals.size and cnt.max() >= 0.25 * v.size
+            d[j] = nm[vals[cnt.argmax()]] if ok else f"?{k}.{j}"
         naming.append(d)
     detected = []
     for e in result.events.itertuples(index=False):
