@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import MetadataError
-from ..model._meta import with_provenance
+from ..model._meta import PROVENANCE_ATTR, get_provenance, with_provenance
 
 
 def read_sidecar_angles(path: Path) -> np.ndarray | None:
@@ -134,3 +135,14 @@ def guard_lazy_dataset(ds, path):
                              asarray=False, fancy=False)
         out[name] = var.copy(data=arr)
     return out
+
+
+def restore_provenance(obj, saved):
+    """Put the provenance list ``saved`` in a file before the ``open`` record of ``obj``."""
+    if not saved or not isinstance(saved, list):
+        return obj
+    da = obj.data
+    opened = get_provenance(da.attrs)[-1]
+    base = da.copy(deep=False)
+    base.attrs = {**da.attrs, PROVENANCE_ATTR: json.dumps(saved)}
+    return type(obj)._wrap(with_provenance(base, opened["op"], opened["params"]))

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError, MetadataError
-from ..model._meta import PROVENANCE_ATTR, get_provenance, to_jsonable, with_provenance
-from ._common import make_object
+from ..model._meta import PROVENANCE_ATTR, get_provenance, to_jsonable
+from ._common import make_object, restore_provenance
 
 _AET_KEY = "aet"
 #: Length units found in ImageJ calibrations / axes metadata, in Å.
@@ -215,7 +215,7 @@ def read(path: Path, *, kind=None, frames_per_angle: int | None = None,
     obj = make_object(arr, path=path, fmt="tiff", kind=kind, metadata=metadata,
                       file_attrs=file_attrs, file_angles=aet.get("angles"),
                       default_kind=default)
-    return _restore_provenance(obj, aet)
+    return restore_provenance(obj, aet.get("provenance"))
 
 
 def _lazy_pages(path: Path, offset: int, shape, dtype):
@@ -233,18 +233,3 @@ def _lazy_pages(path: Path, offset: int, shape, dtype):
                          asarray=True)
     return arr.astype(dtype.newbyteorder("="), copy=False) if dtype.byteorder not in "=|" \
         else arr
-
-
-def _restore_provenance(obj, aet: dict):
-    """Put the provenance saved in the file before the ``open`` record of ``obj``."""
-    saved = aet.get("provenance")
-    if not saved or not isinstance(saved, list):
-        return obj
-    da = obj.data.copy(deep=False)
-    da.attrs = dict(da.attrs)
-    now = get_provenance(da.attrs)
-    opened = now[-1]
-    base = da.copy(deep=False)
-    base.attrs = {**da.attrs, PROVENANCE_ATTR: json.dumps(saved)}
-    out = with_provenance(base, opened["op"], opened["params"])
-    return type(obj)._wrap(out)

@@ -20,7 +20,7 @@ from aet.io import REGISTRY
 CAPABILITIES = {
     "zarr": {"pixel", "angles", "euler", "attrs", "provenance", "arrays"},
     "netcdf": {"pixel", "angles", "euler", "attrs", "provenance", "arrays"},
-    ".npz": {"pixel", "angles", "euler"},
+    ".npz": {"pixel", "angles", "euler", "attrs", "provenance"},
     ".npy": set(),  # the bare array: angles and pixel size are passed when reading
     "tiff": {"pixel", "angles", "euler", "attrs", "provenance"},
     "mrc": {"pixel", "angles"},  # Euler series are refused by the writer (tested below)
