@@ -118,7 +118,11 @@ class ProjectionProblem:
 
     def evaluate(self, pos, H, B, mode: int, sp=None):
         g = self.geo
-        return K.projection_kernel_parallel(
+        # small problems: the serial kernel (thread start-up and barriers cost more than
+        # they save, and a busy machine makes a parallel barrier wait for the slowest core)
+        big = self.meas.shape[0] * len(pos) > 20_000
+        fn = K.projection_kernel_parallel if big else K.projection_kernel
+        return fn(
             np.ascontiguousarray(pos, dtype=np.float64), self.sp if sp is None else sp,
             np.ascontiguousarray(H, dtype=np.float64), np.ascontiguousarray(B, np.float64),
             self.kw, self.ks2, g["R2"], self.meas, g["x0"], g["y0"], g["pixel_A"],
@@ -485,13 +489,13 @@ def _add_remove(prob, pos, index, H, B, names, *, add_threshold, min_distance_A)
     cand = _residual_candidates(prob, pos, H, B, index, spacing_A=0.4,
                                 min_distance_A=min_distance_A, threshold_frac=add_threshold)
     n_added = 0
-    for c in cand:
+    before = prob.evaluate(pos, H, B, 0, sp=index)[0]
+    for c in cand[:max(1, len(pos) // 10)]:  # at most 10 % new atoms per pass, strongest first
         trial_pos = np.vstack([pos, c[None]])
         trial_idx = np.append(index, 0)
-        before = prob.evaluate(pos, H, B, 0, sp=index)[0]
         after = prob.evaluate(trial_pos, H, B, 0, sp=trial_idx)[0]
         if after < before:
-            pos, index = trial_pos, trial_idx
+            pos, index, before = trial_pos, trial_idx, after
             prob.sp = index
             n_added += 1
     return pos, index, n_added, n_removed
