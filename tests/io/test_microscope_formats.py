@@ -113,3 +113,60 @@ def test_every_sample_opens(samples):
         assert isinstance(obj, aet.TiltSeries) and len(obj) == n
         opened += 1
     assert opened == 12
+
+
+# --------------------------------------------------------------------------- no data needed
+def _axis(name, size, scale, units, navigate, offset=0.0):
+    return {"name": name, "size": size, "scale": scale, "offset": offset, "units": units,
+            "navigate": navigate}
+
+
+@pytest.mark.parametrize(("units", "scale", "want"), [
+    ("nm", 0.0325, 0.325), ("µm", 2.5e-5, 0.25), ("um", 2.5e-5, 0.25), ("Å", 0.4, 0.4),
+    ("A", -0.4, 0.4), ("pm", 35.0, 0.35), ("1 / nm", 0.1, None), ("", 1.0, None),
+    ("<undefined>", 1.0, None), ("nm", 0.0, None)])
+def test_pixel_size_units_to_angstrom(units, scale, want):
+    from aet.io.rsciio_ import pixel_size_from_axes
+
+    axes = [_axis("y", 4, scale, units, False), _axis("x", 4, scale, units, False)]
+    got = pixel_size_from_axes(axes)
+    assert (got is None) if want is None else got == pytest.approx(want, rel=1e-12)
+
+
+def test_non_square_pixels_give_no_pixel_size():
+    from aet.io.rsciio_ import pixel_size_from_axes
+
+    assert pixel_size_from_axes([_axis("y", 4, 0.1, "nm", False),
+                                 _axis("x", 4, 0.2, "nm", False)]) is None
+
+
+def test_tilt_stack_with_degree_axis(monkeypatch, tmp_path):
+    """A stack whose navigation axis is in degrees carries its tilt angles."""
+    import aet.io.rsciio_ as rs
+
+    data = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    sig = {"data": data, "metadata": {"General": {"title": "tilts"},
+                                      "Signal": {"quantity": "Intensity"}},
+           "axes": [_axis("tilt", 3, 30.0, "°", True, offset=-30.0),
+                    _axis("y", 4, 0.05, "nm", False), _axis("x", 5, 0.05, "nm", False)]}
+    monkeypatch.setattr(rs, "_reader", lambda path: _fake_reader([sig]))
+    (tmp_path / "f.dm4").write_bytes(b"x")
+    ts = aet.open(tmp_path / "f.dm4")
+    np.testing.assert_array_equal(ts.angles, [-30.0, 0.0, 30.0])
+    assert ts.pixel_size_A == pytest.approx(0.5)
+    assert ts.attrs["units"] == "Intensity" and ts.attrs["title"] == "tilts"
+    np.testing.assert_array_equal(ts.values, data)
+    # two images: the caller must choose
+    monkeypatch.setattr(rs, "_reader", lambda path: _fake_reader([sig, sig]))
+    with pytest.raises(MetadataError, match=r"holds 2 images: \[0\] 'tilts' shape \(3, 4, 5\) "
+                                            r".*; pass signal=<index> to choose one"):
+        aet.open(tmp_path / "f.dm4")
+    assert len(aet.open(tmp_path / "f.dm4", signal=1)) == 3
+
+
+def _fake_reader(signals):
+    def file_reader(filename, lazy=False):
+        return signals
+
+    file_reader.__module__ = "rsciio.digitalmicrograph"
+    return file_reader
