@@ -195,7 +195,8 @@ def score_events(result, truth_nucleus: Sequence[np.ndarray], names: Sequence[Se
             "detected": detected}
 
 
-def evaluate_nucleation_series(series=None, *, seed: int = 0, series_kw=None, **track_kw):
+def evaluate_nucleation_series(series=None, *, seed: int = 0, series_kw=None, kind="L10",
+                               **track_kw):
     """Track :func:`aet.simulate.nucleation_series` and score against its true events.
 
     Returns a dict with ``recovered`` (fraction of true events found with the right type and
@@ -207,7 +208,7 @@ def evaluate_nucleation_series(series=None, *, seed: int = 0, series_kw=None, **
 
     s = series if series is not None else aet.simulate.nucleation_series(
         seed=seed, **(series_kw or {}))
-    reg = aet.NucleusTracker(s.models, times_min=s.times_min).register()
+    reg = aet.NucleusTracker(s.models, times_min=s.times_min, kind=kind).register()
     res = reg.track(**track_kw)
     names = [s.nucleus_names[k] for k in sorted(s.nucleus_names)]
     tn = []
