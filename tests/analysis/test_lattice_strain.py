@@ -141,3 +141,42 @@ def test_strain_errors():
         strain(m.data, mask_threshold=2)
     with pytest.raises(TypeError, match="lattice must be a LatticeFit"):
         local_strain(m.data, lattice={0: "nope"})
+
+
+def test_fit_per_grain_and_strain_with_labels():
+    from scipy.spatial import cKDTree
+
+    from aet.testing.analysis import fcc_sites
+    p1, _, _ = fcc_sites(3.92, 14)
+    R2 = rotation_matrix_zyz(0.0, 0.0, np.radians(30))
+    p2 = p1 @ R2.T
+    pos = np.concatenate([p1[p1[:, 0] < 0], p2[p2[:, 0] >= 0]])
+    lab = np.r_[np.zeros((p1[:, 0] < 0).sum(), int), np.ones((p2[:, 0] >= 0).sum(), int)]
+    d, _ = cKDTree(pos[lab == 0]).query(pos)
+    keep = ~((lab == 1) & (d < 2.0))
+    pos, lab = pos[keep], lab[keep]
+    pos_s = pos @ (np.eye(3) + E_UNIFORM).T  # the same uniform strain in both grains
+    m = aet.AtomicModel(pos_s @ ROT.T, "Pt")
+    fits = m.fit_lattice("fcc", labels=lab)
+    assert set(fits) == {0, 1}
+    assert misorientation_deg(fits[0].rotation[None], ROT[None])[0] < 0.5
+    assert misorientation_deg(fits[1].rotation[None], (ROT @ R2)[None])[0] < 0.5
+    out = m.local_strain(labels=lab, a_A=3.92)
+    Es = ROT @ E_UNIFORM @ ROT.T
+    inner = np.abs(pos[:, 0]) > 4.0  # away from the grain boundary
+    for name, i, j in COMPONENTS:
+        v = out[f"strain_{name}"][inner]
+        ok = np.isfinite(v)
+        assert np.median(np.abs(v[ok] - Es[i, j])) < 3e-4, name
+
+
+def test_facade_methods_record_provenance():
+    m = particle("L10", radius_A=9)
+    d = m.defects("L10")
+    assert d.provenance[-1]["op"] == "defects" and not d["antisite"].any()
+    b = m.bond_order()
+    assert "Qbar6" in b
+    r = m.rdf(r_max_A=5.0)
+    assert "g_Fe_Pt" in r and "provenance" in r.attrs
+    st = m.strain(voxel_size_A=2.0)
+    assert '"op": "strain"' in st.attrs["provenance"]
