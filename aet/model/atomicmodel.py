@@ -540,3 +540,28 @@ class AtomicModel:
 
         return with_provenance(analysis.rdf(self._ds, **kw), "rdf", kw,
                                parent_attrs=self._ds.attrs)
+
+    # -- atoms: uncertainty, surface, clean-up (aet.atoms) ------------------------------------
+    def uncertainty(self, tilt_series, *, method: str = "curvature", **kw) -> AtomicModel:
+        """Per-atom position uncertainty (Å) against the projections: Cramér–Rao from the fit
+        curvature or a bootstrap over projections (:func:`aet.atoms.uncertainty`)."""
+        from .. import atoms
+
+        ts_da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series
+        ds, result = atoms.uncertainty(self._ds, ts_da, method=method, **kw)
+        return self._replace(ds, "uncertainty", {"method": method, **kw}, result=result)
+
+    def flag_surface(self, *, method: str = "coordination", **kw) -> AtomicModel:
+        """Flag surface atoms by coordination and/or alpha shape
+        (:func:`aet.atoms.flag_surface`)."""
+        from .. import atoms
+
+        ds, result = atoms.flag_surface(self._ds, method=method, **kw)
+        return self._replace(ds, "flag_surface", {"method": method, **kw}, result=result)
+
+    def cleanup(self, **kw) -> AtomicModel:
+        """Drop isolated peaks / merge too-close pairs, recorded (:func:`aet.atoms.cleanup`)."""
+        from .. import atoms
+
+        ds, result = atoms.cleanup(self._ds, **kw)
+        return self._replace(ds, "cleanup", kw, result=result)

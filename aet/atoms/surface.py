@@ -1,0 +1,170 @@
+"""Surface flags and clean-up of traced models (coordination and alpha shapes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from scipy.spatial import Delaunay, cKDTree
+
+from ..model.atomicmodel import build_model_dataset
+from ._common import check_model, check_positive, model_positions
+
+__all__ = ["flag_surface", "cleanup", "coordination_numbers", "alpha_shape_vertices"]
+
+
+def _nn_distance(pos: np.ndarray) -> float:
+    if len(pos) < 2:
+        return 1.0
+    d, _ = cKDTree(pos).query(pos, k=2)
+    return float(np.median(d[:, 1]))
+
+
+def coordination_numbers(positions_xyz_A: np.ndarray, radius_A: float) -> np.ndarray:
+    """Number of other atoms within ``radius_A`` (Å) of each atom."""
+    pos = np.asarray(positions_xyz_A, dtype=np.float64).reshape(-1, 3)
+    if len(pos) == 0:
+        return np.zeros(0, dtype=np.int64)
+    pairs = cKDTree(pos).query_pairs(float(radius_A), output_type="ndarray")
+    return np.bincount(pairs.ravel(), minlength=len(pos)).astype(np.int64)
+
+
+def _circumradii(pts: np.ndarray, simplices: np.ndarray) -> np.ndarray:
+    a = pts[simplices[:, 0]]
+    M = pts[simplices[:, 1:]] - a[:, None, :]  # (n, 3, 3)
+    rhs = 0.5 * (M**2).sum(axis=2)
+    det = np.linalg.det(M)
+    ok = np.abs(det) > 1e-12
+    c = np.full((len(simplices), 3), np.inf)
+    c[ok] = np.linalg.solve(M[ok], rhs[ok][..., None])[..., 0]
+    return np.linalg.norm(c, axis=1)
+
+
+def alpha_shape_vertices(positions_xyz_A: np.ndarray, alpha_A: float) -> np.ndarray:
+    """Boolean mask of the atoms on the boundary of the alpha shape of radius ``alpha_A``.
+
+    The alpha complex keeps the Delaunay tetrahedra whose circumradius is ≤ ``alpha_A``; a
+    triangle that belongs to exactly one kept tetrahedron is a boundary face, and its corners
+    are surface atoms. Atoms in no kept tetrahedron are surface atoms too.
+    """
+    pos = np.asarray(positions_xyz_A, dtype=np.float64).reshape(-1, 3)
+    n = len(pos)
+    if n < 5:
+        return np.ones(n, dtype=bool)
+    tri = Delaunay(pos)
+    simp = tri.simplices[_circumradii(pos, tri.simplices) <= alpha_A]
+    on = np.zeros(n, dtype=bool)
+    inside_any = np.zeros(n, dtype=bool)
+    if len(simp):
+        inside_any[np.unique(simp)] = True
+        faces = np.concatenate([np.sort(simp[:, [i for i in range(4) if i != k]], axis=1)
+                                for k in range(4)])
+        uniq, counts = np.unique(faces, axis=0, return_counts=True)
+        on[np.unique(uniq[counts == 1])] = True
+    return on | ~inside_any
+
+
+def flag_surface(model: xr.Dataset, *, method: str = "coordination",
+                 radius_A: float | None = None, min_coordination: int | None = None,
+                 alpha_A: float | None = None):
+    """Flag surface atoms.
+
+    Parameters
+    ----------
+    model : xarray.Dataset
+        Atomic-model dataset (positions (x, y, z) Å).
+    method : {"coordination", "alpha", "both"}
+        ``"coordination"``: fewer than ``min_coordination`` neighbours within ``radius_A``.
+        ``"alpha"``: on the boundary of the alpha shape of radius ``alpha_A``. ``"both"``:
+        either criterion.
+    radius_A : float, optional
+        First-shell radius (Å); default 1.2 × the median nearest-neighbour distance.
+    min_coordination : int, optional
+        Default: 80 % of the bulk coordination (the 90th percentile), rounded up.
+    alpha_A : float, optional
+        Alpha radius (Å); default the median nearest-neighbour distance (keeps the
+        tetrahedra of close-packed lattices, whose circumradius is ≤ 0.71 × that distance).
+
+    Returns
+    -------
+    (xarray.Dataset, dict)
+        The model with boolean ``surface`` and integer ``coordination``; the dict has the
+        radii and threshold used and the number of surface atoms.
+    """
+    ds = check_model(model)
+    if method not in ("coordination", "alpha", "both"):
+        raise ValueError(f"method must be 'coordination', 'alpha' or 'both', got {method!r}")
+    pos = model_positions(ds)
+    nn = _nn_distance(pos)
+    r = 1.2 * nn if radius_A is None else check_positive("radius_A", radius_A)
+    coord = coordination_numbers(pos, r)
+    bulk = float(np.percentile(coord, 90)) if len(coord) else 0.0
+    mc = int(np.ceil(0.8 * bulk)) if min_coordination is None else \
+        check_positive("min_coordination", min_coordination, integer=True, allow_zero=True)
+    surf = np.zeros(len(pos), dtype=bool)
+    if method in ("coordination", "both"):
+        surf |= coord < mc
+    alpha = nn if alpha_A is None else check_positive("alpha_A", alpha_A)
+    if method in ("alpha", "both"):
+        surf |= alpha_shape_vertices(pos, alpha)
+    out = ds.copy()
+    out["surface"] = ("atom", surf)
+    out["coordination"] = ("atom", coord)
+    return out, {"method": method, "radius_A": r, "min_coordination": mc, "alpha_A": alpha,
+                 "n_surface": int(surf.sum())}
+
+
+def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float = 3.5,
+            min_distance_A: float | None = None):
+    """Drop isolated peaks and merge too-close pairs.
+
+    Parameters
+    ----------
+    model : xarray.Dataset
+    min_neighbours : int
+        Atoms with fewer neighbours than this within ``radius_A`` (Å) are removed
+        (isolated noise peaks outside the object).
+    radius_A : float
+        Neighbour radius (Å).
+    min_distance_A : float, optional
+        Of two atoms closer than this (Å) only the one with the higher ``intensity`` (or the
+        first) is kept.
+
+    Returns
+    -------
+    (xarray.Dataset, dict)
+        The cleaned model (atom index renumbered) and ``{"removed": [old indices],
+        "n_removed", "reason": {index: "isolated" | "too_close"}}``.
+    """
+    ds = check_model(model)
+    k = check_positive("min_neighbours", min_neighbours, integer=True, allow_zero=True)
+    r = check_positive("radius_A", radius_A)
+    pos = model_positions(ds)
+    n = len(pos)
+    reason: dict[int, str] = {}
+    keep = np.ones(n, dtype=bool)
+    if min_distance_A is not None and n > 1:
+        md = check_positive("min_distance_A", min_distance_A)
+        inten = np.asarray(ds["intensity"].values, dtype=np.float64) if "intensity" in ds \
+            else -np.arange(n, dtype=np.float64)
+        order = np.lexsort((np.arange(n), -inten))
+        tree = cKDTree(pos)
+        for i in order:
+            if not keep[i]:
+                continue
+            for j in tree.query_ball_point(pos[i], md):
+                if j != i and keep[j]:
+                    keep[j] = False
+                    reason[int(j)] = "too_close"
+    if k > 0:
+        coord = coordination_numbers(np.where(keep[:, None], pos, np.inf)[keep], r)
+        idx = np.flatnonzero(keep)
+        iso = idx[coord < k]
+        keep[iso] = False
+        reason.update({int(i): "isolated" for i in iso})
+    arrays = {v: ds[v].values[keep] for v in ds.data_vars
+              if v not in ("position", "species") and ds[v].dims == ("atom",)}
+    out = build_model_dataset(pos[keep], np.asarray(ds["species"].values)[keep],
+                              arrays=arrays, attrs=dict(ds.attrs))
+    removed = np.flatnonzero(~keep)
+    return out, {"removed": removed.tolist(), "n_removed": int(removed.size),
+                 "reason": {str(i): reason[int(i)] for i in removed}}

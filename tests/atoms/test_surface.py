@@ -1,0 +1,52 @@
+"""Surface flags (coordination, alpha shape) and clean-up, with exact answers on lattices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import aet
+from aet.atoms import cleanup, flag_surface
+
+
+def fcc_cube(n, a=3.9):
+    base = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    cells = np.stack(np.meshgrid(*(np.arange(n),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    pts = (cells[:, None, :] + base[None]).reshape(-1, 3)
+    pts = pts[np.all(pts <= n - 1 + 1e-9, axis=1)]  # a closed cube of side n - 1 cells
+    return pts * a
+
+
+@pytest.mark.parametrize("method", ["coordination", "alpha", "both"])
+def test_surface_of_an_fcc_cube_is_its_faces(method):
+    a = 3.9
+    pos = fcc_cube(5, a)
+    model = aet.AtomicModel(pos, "Pt")
+    out = model.flag_surface(method=method)
+    on_face = np.any((np.abs(pos) < 1e-6) | (np.abs(pos - 4 * a) < 1e-6), axis=1)
+    np.testing.assert_array_equal(out["surface"], on_face)
+    assert out.provenance[-1]["result"]["n_surface"] == int(on_face.sum())
+    interior = ~on_face
+    assert np.all(out["coordination"][interior] == 12)
+
+
+def test_cleanup_drops_isolated_peaks_and_close_duplicates():
+    pos = fcc_cube(3)
+    n = len(pos)
+    extra = np.array([[30.0, 0, 0], [0.5, 0.0, 0.0]])  # an isolated peak, a near-duplicate
+    inten = np.r_[np.ones(n), 0.5, 0.2]
+    model = aet.AtomicModel(np.vstack([pos, extra]), "Pt", intensity=inten)
+    ds, res = cleanup(model.data, min_neighbours=1, radius_A=3.5, min_distance_A=1.5)
+    assert res["n_removed"] == 2
+    assert res["reason"] == {str(n): "isolated", str(n + 1): "too_close"}
+    np.testing.assert_array_equal(ds["position"].values, pos)
+    cleaned = model.cleanup(min_neighbours=1)
+    assert cleaned.n_atoms == n + 1 and cleaned.provenance[-1]["op"] == "cleanup"
+
+
+def test_surface_errors():
+    m = aet.AtomicModel(fcc_cube(2), "Pt")
+    with pytest.raises(ValueError, match="method must be 'coordination', 'alpha' or 'both'"):
+        flag_surface(m.data, method="convex")
+    with pytest.raises(ValueError, match="radius_A must be finite and > 0"):
+        cleanup(m.data, radius_A=0)
