@@ -173,12 +173,12 @@ def match_atoms(a: np.ndarray, b: np.ndarray, radius_A: float) -> np.ndarray:
     comp = label[rows]
     order = np.argsort(comp, kind="stable")
     rows, cols, d2, comp = rows[order], cols[order], d2[order], comp[order]
-    bounds = np.flatnonzero(np.diff(comp)) + 1
-    out = []
-    for r, c, w in zip(np.split(rows, bounds), np.split(cols, bounds), np.split(d2, bounds)):
-        if len(r) == 1:
-            out.append(np.array([[r[0], c[0]]]))
-            continue
+    starts = np.flatnonzero(np.r_[True, np.diff(comp) != 0])
+    sizes = np.diff(np.r_[starts, len(comp)])
+    single = starts[sizes == 1]  # components of one candidate pair: matched as they are
+    out = [np.stack([rows[single], cols[single]], axis=1)]
+    for st, sz in zip(starts[sizes > 1], sizes[sizes > 1]):
+        r, c, w = rows[st:st + sz], cols[st:st + sz], d2[st:st + sz]
         ur, ri = np.unique(r, return_inverse=True)
         uc, ci = np.unique(c, return_inverse=True)
         # a real pair always beats a non-pair: non-pairs cost more than all real pairs together
@@ -190,6 +190,40 @@ def match_atoms(a: np.ndarray, b: np.ndarray, radius_A: float) -> np.ndarray:
         out.append(np.stack([ur[i[real]], uc[j[real]]], axis=1))
     pairs = np.concatenate(out).astype(np.int64)
     return pairs[np.argsort(pairs[:, 0])]
+
+
+def _coarse_translation(a: np.ndarray, b: np.ndarray, radius_A: float, *, seed: int,
+                        search_A: float = 4.5, n_anchor: int = 12,
+                        n_probe: int = 1000) -> np.ndarray:
+    """The translation t (|t| ≲ ``search_A``) that brings the most points of ``a`` within
+    ``radius_A`` of a point of ``b``: candidates are the vectors from a few anchor atoms of
+    ``a`` to the atoms of ``b`` around them; each is scored on a random probe subset."""
+    rng = np.random.default_rng(seed)
+    tb = cKDTree(b)
+    probe = a if len(a) <= n_probe else a[rng.choice(len(a), n_probe, replace=False)]
+    d0, _ = tb.query(probe, k=1, distance_upper_bound=radius_A)
+    best, best_n = np.zeros(3), int(np.count_nonzero(np.isfinite(d0)))  # keep 0 unless beaten
+    if best_n >= 0.995 * len(probe):
+        return best
+    centre = a.mean(axis=0)
+    # anchors near the middle of a: their neighbourhoods lie inside both models
+    near = np.argsort(np.linalg.norm(a - centre, axis=1))[: max(n_anchor * 4, 1)]
+    anchors = rng.choice(near, size=min(n_anchor, len(near)), replace=False)
+    cands = [np.zeros(3)]
+    for i in anchors:
+        for j in tb.query_ball_point(a[i], search_A):
+            cands.append(b[j] - a[i])
+    # lattice-like candidates repeat across anchors: keep one per 0.5 Å cell (the ICP that
+    # follows refines the translation)
+    cands = np.array(cands)
+    _, first = np.unique(np.floor(cands / 0.5).astype(np.int64), axis=0, return_index=True)
+    cands = cands[np.sort(first)]
+    for t in cands:
+        d, _ = tb.query(probe + t, k=1, distance_upper_bound=radius_A)
+        n = int(np.count_nonzero(np.isfinite(d)))
+        if n > best_n:
+            best, best_n = t, n
+    return best
 
 
 def _kabsch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -249,10 +283,11 @@ def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = Tr
 
     pairs = match_atoms(moved(), tp, radius_A)
     if fit_translation and len(pp) and len(tp):
-        # coarse: align nearest neighbours robustly (median) before the exact matching
-        if len(pairs) < 0.5 * min(len(pp), len(tp)):
-            d, j = cKDTree(tp).query(moved(), k=1)
-            shift = shift + np.median(tp[j] - moved(), axis=0)
+        # coarse: when not every atom matched, the centroids may disagree (missing/spurious
+        # atoms on one side) by up to a lattice vector; take the translation that lines up
+        # the most atoms among candidate pair vectors
+        if len(pairs) < min(len(pp), len(tp)):
+            shift = shift + _coarse_translation(moved(), tp, radius_A, seed=0)
             pairs = match_atoms(moved(), tp, radius_A)
         for _ in range(max_iter):
             if len(pairs) == 0:

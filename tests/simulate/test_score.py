@@ -113,3 +113,38 @@ def test_scales_to_twenty_thousand_atoms():
     s = score(p, big)
     assert s.recall > 0.999
     assert s.rmsd_pm == pytest.approx(20 * np.sqrt(3), rel=0.05)
+
+
+def test_one_sided_missing_atoms_do_not_mislead_the_rigid_fit(truth):
+    # a third of the particle missing: the centroids differ by several Å (more than a lattice
+    # spacing), yet the fit must find the true 0.3 Å shift, not a lattice-translated one
+    pos = truth.positions
+    keep = pos[:, 0] < pos[:, 0].max() - 0.35 * np.ptp(pos[:, 0])
+    p = aet.AtomicModel(pos[keep] + [0.3, -0.2, 0.1], truth.species[keep])
+    assert np.linalg.norm(pos[keep].mean(0) - pos.mean(0)) > 3.0
+    s = score(p, truth)
+    assert s.n_matched == keep.sum() and s.precision == 1.0
+    assert s.rmsd_pm == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(s.translation_A, [-0.3, 0.2, -0.1], atol=1e-9)
+
+
+def test_sparse_matching_equals_dense_hungarian(rng):
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    for _ in range(30):
+        a = rng.uniform(0, 5, (int(rng.integers(5, 25)), 3))
+        b = rng.uniform(0, 5, (int(rng.integers(5, 25)), 3))
+        r = 1.2
+        pairs = match_atoms(a, b, r)
+        d2 = cdist(a, b) ** 2
+        assert len(set(pairs[:, 0])) == len(pairs) == len(set(pairs[:, 1]))
+        assert np.all(d2[pairs[:, 0], pairs[:, 1]] <= r * r)
+        # dense reference: maximum number of pairs within r, then the least summed d²
+        big = 1e6
+        cost = np.where(d2 <= r * r, d2, big)
+        i, j = linear_sum_assignment(cost)
+        real = cost[i, j] < big
+        assert len(pairs) == real.sum()
+        assert d2[pairs[:, 0], pairs[:, 1]].sum() == pytest.approx(cost[i, j][real].sum(),
+                                                                  abs=1e-9)
