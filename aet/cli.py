@@ -187,7 +187,8 @@ def cmd_export(args) -> int:
         return 0
     from .export import dft
 
-    dft.write_inputs(model, args.output, code=args.format, preset=args.preset)
+    dft.cluster_inputs(model.data, args.output, radius_A=args.radius, preset=args.preset,
+                       codes=(args.format,))
     print(f"wrote {args.output}/")
     return 0
 
@@ -278,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("output")
     e.add_argument("--format", default="vasp",
                    choices=["vasp", "qe", "csv", "xyz", "cif", "poscar"])
-    e.add_argument("--preset", default="relax", help="DFT preset (e.g. relax, mae)")
+    e.add_argument("--preset", default="magnetic_anisotropy",
+                   choices=["scf", "magnetic_anisotropy"], help="DFT preset")
+    e.add_argument("--radius", type=float, default=6.0,
+                   help="radius (Å) of the cluster carved around the model's centre")
     e.set_defaults(func=cmd_export)
     return p
 
