@@ -154,7 +154,9 @@ def euler_to_zyz(angles_deg, convention: str) -> np.ndarray:
     if conv == "zyz":
         return src.copy()
     r = euler_matrix(src, conv)
-    if conv in _PASSIVE:
+    if conv == "genfire":  # Mᵀ = Rz(−ψ)·Ry(−θ)·Rz(−φ) exactly
+        src = -src[:, ::-1]
+    elif conv == "resire":  # Mᵀ = Rx(−ψ)·Ry(−θ)·Rz(−φ): near (−φ, −θ, −ψ) for small φ, ψ
         src = -src
     b = np.arccos(np.clip(r[:, 2, 2], -1.0, 1.0))
     a = np.arctan2(r[:, 1, 2], r[:, 0, 2])

@@ -77,6 +77,13 @@ def test_single_axis_tilts_and_the_sense_of_each_convention():
         np.testing.assert_allclose(euler_to_zyz(tilts, conv), -tilts + 0.0, atol=1e-12)
 
 
+def test_genfire_triples_become_their_inverse(rng):
+    """GENFIRE's object rotation Mᵀ = Rz(−ψ)·Ry(−θ)·Rz(−φ): aet's triple is (−ψ, −θ, −φ)."""
+    src = rng.uniform([-170, -80, -170], [170, 80, 170], size=(200, 3))
+    src[:, 1] = np.where(np.abs(src[:, 1]) < 1, 5.0, src[:, 1])  # away from gimbal lock
+    np.testing.assert_allclose(euler_to_zyz(src, "genfire"), -src[:, ::-1], atol=1e-9)
+
+
 def test_genfire_matches_genfire_source_formula(rng):
     """GENFIRE's calculate3Dprojection_interp builds R from (φ, θ, ψ) with this formula and
     samples the volume's transform at R'·k, i.e. the object is rotated by R itself."""
