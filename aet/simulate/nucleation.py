@@ -67,7 +67,8 @@ class NucleationSeries:
         errors; per-atom ``atom_id``; attrs ``annealing_time_min``.
     truth_models : list of AtomicModel
         Exact models in the reference frame (time 0, no motion, no jitter, true species), with
-        per-atom ``atom_id``, ``nucleus_id`` (−1 outside nuclei), ``nucleus_phase``,
+        per-atom ``atom_id``, ``nucleus_id`` (−1 outside nuclei), ``true_order`` (1 inside a
+        nucleus, 0 outside: an ideal order parameter for testing trackers), ``nucleus_phase``,
         ``nucleus_variant`` (L1_0 c axis 0/1/2 in the particle's crystal frame, −1 otherwise),
         ``base_species`` (the disordered matrix).
     nuclei : list of dict
@@ -273,7 +274,8 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
                 var[idx] = order[k][1]
         nuclei.append({int(k): np.sort(atom_id[nid == k]) for k in np.unique(nid[nid >= 0])})
         truth_models.append(AtomicModel(
-            ref, sp, arrays={"atom_id": atom_id, "nucleus_id": nid, "nucleus_phase": ph,
+            ref, sp, arrays={"atom_id": atom_id, "nucleus_id": nid,
+                             "true_order": (nid >= 0).astype(np.float64), "nucleus_phase": ph,
                              "nucleus_variant": var, "base_species": base_species},
             annealing_time_min=float(times[t]), orientation_matrix=R0.tolist()))
         # measured model: rigid motion, shuffle, jitter, species errors

@@ -101,3 +101,14 @@ def test_determinism_and_errors():
         nucleation_series((1.0, 3.0, 2.0))
     with pytest.raises(ValueError, match="cannot place the scripted nuclei"):
         nucleation_series(diameter_A=20.0)
+
+
+def test_the_package_tracker_finds_exactly_the_true_events_on_the_ideal_order(series):
+    """Cross-check of the event semantics with aet.dynamics: tracking the truth models on
+    their ideal order parameter (1 inside nuclei) gives the true events, step by step."""
+    import aet
+
+    res = aet.NucleusTracker(series.truth_models, order="true_order").track(threshold=0.5)
+    found = sorted(zip(res.events["step"].astype(int), res.events["event"]))
+    true = sorted((e.time_index, e.type) for e in series.events)
+    assert found == true
