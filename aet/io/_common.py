@@ -17,7 +17,8 @@ def read_sidecar_angles(path: Path) -> np.ndarray | None:
     ``<stem>_angles.txt`` or ``<stem>.angles`` (one angle per line, or 3 Euler columns)."""
     stem = path.name
     for suffix in (".zarr", ".mrc", ".tiff", ".tif", ".npy", ".npz", ".st", ".ali", ".mrcs",
-                   ".dm3", ".dm4", ".emd", ".ser", ".emi", ".h5", ".hdf5", ".nc"):
+                   ".dm3", ".dm4", ".emd", ".ser", ".emi", ".h5", ".hdf5", ".nc", ".rec", ".map",
+                   ".mat"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break

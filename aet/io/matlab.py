@@ -357,8 +357,10 @@ def read(path: Path, *, kind=None, variable: str | None = None, angles=None,
         holding them; by default a variable of :data:`ANGLE_VARS` in the file itself.
     angles_variable : str, optional
         The variable of the angles file (or of this file) holding the angles.
-    euler_convention : {"zyz", "zyx"}
-        Required for (n, 3) angles read from a file (see the module docstring).
+    euler_convention : {"zyz", "zyx", "genfire", "resire"}
+        Required for (n, 3) angles read from a file (see the module docstring). An (n, 3)
+        array passed directly as ``angles`` is taken as aet's own ZYZ unless this is given.
+        Without angles from the argument or the file, a sidecar ``<stem>.tlt`` is used.
     species : mapping, sequence or str, optional
         Models: element for each atom type (see :func:`map_species`). Without it atoms are
         "X" and the integer types are kept in the per-atom array ``type``.

@@ -128,6 +128,9 @@ def test_angles_from_a_separate_mat_or_text_file(tmp_path):
     np.savetxt(tmp_path / "a.txt", [-41.0, -11, 11, 41])
     ts = aet.open(tmp_path / "p.mat", angles=tmp_path / "a.txt", pixel_size_A=1.0)
     np.testing.assert_array_equal(ts.angles, [-41, -11, 11, 41])
+    np.savetxt(tmp_path / "p.tlt", [-42.0, -12, 12, 42])  # sidecar: used when nothing else
+    np.testing.assert_array_equal(aet.open(tmp_path / "p.mat", pixel_size_A=1.0).angles,
+                                  [-42, -12, 12, 42])
     with pytest.raises(FileNotFoundError, match=r"angles file .*nope\.mat' does not exist"):
         aet.open(tmp_path / "p.mat", angles=tmp_path / "nope.mat", pixel_size_A=1.0)
 
