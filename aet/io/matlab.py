@@ -38,8 +38,8 @@ sense of the rotation:
     RESIRE (the Ta film data): M = R_z(φ)·R_y(θ)·R_x(ψ), applied to the grid the same way;
     the object is rotated by Mᵀ. Checked on the published data: the measured projections of
     ``Projections_area1.mat`` match aet's projection of the published RESIRE reconstruction
-    with "resire" (mean correlation 0.89 over the ±10–50° projections), not with "zyx"
-    (0.67); see ``tests/io/test_matlab.py``.
+    with "resire" (mean correlation 0.86 over the 32 projections with 10° ≤ |θ| ≤ 50°), not
+    with "zyx" (0.62); see ``tests/io/test_matlab.py``.
 
 The triples are converted to aet's ZYZ through their rotation matrices
 (:func:`euler_to_zyz`); nothing is guessed: Euler angles read from a file without a convention
