@@ -177,8 +177,34 @@ def euler_to_zyz(angles_deg, convention: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- loading
-def load_variables(path: Path) -> dict[str, np.ndarray]:
+LAZY_THRESHOLD_BYTES = 256 * 2**20
+
+
+class _H5Dataset:
+    """Array-like over one HDF5 dataset that opens the file for each read (so a lazy array
+    holds no open file handle)."""
+
+    def __init__(self, path: Path, name: str, shape, dtype):
+        self.path, self.name = path, name
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+
+    def __getitem__(self, key):
+        import h5py
+
+        try:
+            with h5py.File(self.path, "r") as h:
+                return np.asarray(h[self.name][key])
+        except Exception as exc:  # h5py raises OSError/KeyError/... on a damaged file
+            raise CorruptFileError(f"{str(self.path)!r}: variable {self.name!r} could not be "
+                                   f"read: {type(exc).__name__}: {exc}") from None
+
+
+def load_variables(path: Path, *, lazy_threshold_bytes: int = LAZY_THRESHOLD_BYTES
+                   ) -> dict[str, np.ndarray]:
     """All numeric variables of a ``.mat`` file (v5 or v7.3) in MATLAB index order.
+
+    v7.3 variables larger than ``lazy_threshold_bytes`` (MATLAB writes every variable over
+    2 GB as v7.3) come back as dask arrays read from the file only when used.
 
     Raises
     ------
@@ -198,7 +224,10 @@ def load_variables(path: Path) -> dict[str, np.ndarray]:
                     if ds.dtype.kind not in "iufb" or ds.attrs.get("MATLAB_class") in (
                             b"char", "char"):
                         continue
-                    out[k] = np.asarray(ds[()]).T  # back to MATLAB index order
+                    if ds.ndim >= 2 and ds.size * ds.dtype.itemsize > lazy_threshold_bytes:
+                        out[k] = _lazy_h5(path, k, ds).T
+                    else:
+                        out[k] = np.asarray(ds[()]).T  # back to MATLAB index order
             return out
         import scipy.io
 
@@ -213,6 +242,20 @@ def load_variables(path: Path) -> dict[str, np.ndarray]:
                                f"{type(exc).__name__}: {exc}") from None
     return {k: v for k, v in raw.items()
             if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "iufb"}
+
+
+def _lazy_h5(path: Path, name: str, ds):
+    import os
+
+    import dask.array as dsa
+    from dask.base import tokenize
+
+    plane = int(np.prod(ds.shape[1:])) * ds.dtype.itemsize
+    per = max(1, (64 * 2**20) // max(1, plane))
+    chunks = ds.chunks if ds.chunks is not None else (per, *ds.shape[1:])
+    return dsa.from_array(_H5Dataset(path, name, ds.shape, ds.dtype), chunks=chunks,
+                          name=f"aet-mat-{tokenize(str(path), name, os.stat(path).st_mtime_ns)}",
+                          asarray=False, fancy=False)
 
 
 def _describe(variables: Mapping[str, np.ndarray]) -> str:
@@ -341,7 +384,8 @@ def map_species(types, species, *, source: str) -> np.ndarray:
 # --------------------------------------------------------------------------- readers
 def read(path: Path, *, kind=None, variable: str | None = None, angles=None,
          angles_variable: str | None = None, euler_convention: str | None = None,
-         species=None, types=None, types_variable: str | None = None, **metadata):
+         species=None, types=None, types_variable: str | None = None,
+         lazy_threshold_bytes: int = LAZY_THRESHOLD_BYTES, **metadata):
     """Read a tilt series, volume or atomic model from a ``.mat`` file.
 
     Parameters
@@ -366,10 +410,12 @@ def read(path: Path, *, kind=None, variable: str | None = None, angles=None,
         "X" and the integer types are kept in the per-atom array ``type``.
     types : array_like or path, optional
         Models: atom types (or a ``.mat`` holding them) when not in this file.
+    lazy_threshold_bytes : int
+        v7.3 arrays above this size open lazily (dask); default 256 MiB.
     **metadata
         ``pixel_size_A`` / ``voxel_size_A`` and further attrs.
     """
-    variables = load_variables(path)
+    variables = load_variables(path, lazy_threshold_bytes=lazy_threshold_bytes)
     if kind is None:
         has_3d = any(v.ndim == 3 for v in variables.values())
         has_pos = any(k in variables for k in POSITION_VARS) or (

@@ -51,6 +51,21 @@ def test_projections_are_transposed_to_angle_y_x(tmp_path, version):
     assert ts.provenance[-1]["params"]["variable"] == "proj"
 
 
+def test_large_v73_arrays_open_lazily(tmp_path):
+    from aet.testing import raise_if_dask_computes
+
+    proj = _indexed((7, 5, 3))
+    _save_v73(tmp_path / "p.mat", {"proj": proj})
+    with raise_if_dask_computes():
+        ts = aet.open(tmp_path / "p.mat", angles=[-30.0, 0.0, 30.0], pixel_size_A=0.5,
+                      lazy_threshold_bytes=0)
+        one = ts.isel(angle=slice(2, 3))
+    assert ts.is_lazy and ts.shape == (3, 5, 7)
+    np.testing.assert_array_equal(one.values[0], matlab_to_aet(proj)[2])
+    assert not aet.open(tmp_path / "p.mat", angles=[-30.0, 0.0, 30.0],
+                        pixel_size_A=0.5).is_lazy
+
+
 def test_matlab_to_aet_is_the_one_reversal():
     a = _indexed((4, 3, 2))
     b = matlab_to_aet(a)
