@@ -23,7 +23,7 @@ from .degrade import (
 )
 from .forward import project_atoms, render_volume, rotation_matrices
 from .nucleation import NucleationEvent, NucleationSeries, nucleation_series
-from .score import Score, match_atoms, score
+from .scoring import Score, match_atoms, score
 from .structures import (
     ANTIPHASE_BOUNDARY,
     ANTISITE,

@@ -30,8 +30,10 @@ from ..model.tiltseries import TiltSeries
 from ..model.volume import Volume
 from .degrade import simulate_acquisition
 from .forward import DEFAULT_B_FACTOR_A2, cross_sections, project_atoms, render_volume
-from .score import Score, score
+from .scoring import Score, score
 from .structures import CoreShellStrain, fept_particle
+
+__all__ = ["Benchmark", "fept_benchmark"]
 
 _PARTICLE = {
     "small": {"diameter_A": 18.0, "n_grains": 1, "phase": "L10", "variant": 2,

@@ -26,6 +26,10 @@ from ..model.tiltseries import TiltSeries
 from ..model.volume import Volume
 from . import _kernels
 
+__all__ = ["apply_nonlinearity", "atom_widths", "cross_sections", "euler_array", "forward_images",
+           "gaussian_blur_fft", "project_atoms", "project_positions", "render_volume",
+           "rotation_matrices", "splat"]
+
 PT_Z = 78
 DEFAULT_B_FACTOR_A2 = 0.5
 DEFAULT_PROBE_FWHM_A = 0.8

@@ -40,6 +40,8 @@ from scipy.spatial.transform import Rotation
 from ..model.atomicmodel import AtomicModel
 from .structures import FEPT_A, fept_particle, orientation_matrix
 
+__all__ = ["NucleationEvent", "NucleationSeries", "nearest_distinct_gap_A", "nucleation_series"]
+
 _NAMES = "ABCDEFGHIJ"
 
 

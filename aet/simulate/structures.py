@@ -3,22 +3,22 @@
 Every builder returns an :class:`~aet.AtomicModel` whose per-atom arrays are the ground truth
 of everything that was planted:
 
-====================  ======================================================================
-array                 meaning
-====================  ======================================================================
-``atom_id``           stable integer id of the atom (survives shuffling/selection)
-``grain_id``          grain the atom belongs to (0 … n_grains − 1)
-``phase``             ``"A1"``, ``"L10"``, ``"L12_FePt3"``, ``"L12_Fe3Pt"``, or the lattice
-                      name (``"fcc"``, ``"bcc"``, ``"hcp"``) for single-element particles
-``variant``           L1_0 c-axis variant: 0, 1, 2 = c along the grain's crystal x, y, z;
-                      −1 when not L1_0
-``antiphase_domain``  0 or 1: the side of a planted antiphase boundary (order swapped on 1)
-``ideal_species``     species before antisite/swap defects were planted
-``defect``            bit mask: 1 antisite, 2 swap, 4 next to an antiphase boundary,
-                      8 next to a grain boundary, 16 dislocation core
-``in_core``           True inside the Pt-rich core (when requested)
-``displacement_x/y/z`` true displacement (Å) applied by displacement fields, in the final frame
-====================  ======================================================================
+======================  ====================================================================
+array                   meaning
+======================  ====================================================================
+``atom_id``             stable integer id of the atom (survives shuffling/selection)
+``grain_id``            grain the atom belongs to (0 … n_grains − 1)
+``phase``               ``"A1"``, ``"L10"``, ``"L12_FePt3"``, ``"L12_Fe3Pt"``, or the lattice
+                        name (``"fcc"``, ``"bcc"``, ``"hcp"``) for single-element particles
+``variant``             L1_0 c-axis variant: 0, 1, 2 = c along the grain's crystal x, y, z;
+                        −1 when not L1_0
+``antiphase_domain``    0 or 1: the side of a planted antiphase boundary (order swapped on 1)
+``ideal_species``       species before antisite/swap defects were planted
+``defect``              bit mask: 1 antisite, 2 swap, 4 next to an antiphase boundary,
+                        8 next to a grain boundary, 16 dislocation core
+``in_core``             True inside the Pt-rich core (when requested)
+``displacement_x/y/z``  true displacement (Å) applied by displacement fields, in the final frame
+======================  ====================================================================
 
 Lengths in Å; positions (x, y, z) centred near 0 Å. Randomness takes ``seed`` (int or
 ``numpy.random.Generator``); the same seed gives the same particle.
@@ -38,6 +38,10 @@ from scipy.spatial import ConvexHull, cKDTree
 from scipy.spatial.transform import Rotation
 
 from ..model.atomicmodel import AtomicModel
+
+__all__ = ["ANTIPHASE_BOUNDARY", "ANTISITE", "DISLOCATION_CORE", "FEPT_PHASES", "GRAIN_BOUNDARY",
+           "LATTICES", "SHAPES", "SWAP", "CoreShellStrain", "ScrewDislocation", "UniformStrain",
+           "displace", "fept_particle", "nanoparticle", "orientation_matrix"]
 
 # defect bit flags
 ANTISITE, SWAP, ANTIPHASE_BOUNDARY, GRAIN_BOUNDARY, DISLOCATION_CORE = 1, 2, 4, 8, 16

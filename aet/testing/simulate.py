@@ -16,6 +16,8 @@ import numpy as np
 
 from ..model.atomicmodel import AtomicModel
 
+__all__ = ["benchmark_case", "perturbed_model"]
+
 
 def _freeze(v):
     if isinstance(v, dict):

@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["aet.simulate.forward", "aet.simulate.structures",
-                                    "aet.simulate.score", "aet.simulate.benchmark",
+                                    "aet.simulate.scoring", "aet.simulate.benchmark",
                                     "aet.simulate.nucleation"])
 def test_docstring_examples(module):
     mod = importlib.import_module(module)

@@ -11,7 +11,7 @@ Procedure (:func:`score`):
    the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`), maximising first the
    number of matches and then minimising the summed squared distance. This scales to 10⁵ atoms.
 3. **Figures.** recall = matched / n_truth, precision = matched / n_predicted, position RMSD in
-   pm over matched pairs (overall √⟨|Δr|²⟩ and per axis x, y, z — with a single tilt axis y
+   pm over matched pairs (overall √⟨‖Δr‖²⟩ and per axis x, y, z — with a single tilt axis y
    and the beam along z, z carries the missing wedge), species accuracy over matched pairs and
    the confusion matrix truth × predicted (rows truth, columns predicted, plus unmatched).
 """
@@ -30,6 +30,8 @@ from scipy.spatial import cKDTree
 
 from ..model.atomicmodel import AtomicModel
 
+__all__ = ["Score", "match_atoms", "score"]
+
 UNMATCHED = "none"
 
 
@@ -42,7 +44,7 @@ class Score:
     recall, precision : float
         Matched / truth atoms, matched / predicted atoms.
     rmsd_pm : float
-        √⟨|Δr|²⟩ over matched pairs after the rigid fit, in pm.
+        √⟨‖Δr‖²⟩ over matched pairs after the rigid fit, in pm.
     rmsd_pm_xyz : tuple of float
         Per-axis RMSD (x, y, z) in pm; ``rmsd_pm² = Σ rmsd_pm_xyz²``.
     rmsd_pm_by_species : dict
@@ -195,7 +197,7 @@ def match_atoms(a: np.ndarray, b: np.ndarray, radius_A: float) -> np.ndarray:
 def _coarse_translation(a: np.ndarray, b: np.ndarray, radius_A: float, *, seed: int,
                         search_A: float = 4.5, n_anchor: int = 12,
                         n_probe: int = 1000) -> np.ndarray:
-    """The translation t (|t| ≲ ``search_A``) that brings the most points of ``a`` within
+    """The translation t (‖t‖ ≲ ``search_A``) that brings the most points of ``a`` within
     ``radius_A`` of a point of ``b``: candidates are the vectors from a few anchor atoms of
     ``a`` to the atoms of ``b`` around them; each is scored on a random probe subset."""
     rng = np.random.default_rng(seed)
@@ -227,7 +229,7 @@ def _coarse_translation(a: np.ndarray, b: np.ndarray, radius_A: float, *, seed: 
 
 
 def _kabsch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Rotation R minimising Σ|R p_i − q_i|² for centred point sets."""
+    """Rotation R minimising Σ‖R p_i − q_i‖² for centred point sets."""
     h = p.T @ q
     u, _, vt = np.linalg.svd(h)
     d = np.sign(np.linalg.det(vt.T @ u.T))
