@@ -261,6 +261,8 @@ def orientation_from_bonds(bonds: np.ndarray, shell: np.ndarray, *, seeds: Seque
     cos_tol = np.cos(np.radians(tol_deg))
     ideal_cos = vhat @ vhat.T
     best_R, best_score = np.eye(3), -1.0
+    bscore = bhat if len(bhat) <= 1500 else \
+        bhat[np.random.default_rng(0).choice(len(bhat), 1500, replace=False)]
     trials = []
     for seed in seeds:
         s = seed / np.linalg.norm(seed, axis=1, keepdims=True)
@@ -277,10 +279,10 @@ def orientation_from_bonds(bonds: np.ndarray, shell: np.ndarray, *, seeds: Seque
             continue
         Tu = _triad(u, v)
         Rs = np.stack([Tu @ _triad(vhat[i], vhat[j]).T for i, j in zip(ii, jj)])
-        # score each candidate on the region's bonds: (C, K, 3) · (B, 3)
-        rv = np.einsum("cij,kj->cki", Rs, vhat)
-        dots = np.einsum("cki,bi->cbk", rv, bhat)
-        score = np.clip(dots.max(axis=2), cos_tol, 1.0).mean(axis=1)
+        # score each candidate on (a subsample of) the region's bonds
+        rv = np.einsum("cij,kj->cki", Rs, vhat).reshape(-1, 3)
+        dots = (rv @ bscore.T).reshape(len(Rs), len(vhat), len(bscore))
+        score = np.clip(dots.max(axis=1), cos_tol, 1.0).mean(axis=1)
         c = int(np.argmax(score))
         if score[c] > best_score:
             best_score, best_R = float(score[c]), Rs[c]
