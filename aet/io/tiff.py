@@ -172,6 +172,13 @@ def read(path: Path, *, kind=None, frames_per_angle: int | None = None,
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            axes = series.axes
+            if "S" in axes and series.shape[axes.index("S")] > 1:
+                raise MetadataError(
+                    f"{str(path)!r} holds colour images (axes {axes!r}, shape "
+                    f"{tuple(series.shape)}); projections are grey values: convert to grey "
+                    f"first (e.g. in Fiji: Image > Type > 32-bit)"
+                )
             offset = series.dataoffset  # None unless uncompressed and contiguous
             nbytes = int(np.prod(series.shape)) * np.dtype(series.dtype).itemsize
             want_lazy = (nbytes > lazy_threshold_bytes) if lazy is None else bool(lazy)

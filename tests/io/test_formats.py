@@ -45,6 +45,13 @@ def test_tiff_without_calibration_needs_pixel_size(tmp_path):
     assert aet.open(tmp_path / "raw.tif", angles=[0, 1], pixel_size_A=0.7).pixel_size_A == 0.7
 
 
+def test_rgb_tiff_is_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((8, 9, 3), np.uint8), photometric="rgb")
+    with pytest.raises(MetadataError, match=r"rgb\.tif' holds colour images \(axes 'YXS', "
+                                            r"shape \(8, 9, 3\)\); projections are grey"):
+        aet.open(tmp_path / "rgb.tif", angles=[0.0], pixel_size_A=1.0)
+
+
 def test_arguments_override_the_file(tmp_path):
     ts = aet.TiltSeries(np.ones((2, 3, 4), np.float32), angles=[-5, 5], pixel_size_A=0.5)
     aet.io.write(ts, tmp_path / "t.tif")
