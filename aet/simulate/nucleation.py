@@ -82,6 +82,8 @@ class NucleationSeries:
     nucleus_names : dict
         Nucleus id → script letter (A…J).
     params : dict
+        Arguments, plus ``nucleus_ordering``: nucleus id → (phase, L1_0 variant, L1_0
+        sublattice choice, L1_2 corner sublattice).
     """
 
     times_min: np.ndarray
@@ -150,7 +152,8 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
                       diameter_A: float = 50.0, position_jitter_A: float = 0.2,
                       species_error_rate: float = 0.01, rotation_deg: float = 2.0,
                       translation_A: float = 1.0, size_scale: float = 1.0,
-                      orientation="random", seed=0) -> NucleationSeries:
+                      nucleus_order: float = 1.0, orientation="random",
+                      seed=0) -> NucleationSeries:
     """The same FePt particle at several annealing times, with true nuclei and events.
 
     Parameters
@@ -168,6 +171,9 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
         motion of the particle at each time after the first.
     size_scale : float
         Scales all nucleus sizes and separations (1 = radii 3.5–9 Å).
+    nucleus_order : float
+        Fraction of the atoms inside a nucleus that take the ordered species (the others keep
+        the disordered matrix's species; the same atoms at every time). 1 = perfect order.
     orientation : None, "random" or (3, 3)
         Crystal orientation of the particle in the reference frame.
     seed : int or Generator
@@ -192,6 +198,8 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
         raise ValueError("times_min must be strictly increasing (minutes)")
     if not 0 <= species_error_rate < 1:
         raise ValueError(f"species_error_rate must be in [0, 1), got {species_error_rate!r}")
+    if not 0 < nucleus_order <= 1:
+        raise ValueError(f"nucleus_order must be in (0, 1], got {nucleus_order!r}")
     if position_jitter_A < 0:
         raise ValueError(f"position_jitter_A must be ≥ 0 Å, got {position_jitter_A!r}")
     base = fept_particle(diameter_A, phase="A1", seed=rng)
@@ -205,6 +213,7 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
     ref = pos_c @ R0.T
     n = len(ref)
     base_species = base.species.copy()
+    orders_here = rng.random(n) < nucleus_order  # atoms that order when inside a nucleus
     atom_id = np.arange(n)
     # place the scripted entities inside the particle, apart from each other
     shapes, entity, bound = _script(T, float(size_scale))
@@ -269,8 +278,9 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
         ph = np.full(n, "A1", dtype="<U9")
         var = np.full(n, -1)
         for k in np.unique(nid[nid >= 0]):
-            idx = np.flatnonzero(nid == k)
+            idx = np.flatnonzero((nid == k) & orders_here)
             sp[idx] = ordered_species(k, idx)
+            idx = np.flatnonzero(nid == k)
             ph[idx] = order[k][0]
             if order[k][0] == "L10":
                 var[idx] = order[k][1]
@@ -304,8 +314,9 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
               "position_jitter_A": float(position_jitter_A),
               "species_error_rate": float(species_error_rate),
               "rotation_deg": float(rotation_deg), "translation_A": float(translation_A),
-              "size_scale": float(size_scale), "n_atoms": n,
-              "nucleus_order": {int(k): list(v) for k, v in order.items()}}
+              "size_scale": float(size_scale), "nucleus_order": float(nucleus_order),
+              "n_atoms": n,
+              "nucleus_ordering": {int(k): list(v) for k, v in order.items()}}
     return NucleationSeries(times, models, truth_models, nuclei, events, motions, names, params)
 
 

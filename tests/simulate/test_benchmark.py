@@ -116,3 +116,14 @@ def test_large_case_is_the_published_scale():
     b = fept_benchmark("large", seed=0)
     assert 17000 < b.truth.n_atoms < 23000
     assert b.tilt_series.values.shape[:2] == (68, 3)
+
+
+def test_params_are_json_and_name_every_setting(small):
+    import json
+
+    d = json.loads(json.dumps(small.params))
+    for k in ("size", "seed", "dose_e_per_A2", "n_angles", "n_frames", "shape", "pixel_size_A",
+              "angles_deg", "tilt_axis_rotation_deg", "particle", "n_atoms"):
+        assert k in d
+    assert d["n_atoms"] == small.truth.n_atoms
+    assert small.alignment.attrs["tilt_axis_rotation_deg"] == d["tilt_axis_rotation_deg"]

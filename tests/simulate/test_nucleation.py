@@ -112,3 +112,18 @@ def test_the_package_tracker_finds_exactly_the_true_events_on_the_ideal_order(se
     found = sorted(zip(res.events["step"].astype(int), res.events["event"]))
     true = sorted((e.time_index, e.type) for e in series.events)
     assert found == true
+
+
+def test_partial_order_inside_nuclei():
+    full = nucleation_series((1.0, 2.0, 3.0), seed=2)
+    part = nucleation_series((1.0, 2.0, 3.0), seed=2, nucleus_order=0.6)
+    tf, tp = full.truth_models[2], part.truth_models[2]
+    inside = tf["nucleus_id"] >= 0
+    np.testing.assert_array_equal(tf["nucleus_id"], tp["nucleus_id"])
+    same_as_ordered = tp.species[inside] == tf.species[inside]
+    same_as_base = tp.species[inside] == tp["base_species"][inside]
+    assert np.all(same_as_ordered | same_as_base)
+    # 60 % ordered; of the other 40 %, half of the random species happen to match the order
+    assert same_as_ordered.mean() == pytest.approx(0.6 + 0.4 * 0.5, abs=0.05)
+    with pytest.raises(ValueError, match="nucleus_order must be in"):
+        nucleation_series((1.0, 2.0, 3.0), nucleus_order=0.0)
