@@ -520,7 +520,8 @@ def _chemical_variant(structure, pos, sp, R, origin, sites, sub, a, species):
     return R2, o2, s3, sub3, a, a, chem
 
 
-def fit_lattice(ds, structure: str = "fcc", *, labels=None, a_A: float | None = None,
+def fit_lattice(ds, structure: str = "fcc", *, labels=None, region=None,
+                a_A: float | None = None,
                 c_A: float | None = None, species=None, huber_A: float | None = None,
                 n_iter: int = 8, min_atoms: int = 20):
     """Fit an ideal lattice (orientation, constants, origin, site of every atom) to a model.
@@ -535,6 +536,8 @@ def fit_lattice(ds, structure: str = "fcc", *, labels=None, a_A: float | None = 
     labels : (n_atoms,) array_like of int, optional
         Region (grain) label per atom; each label ``≥ 0`` with at least ``min_atoms`` atoms is
         fitted on its own (``-1`` = not fitted). Default: one region, all atoms.
+    region : (n_atoms,) bool array or int indices, optional
+        Fit only these atoms (one fit; ``LatticeFit.atoms`` indexes the whole model).
     a_A, c_A : float, optional
         Fix the lattice constants (Å) instead of fitting them (``c_A``: L1_0 / hcp).
     species : (A, B), optional
@@ -568,6 +571,25 @@ def fit_lattice(ds, structure: str = "fcc", *, labels=None, a_A: float | None = 
             raise ValueError(f"{name} must be a positive lattice constant in Å, got {v!r}")
     if not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
         raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}")
+    if region is not None:
+        if labels is not None:
+            raise ValueError("pass either labels= (one fit per label) or region= (one fit), "
+                             "not both")
+        reg = np.asarray(region)
+        if reg.dtype == bool:
+            if reg.shape != (len(pos),):
+                raise ValueError(f"region mask has shape {reg.shape}; pass one bool per atom "
+                                 f"({len(pos)}) or atom indices")
+            idx = np.flatnonzero(reg)
+        else:
+            idx = np.unique(reg.astype(np.int64).ravel())
+            if idx.size and (idx.min() < 0 or idx.max() >= len(pos)):
+                raise ValueError(f"region indices must be in [0, {len(pos)})")
+        if len(idx) < min_atoms:
+            raise ValueError(f"region has {len(idx)} atoms but a lattice fit needs at least "
+                             f"min_atoms={min_atoms}")
+        return _fit_region(pos[idx], sp[idx], structure, a_A=a_A, c_A=c_A, huber_A=huber_A,
+                           n_iter=n_iter, species=species, label=0, idx=idx)
     if labels is None:
         if len(pos) < min_atoms:
             raise ValueError(

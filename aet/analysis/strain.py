@@ -93,6 +93,21 @@ def _grid(pos: np.ndarray, spacing: float, margin: float):
     return tuple(n), coords
 
 
+def _grid_like(like):
+    from ..model._meta import spacing_from_coord
+
+    da = like.data if hasattr(like, "data") and isinstance(like.data, xr.DataArray) else like
+    if not isinstance(da, xr.DataArray) or tuple(da.dims) != ("z", "y", "x"):
+        raise TypeError(f"like must be a Volume or a DataArray with dims (z, y, x), got "
+                        f"{type(like).__name__}")
+    steps = [spacing_from_coord(da[d].values, d) for d in ("z", "y", "x")]
+    if not np.allclose(steps, steps[0], rtol=1e-6):
+        raise ValueError(f"like has voxel sizes {steps} Å along (z, y, x); the strain grid needs "
+                         f"equal spacing on all axes")
+    coords = [np.asarray(da[d].values, dtype=np.float64) for d in ("z", "y", "x")]
+    return tuple(len(c) for c in coords), coords, float(steps[0])
+
+
 def _check_pos(name, v):
     if not (isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive length in Å, got {v!r}")
@@ -135,8 +150,8 @@ def _atom_density(fits) -> float:
 
 def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float | None = None,
            c_A: float | None = None, species=None, sigma_A: float = DEFAULT_SIGMA_A,
-           voxel_size_A: float = 1.0, cutoff_sigma: float = 3.0, mask_threshold: float = 0.5
-           ) -> xr.Dataset:
+           voxel_size_A: float = 1.0, cutoff_sigma: float = 3.0, mask_threshold: float = 0.5,
+           like=None) -> xr.Dataset:
     """Full 3D strain tensor, rotation and displacement fields on a grid.
 
     Parameters
@@ -160,6 +175,9 @@ def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float 
     mask_threshold : float
         Grid points whose kernel weight ``Σw`` is below this fraction of the bulk value
         ``ρ (2π)^{3/2} σ³`` are outside the particle (fields NaN there).
+    like : Volume or xarray.DataArray, optional
+        Evaluate on this volume's (z, y, x) grid instead (equal spacing on all axes), e.g. the
+        reconstruction the model was traced from; ``voxel_size_A`` is then ignored.
 
     Returns
     -------
@@ -185,7 +203,10 @@ def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float 
         ok[f.atoms] = True
     p, uu = np.ascontiguousarray(pos[ok]), np.ascontiguousarray(u[ok])
     radius = cutoff_sigma * sigma_A
-    shape, coords = _grid(p, voxel_size_A, margin=sigma_A)
+    if like is not None:
+        shape, coords, voxel_size_A = _grid_like(like)
+    else:
+        shape, coords = _grid(p, voxel_size_A, margin=sigma_A)
     origin = np.array([c[0] for c in coords])
     mom = splat_moments(p, uu, origin, voxel_size_A, np.array(shape, dtype=np.int64),
                         sigma_A, radius)

@@ -180,3 +180,25 @@ def test_facade_methods_record_provenance():
     assert "g_Fe_Pt" in r and "provenance" in r.attrs
     st = m.strain(voxel_size_A=2.0)
     assert '"op": "strain"' in st.attrs["provenance"]
+
+
+def test_region_fit_and_strain_on_a_volume_grid():
+    m = particle("fcc", a_A=3.92, radius_A=12, species=("Pt", "Pt"), rotation=ROT)
+    inner = np.linalg.norm(m.positions, axis=1) < 8
+    fit = fit_lattice(m.data, "fcc", region=inner)
+    np.testing.assert_array_equal(fit.atoms, np.flatnonzero(inner))
+    assert abs(fit.a_A - 3.92) < 1e-9
+    with pytest.raises(ValueError, match="pass either labels"):
+        fit_lattice(m.data, region=inner, labels=np.zeros(m.n_atoms, int))
+    pos, _ = planted_strain(m.positions @ ROT, uniform=E_UNIFORM, radial_amplitude=0.0,
+                            radius_A=12)
+    vol = aet.Volume(np.zeros((21, 22, 23)), voxel_size_A=1.5)
+    st = strain(aet.AtomicModel(pos @ ROT.T, "Pt").data, a_A=3.92, like=vol)
+    for d in ("z", "y", "x"):
+        np.testing.assert_array_equal(st[d].values, vol.data[d].values)
+    Es = ROT @ E_UNIFORM @ ROT.T
+    inside = st.mask.values
+    assert inside.sum() > 100
+    np.testing.assert_allclose(st.e_xy.values[inside], Es[0, 1], atol=2e-4)
+    with pytest.raises(TypeError, match="like must be a Volume"):
+        strain(m.data, like=np.zeros((3, 3, 3)))
