@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 import aet
 from aet.errors import AetError, CorruptFileError
 from aet.io import REGISTRY
-from tests.conftest import SHARED_DATA
 
 AET_DIR = str(Path(aet.__file__).parent)
 # no "explain" phase: it imports libcst, whose DeprecationWarning pytest turns into an error
@@ -128,11 +127,6 @@ def _valid_bytes() -> dict[str, bytes]:
 
         _save_v73(Path(d) / "g.mat", {"model": np.ones((3, 4)), "atoms": np.ones((1, 4))})
         out["v7.3.mat"] = (Path(d) / "g.mat").read_bytes()
-    samples = SHARED_DATA / "io_samples"
-    for name, ext in (("dm_3D_test-1.dm3", ".dm3"), ("dm_3D_test-1.dm4", ".dm4"),
-                      ("64x64x5_TEM_preview_1.ser", ".ser"), ("example_signal.emd", ".emd")):
-        if (samples / name).is_file():
-            out[ext] = (samples / name).read_bytes()
     return out
 
 
@@ -166,6 +160,20 @@ def test_truncated_or_damaged_files_to_every_reader(ext, cut, flip, bit):
     if bit and data:  # one flipped byte instead of a cut
         data[flip % len(data)] ^= 0xFF
     _open_bytes(ext, bytes(data))
+
+
+@pytest.mark.parametrize("name", ["dm_3D_test-1.dm3", "dm_3D_test-1.dm4",
+                                  "64x64x5_TEM_preview_1.ser", "example_signal.emd",
+                                  "20241021_00405_movie.mrc"])
+@FAST
+@given(cut=st.floats(0.0, 1.0, exclude_max=True), flip=st.integers(0, 2**16), bit=st.booleans())
+def test_truncated_or_damaged_microscope_files(shared_data, name, cut, flip, bit):
+    """The files written by acquisition software (RosettaSciIO's samples), damaged."""
+    raw = (shared_data / "io_samples" / name).read_bytes()
+    data = bytearray(raw[: int(len(raw) * cut)] if not bit else raw)
+    if bit and data:
+        data[flip % len(data)] ^= 0xFF
+    _open_bytes(name, bytes(data))
 
 
 @FAST
