@@ -282,3 +282,16 @@ def test_hea_angles_file_needs_and_takes_a_convention(shared_data, tmp_path):
     np.testing.assert_allclose(
         np.stack([rotation_matrix_zyz(*np.radians(e)) for e in ts.euler_angles]),
         euler_matrix(raw, "genfire"), atol=1e-9)
+
+
+def test_resire_example_input(shared_data):
+    d = shared_data / "aet_resire_example"
+    ts = aet.open(d / "example_projections.mat", angles=d / "angles.mat",
+                  euler_convention="resire", pixel_size_A=0.3216)
+    raw = scipy.io.loadmat(d / "angles.mat")["refined_angles"].astype(np.float64)
+    assert ts.shape == (59, 61, 61)  # README: (61, 61, 59), theta -74.3..+66.4
+    assert raw[:, 1].min() == pytest.approx(-74.3, abs=0.05)
+    assert ts.angles.max() == pytest.approx(74.3, abs=0.6)  # object tilt = −θ (+ψ about x)
+    np.testing.assert_allclose(
+        np.stack([rotation_matrix_zyz(*np.radians(e)) for e in ts.euler_angles]),
+        euler_matrix(raw, "resire"), atol=1e-9)
