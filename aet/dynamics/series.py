@@ -45,7 +45,8 @@ def order_values(ds: xr.Dataset, *, order: str | None = None, kind="L10",
     """The per-atom order parameter of one model.
 
     ``order`` names a per-atom array of the model. When it is ``None``, the array ``"order"``
-    is used if present, else the single per-atom array whose name starts with ``"order"``;
+    is used if present, else ``"order_<kind>"`` (as :func:`aet.analysis.order_parameters`
+    names it), else the single per-atom array whose name starts with ``"order"``;
     failing that the order is computed with :func:`aet.analysis.order_parameters` (``kind``,
     ``**order_kw``). ``kind`` may be a sequence (e.g. ``("L10", "L12")``): the per-atom
     maximum over the kinds is returned (nuclei of either ordered phase).
@@ -63,8 +64,9 @@ def order_values(ds: xr.Dataset, *, order: str | None = None, kind="L10",
                            f"Pass order=<name> of the order-parameter array, or order=None "
                            f"to compute it with aet.analysis.order_parameters")
         return np.asarray(ds[order].values, dtype=np.float64)
-    if "order" in ds:
-        return np.asarray(ds["order"].values, dtype=np.float64)
+    for name in ("order", f"order_{kind}"):
+        if name in ds and ds[name].dims == ("atom",):
+            return np.asarray(ds[name].values, dtype=np.float64)
     cands = [k for k in ds.data_vars if str(k).startswith("order") and ds[k].dims == ("atom",)
              and ds[k].dtype.kind == "f"]
     if len(cands) == 1:

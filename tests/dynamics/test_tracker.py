@@ -139,3 +139,25 @@ def test_order_fields_from_tracker(series):
     centre = f.sel(x=0, y=0, z=0, method="nearest").values
     assert np.all(centre > 0.6)
     assert aet.model.get_provenance(f.attrs)[-1]["op"] == "order_fields"
+
+
+def test_order_computed_by_analysis_when_models_have_none():
+    # models with species only: the tracker computes the order once with
+    # aet.analysis.order_parameters (kind L10), stores it as "order", and tracks on it
+    sim = pytest.importorskip("aet.simulate")
+    ordered = sim.fept_particle(22.0, phase="L10", seed=1)
+    random = sim.fept_particle(22.0, phase="A1", seed=1)
+    tr = aet.NucleusTracker([random, ordered], times_min=[9, 16])
+    assert not tr.has_order
+    with_o = tr.with_order()
+    assert with_o.has_order and [r["op"] for r in with_o.provenance] == ["with_order"]
+    want = aet.analysis.order_parameters(ordered.data, "L10")["order_L10"].values
+    np.testing.assert_allclose(with_o.models[1]["order"], want)
+    # the ordered particle is one big nucleus; the random alloy (smoothed) has none
+    res = with_o.track(threshold=0.3, smooth_A=3.0, min_peak_order=0.5)
+    assert res.summary()["n_nuclei"] == [0, 1]
+    assert res.nuclei.n_atoms.iloc[0] > 0.8 * ordered.n_atoms
+    assert res.event_counts()["birth"] == 1
+    # several kinds: the per-atom maximum
+    both = aet.dynamics.order_values(ordered.data, kind=("L10", "L12"))
+    assert np.all(both >= want - 1e-12)
