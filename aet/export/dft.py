@@ -205,7 +205,7 @@ def _write_vasp(folder: Path, structure, incar: dict, kpoints, potcar_symbols, c
 
 
 def _write_qe(folder: Path, structure, *, periodic, mesh, magm, axis, pseudopotentials,
-              ecutwfc, soc: bool):
+              ecutwfc, soc: bool, magmom_scale: float = 1.0):
     import ase.io
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -234,7 +234,7 @@ def _write_qe(folder: Path, structure, *, periodic, mesh, magm, axis, pseudopote
     pp = {e: dict(pseudopotentials).get(e, f"{e}.rel-pbe-spn-kjpaw_psl.1.0.0.UPF")
           for e in order}
     ase.io.write(folder / "pw.in", atoms, format="espresso-in", input_data=input_data,
-                 pseudopotentials=pp, kpts=tuple(mesh))
+                 pseudopotentials=pp, kpts=tuple(mesh), rescale_magmom_fac=magmom_scale)
     return pp, order
 
 
@@ -253,7 +253,7 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
                  kpoint_length_A: float = 40.0, incar: Mapping | None = None,
                  potcar_symbols: Mapping[str, str] | None = None,
                  pseudopotentials: Mapping[str, str] | None = None, purpose: str = "",
-                 overwrite: bool = False) -> Path:
+                 qe_magmom_scale: float = 1.0, overwrite: bool = False) -> Path:
     """Write a set of DFT calculations for one structure, one folder each, with a manifest.
 
     Parameters
@@ -273,6 +273,10 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
         when the structure carries ``aet_origin_shift_A`` (made by :func:`cluster_structure`).
     incar : mapping, optional
         Extra/overriding INCAR tags for every VASP run.
+    qe_magmom_scale : float
+        ``starting_magnetization`` is written by ASE as moment (μB) / ``qe_magmom_scale``
+        (ASE's convention for pw.x ≥ 7.3; pass about 10 for older pw.x, which reads it as a
+        fraction of the valence charge in [-1, 1]).
 
     Returns
     -------
@@ -345,7 +349,8 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
             for ax, name, soc in runs:
                 pp, order = _write_qe(tmp / name, structure, periodic=periodic, mesh=mesh,
                                       magm=magm, axis=ax, pseudopotentials=pseudopotentials
-                                      or {}, ecutwfc=ecutwfc_Ry, soc=soc)
+                                      or {}, ecutwfc=ecutwfc_Ry, soc=soc,
+                                      magmom_scale=qe_magmom_scale)
                 settings = {"noncolin": soc, "lspinorb": soc, "species_order": order}
                 if soc:
                     settings["angle1_deg"], settings["angle2_deg"] = _angles(ax)

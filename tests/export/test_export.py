@@ -112,6 +112,8 @@ def test_magnetic_anisotropy_vasp_and_qe_periodic(fept, tmp_path):
     qe = (out / "qe/02_soc_100/pw.in").read_text()
     assert "lspinorb         = .true." in qe and "noncolin         = .true." in qe
     assert "angle1(1)        = 90.0" in qe and "angle2(1)        = 0.0" in qe
+    assert "starting_magnetization(1) = 3.0" in qe  # Fe, μB (ASE's pw.x ≥ 7.3 convention)
+    assert "starting_magnetization(2) = 0.35" in qe
     import ase.io
     back = ase.io.read(out / "qe/01_soc_001/pw.in", format="espresso-in")
     assert sorted(back.get_chemical_symbols()) == ["Fe", "Fe", "Pt", "Pt"]
