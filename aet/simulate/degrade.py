@@ -169,8 +169,9 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
     ----------
     model : AtomicModel
         Ground truth (positions Å, species).
-    angles_deg : 1D array
-        Nominal tilt angles θ (degrees, about y).
+    angles_deg : array
+        Nominal tilt angles θ (degrees, about y), or ``(n, 3)`` nominal Euler angles
+        (φ, θ, ψ); the true ones are (α + φ + dφ, θ + dθ, ψ + dψ − α).
     shape : (ny, nx); pixel_size_A : float
     n_frames : int
         Frames per angle.
@@ -215,10 +216,18 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
     if not isinstance(model, AtomicModel):
         raise TypeError(f"model must be an aet.AtomicModel, got {type(model).__name__}")
     rng = _rng(seed)
-    theta = np.asarray(angles_deg, dtype=np.float64)
-    if theta.ndim != 1:
+    nominal = np.asarray(angles_deg, dtype=np.float64)
+    if nominal.ndim == 2 and nominal.shape[1] == 3:
+        theta = nominal[:, 1]
+        nom_phi, nom_psi = nominal[:, 0], nominal[:, 2]
+    elif nominal.ndim == 1:
+        theta = nominal
+        nom_phi = nom_psi = np.zeros_like(theta)
+    else:
         raise ValueError(
-            f"angles_deg must be 1D nominal tilt angles (degrees), got shape {theta.shape}")
+            f"angles_deg must be 1D nominal tilt angles or (n, 3) nominal Euler angles "
+            f"(degrees), got shape {nominal.shape}")
+    single_axis = bool(np.all(nom_phi == 0) and np.all(nom_psi == 0))
     n_frames = int(n_frames)
     if n_frames < 1:
         raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
@@ -229,8 +238,9 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
     shift = rng.normal(0.0, shift_sigma_A, (na, 2)) if shift_sigma_A > 0 else np.zeros((na, 2))
     err = rng.normal(0.0, angle_error_deg, (na, 3)) if angle_error_deg > 0 \
         else np.zeros((na, 3))
-    euler = true_euler_deg(theta, dphi_deg=err[:, 0], dtheta_deg=err[:, 1],
-                           dpsi_deg=err[:, 2], tilt_axis_rotation_deg=tilt_axis_rotation_deg)
+    euler = true_euler_deg(theta, dphi_deg=nom_phi + err[:, 0], dtheta_deg=err[:, 1],
+                           dpsi_deg=nom_psi + err[:, 2],
+                           tilt_axis_rotation_deg=tilt_axis_rotation_deg)
     alpha = math.radians(tilt_axis_rotation_deg)
     centre = float(tilt_axis_offset_A) * np.array([math.cos(alpha), math.sin(alpha), 0.0])
     pos = model.positions
@@ -273,7 +283,8 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
     raw = add_detector_noise(expected, dose_e_per_A2=dose_frame, gain=gain, offset=offset,
                              read_noise=read_noise, seed=rng).astype(dtype)
     units = "detector counts" if dose_e_per_A2 is not None else "A2 per pixel"
-    ts = TiltSeries(raw, angles=theta, pixel_size_A=px, units=units,
+    ts = TiltSeries(raw, angles=theta if single_axis else nominal, pixel_size_A=px,
+                    units=units,
                     dose_e_per_A2=float(dose_e_per_A2) if dose_e_per_A2 else 0.0,
                     n_frames=n_frames)
     frame = np.arange(n_frames)
@@ -297,7 +308,8 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
             "scan_yx": (("angle", "frame"), S[..., 1, 0]),
             "scan_yy": (("angle", "frame"), S[..., 1, 1]),
         },
-        coords={"angle": ("angle", theta, {"units": "degree"}), "frame": frame},
+        coords={"angle": ("angle", theta, {"units": "degree"}), "frame": frame,
+                "phi_nominal_deg": ("angle", nom_phi), "psi_nominal_deg": ("angle", nom_psi)},
         attrs={"tilt_axis_rotation_deg": float(tilt_axis_rotation_deg),
                "tilt_axis_offset_A": float(tilt_axis_offset_A),
                "dose_e_per_A2": float(dose_e_per_A2) if dose_e_per_A2 else 0.0,

@@ -68,7 +68,9 @@ class NucleationSeries:
         The "measured" models, one per time: rigidly moved, shuffled, jittered, with species
         errors; per-atom ``atom_id``; attrs ``annealing_time_min``.
     truth_models : list of AtomicModel
-        Exact models in the reference frame (time 0, no motion, no jitter, true species), with
+        Exact models in the reference frame (time 0, no motion, no jitter, true species), in
+        ``atom_id`` order (``atom_id[i] == i``, so ``truth["nucleus_id"][model["atom_id"]]``
+        labels a measured model's atoms), with
         per-atom ``atom_id``, ``nucleus_id`` (−1 outside nuclei), ``true_order`` (1 inside a
         nucleus, 0 outside: an ideal order parameter for testing trackers), ``nucleus_phase``,
         ``nucleus_variant`` (L1_0 c axis 0/1/2 in the particle's crystal frame, −1 otherwise),

@@ -161,8 +161,8 @@ def test_bad_inputs():
     m = fept_particle(10.0, seed=0)
     with pytest.raises(ValueError, match="n_frames must be"):
         simulate_acquisition(m, [0.0], shape=(8, 8), pixel_size_A=0.35, n_frames=0)
-    with pytest.raises(ValueError, match="angles_deg must be 1D"):
-        simulate_acquisition(m, np.zeros((2, 3)), shape=(8, 8), pixel_size_A=0.35)
+    with pytest.raises(ValueError, match="angles_deg must be 1D nominal tilt angles or"):
+        simulate_acquisition(m, np.zeros((2, 2)), shape=(8, 8), pixel_size_A=0.35)
 
 
 def _centroid(img):
@@ -203,3 +203,17 @@ def test_drift_and_scan_semantics_from_first_principles():
                   [b.alignment["scan_yx"][0, 0], b.alignment["scan_yy"][0, 0]]], float)
     np.testing.assert_allclose(_centroid(b.tilt_series.values[0, 0]),
                                np.linalg.solve(S, p[:2]), atol=1e-6)
+
+
+def test_nominal_euler_angles_are_composed_with_the_errors(particle):
+    nominal = np.array([[10.0, -30.0, 5.0], [-20.0, 25.0, 40.0]])
+    a = simulate_acquisition(particle, nominal, shape=SHAPE, pixel_size_A=PX,
+                             angle_error_deg=0.5, tilt_axis_rotation_deg=1.5, seed=8,
+                             dtype=np.float64)
+    al = a.alignment
+    np.testing.assert_allclose(a.tilt_series.euler_angles, nominal)
+    e = euler_from_alignment(al)
+    np.testing.assert_allclose(e[:, 0], 1.5 + nominal[:, 0] + al["dphi_deg"].values)
+    np.testing.assert_allclose(e[:, 2], nominal[:, 2] + al["dpsi_deg"].values - 1.5)
+    true = project_atoms(particle, e, shape=SHAPE, pixel_size_A=PX).values
+    np.testing.assert_allclose(a.tilt_series.values[:, 0], true, atol=1e-12)

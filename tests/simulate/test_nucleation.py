@@ -127,3 +127,8 @@ def test_partial_order_inside_nuclei():
     assert same_as_ordered.mean() == pytest.approx(0.6 + 0.4 * 0.5, abs=0.05)
     with pytest.raises(ValueError, match="nucleus_order must be in"):
         nucleation_series((1.0, 2.0, 3.0), nucleus_order=0.0)
+
+
+def test_truth_models_are_in_atom_id_order(series):
+    for tm in series.truth_models:
+        np.testing.assert_array_equal(tm["atom_id"], np.arange(tm.n_atoms))
