@@ -82,7 +82,7 @@ def link_nuclei(labels_a, labels_b, ia, ib, *, min_overlap_atoms: int = 3,
     return pd.DataFrame(rows, columns=cols).astype("int64")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TrackResult:
     """Nuclei, links, events, tracks and per-track time series of a tracked series.
 
@@ -134,6 +134,13 @@ class TrackResult:
         from .plot import plot_lineage
 
         return plot_lineage(self, ax=ax)
+
+    def __repr__(self) -> str:
+        sm = self.summary()
+        ev = ", ".join(f"{k}: {v}" for k, v in sm["events"].items() if v)
+        return (f"<aet.dynamics.TrackResult {len(self.times_min)} times "
+                f"({', '.join(f'{t:g}' for t in sm['times_min'])} min), nuclei per time "
+                f"{sm['n_nuclei']}, {sm['n_tracks']} tracks, events: {ev or 'none'}>")
 
     def event_counts(self) -> dict[str, int]:
         """Number of events of each type (every type listed, zeros included)."""

@@ -26,6 +26,7 @@ def test_track_result_and_provenance(series):
     assert isinstance(res, TrackResult)
     assert res.event_counts() == {"birth": 1, "growth": 1, "shrinkage": 0, "merge": 0,
                                   "division": 0, "dissolution": 1}
+    assert "growth: 1" in repr(res) and "nuclei per time [2, 1, 2]" in repr(res)
     assert [r["op"] for r in res.provenance] == ["register", "track"]
     assert res.provenance[-1]["params"]["threshold"] == 0.3
     assert res.provenance[-1]["result"]["n_nuclei"] == [2, 1, 2]
