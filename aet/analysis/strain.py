@@ -9,7 +9,10 @@ Field (:func:`strain`): at every grid point ``r`` the displacement is fitted by 
 local *linear* regression ``u(p) ≈ u₀ + G (p − r)`` (weights ``exp(−|p − r|²/2σ²)``); the
 gradient ``G_ij = ∂u_i/∂x_j`` gives the strain ``e_ij = (G_ij + G_ji)/2`` and the rotation
 ``w_ij = (G_ij − G_ji)/2``. Unlike differentiating a Gaussian-smoothed displacement field, a local
-linear fit reproduces any uniform strain exactly up to the particle surface. The default
+linear fit reproduces any uniform strain exactly up to the particle surface. The gradient is
+taken w.r.t. the measured (deformed) positions, so for large strains the result is the
+Eulerian small strain ``sym(H)``, ``H = G_L (I + G_L)⁻¹`` of the Lagrangian gradient ``G_L``
+(they differ at order ``|G|²``, ~1e-4 at 1 % strain). The default
 ``σ = 4.25 Å`` gives a Gaussian of FWHM 1 nm, i.e. the ~1 nm (1 nm³) 3D resolution of the strain
 maps of the W tip in Xu et al., Nat. Mater. 14, 1099 (2015). The noise of the gradient scales as
 ``σ_pos / sqrt(31.5 ρ σ⁵)`` (per-axis position noise ``σ_pos``, atom density ``ρ``): for 20 pm

@@ -81,7 +81,8 @@ def planted_strain(pos: np.ndarray, *, uniform, radial_amplitude: float, radius_
     field of amplitude β at ``|x| = R``).
 
     Returns ``(new positions, strain_fn)``: ``strain_fn(points (m, 3)) -> (m, 3, 3)`` the exact
-    small strain ``sym(∇u)`` at undeformed points (∇ of ``β x|x|²/R²`` is
+    small strain ``sym(∇u)`` at undeformed points (here ``∇u`` is symmetric, so it is also the
+    full displacement gradient; see :func:`eulerian_strain`) (∇ of ``β x|x|²/R²`` is
     ``β (|x|² I + 2 x xᵀ) / R²``).
     """
     E = np.asarray(uniform, dtype=np.float64)
@@ -99,3 +100,13 @@ def planted_strain(pos: np.ndarray, *, uniform, radial_amplitude: float, radius_
         return 0.5 * (G + np.swapaxes(G, 1, 2))
 
     return pos + disp(pos), strain_fn
+
+
+def eulerian_strain(G: np.ndarray) -> np.ndarray:
+    """Small-strain tensor w.r.t. the *deformed* positions for displacement gradients ``G``
+    (``(..., 3, 3)``, w.r.t. the undeformed ones): ``sym(G (I + G)⁻¹)``. This is what a strain
+    map measured from the atoms' actual positions estimates; it differs from ``sym(G)`` at
+    second order (``~|G|²``)."""
+    G = np.asarray(G, dtype=np.float64)
+    H = G @ np.linalg.inv(np.eye(3) + G)
+    return 0.5 * (H + np.swapaxes(H, -1, -2))
