@@ -1,6 +1,7 @@
 """aet.simulate — simulated AET experiments with ground truth.
 
-- structures: :func:`nanoparticle`, :func:`fept_particle`, displacement fields
+- structures: :func:`nanoparticle`, :func:`fept_particle`, :func:`fept_film` (extended
+  object), displacement fields
   (:class:`UniformStrain`, :class:`CoreShellStrain`, :class:`ScrewDislocation`, :func:`displace`)
 - forward model: :func:`project_atoms` (ADF-STEM projections, analytic per atom),
   :func:`render_volume` (ground-truth volume)
@@ -34,6 +35,7 @@ from .structures import (
     ScrewDislocation,
     UniformStrain,
     displace,
+    fept_film,
     fept_particle,
     nanoparticle,
 )
@@ -44,6 +46,6 @@ __all__ = [
     "true_euler_deg", "NucleationEvent", "NucleationSeries", "nucleation_series",
     "ANTIPHASE_BOUNDARY", "ANTISITE", "DISLOCATION_CORE", "GRAIN_BOUNDARY", "SWAP",
     "CoreShellStrain", "Score", "ScrewDislocation", "UniformStrain", "displace",
-    "fept_particle", "match_atoms", "nanoparticle", "project_atoms", "render_volume",
+    "fept_film", "fept_particle", "match_atoms", "nanoparticle", "project_atoms", "render_volume",
     "rotation_matrices", "score",
 ]

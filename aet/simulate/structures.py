@@ -41,12 +41,12 @@ from ..model.atomicmodel import AtomicModel
 
 __all__ = ["ANTIPHASE_BOUNDARY", "ANTISITE", "DISLOCATION_CORE", "FEPT_PHASES", "GRAIN_BOUNDARY",
            "LATTICES", "SHAPES", "SWAP", "CoreShellStrain", "ScrewDislocation", "UniformStrain",
-           "displace", "fept_particle", "nanoparticle", "orientation_matrix"]
+           "displace", "fept_film", "fept_particle", "nanoparticle", "orientation_matrix"]
 
 # defect bit flags
 ANTISITE, SWAP, ANTIPHASE_BOUNDARY, GRAIN_BOUNDARY, DISLOCATION_CORE = 1, 2, 4, 8, 16
 
-SHAPES = ("sphere", "cuboctahedron", "octahedron", "cube", "wulff")
+SHAPES = ("sphere", "cuboctahedron", "octahedron", "cube", "wulff", "slab")
 LATTICES = ("fcc", "bcc", "hcp")
 FEPT_PHASES = ("A1", "L10", "L12_FePt3", "L12_Fe3Pt")
 # lattice parameters (Å) of the FePt phases; L1_0 c/a ≈ 0.964
@@ -134,9 +134,9 @@ def _block(cell: np.ndarray, basis: np.ndarray, radius: float):
     return pos[keep], site[keep], frac[keep]
 
 
-def _shape_mask(pos: np.ndarray, shape: str, radius: float, *, wulff_hull=None) -> np.ndarray:
+def _shape_mask(pos: np.ndarray, shape: str, radius: float, *, aux=None) -> np.ndarray:
     """Inside test in the particle frame; ``radius`` = half the vertex-to-vertex size
-    (sphere: the radius)."""
+    (sphere: the radius); ``aux``: Wulff facet equations or the slab's half sizes."""
     x, y, z = np.abs(pos[:, 0]), np.abs(pos[:, 1]), np.abs(pos[:, 2])
     eps = 1e-6
     if shape == "sphere":
@@ -150,8 +150,11 @@ def _shape_mask(pos: np.ndarray, shape: str, radius: float, *, wulff_hull=None) 
     if shape == "cube":
         h = radius / math.sqrt(3)
         return (x <= h + eps) & (y <= h + eps) & (z <= h + eps)
+    if shape == "slab":
+        hx, hy, hz = aux
+        return (x <= hx + eps) & (y <= hy + eps) & (z <= hz + eps)
     if shape == "wulff":
-        eq = wulff_hull  # facet planes n·r + d ≤ 0 inside
+        eq = aux  # facet planes n·r + d ≤ 0 inside
         return np.all(pos @ eq[:, :3].T + eq[:, 3] <= 1e-6, axis=1)
     raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
 
@@ -236,7 +239,7 @@ def nanoparticle(element: str | dict = "Pt", diameter_A: float = 20.0, *,
     pos, site, _ = _block(cell, basis, radius * 1.2 + 2 * float(np.max(np.linalg.norm(cell, 1))))
     hull = _wulff_hull(diameter_A, a_A, wulff_surfaces, wulff_energies) \
         if shape == "wulff" else None
-    keep = _shape_mask(pos, shape, radius, wulff_hull=hull)
+    keep = _shape_mask(pos, shape, radius, aux=hull)
     pos, site = pos[keep], site[keep]
     els = list(comp)
     p = np.array([comp[e] for e in els], dtype=float)
@@ -276,7 +279,7 @@ def fept_particle(diameter_A: float = 30.0, *, phase: str | Sequence[str] = "L10
                   core_pt_fraction: float = 0.8, antiphase_boundary=False,
                   antisite_fraction: float = 0.0, n_swaps: int = 0,
                   displacements: Sequence[Callable] = (), orientation=None,
-                  seed=0) -> AtomicModel:
+                  slab_A=None, seed=0) -> AtomicModel:
     """An FePt nanoparticle: A1 / L1_0 / L1_2 grains with planted defects and strain.
 
     Parameters
@@ -290,10 +293,12 @@ def fept_particle(diameter_A: float = 30.0, *, phase: str | Sequence[str] = "L10
         L1_0 c-axis along the grain's crystal x (0), y (1) or z (2).
     n_grains : int
         Number of grains: Voronoi cells around random seeds inside the particle; grain 0 keeps
-        the crystal frame, the others get random orientations (or ``grain_orientations``).
+        the crystal frame, the others get random orientations (``grain_orientations``, a list
+        of None / "random" / 3×3 per grain, overrides both).
         Atoms closer than 2.0 Å across a boundary are removed; atoms within 3 Å of another
         grain are flagged ``GRAIN_BOUNDARY``.
-    shape : see :func:`nanoparticle` (facets of grain 0).
+    shape : see :func:`nanoparticle` (facets of grain 0), or ``"slab"`` with
+        ``slab_A=(Lx, Ly, thickness)`` (Å, a box centred at 0; see :func:`fept_film`).
     pt_rich_core_A : float, optional
         Radius (Å) of a Pt-rich core: there every Fe becomes Pt with a probability that brings
         the core to ``core_pt_fraction`` Pt.
@@ -345,13 +350,22 @@ def fept_particle(diameter_A: float = 30.0, *, phase: str | Sequence[str] = "L10
     parity_basis = (np.rint(2 * basis) % 2).astype(int)
     hull = _wulff_hull(diameter_A, FEPT_A[phases[0]], ((1, 0, 0), (1, 1, 1)), (1.0, 0.9)) \
         if shape == "wulff" else None
+    if shape == "slab":
+        if slab_A is None or np.shape(slab_A) != (3,) or min(slab_A) <= 0:
+            raise ValueError("shape='slab' needs slab_A=(Lx, Ly, thickness) in Å (> 0); "
+                             "use aet.simulate.fept_film")
+        hull = np.asarray(slab_A, dtype=float) / 2
+        radius = float(np.linalg.norm(hull))
     if n_grains == 1:
         seeds = np.zeros((1, 3))
+    elif shape == "slab":
+        seeds = rng.uniform(-hull, hull, (n_grains, 3))
     else:
         seeds = rng.normal(size=(n_grains, 3))
         seeds *= (0.55 * radius * rng.random(n_grains) ** (1 / 3)
                   / np.linalg.norm(seeds, axis=1))[:, None]
-    rots = [np.eye(3)]
+    rots = [np.eye(3) if grain_orientations is None
+            else orientation_matrix(grain_orientations[0], rng)]
     for g in range(1, n_grains):
         if grain_orientations is not None:
             rots.append(orientation_matrix(grain_orientations[g % len(grain_orientations)],
@@ -370,7 +384,7 @@ def fept_particle(diameter_A: float = 30.0, *, phase: str | Sequence[str] = "L10
         pos, site, _ = _block(cell, basis, cover)
         origin = seeds[g] if n_grains > 1 else np.zeros(3)
         pos = pos @ rots[g].T + origin
-        keep = _shape_mask(pos, shape, radius, wulff_hull=hull)
+        keep = _shape_mask(pos, shape, radius, aux=hull)
         if n_grains > 1:
             d = np.linalg.norm(pos[:, None, :] - seeds[None, :, :], axis=2)
             keep &= d.argmin(axis=1) == g
@@ -478,6 +492,35 @@ def fept_particle(diameter_A: float = 30.0, *, phase: str | Sequence[str] = "L10
                        "grain_phases": phases, "grain_variants": variants,
                        "grain_orientations": [r.tolist() for r in rots]})
     return model
+
+
+def fept_film(size_A=(60.0, 60.0, 20.0), *, lattice_orientation=None, **kw) -> AtomicModel:
+    """An extended FePt film: a box ``size_A = (Lx, Ly, thickness)`` Å centred at 0 with its
+    faces normal to x, y, z (the beam runs along z at zero tilt).
+
+    Make ``Lx`` larger than the field of view so material enters and leaves the view as the
+    tilt changes (the "extended object" case of DESIGN.md). ``lattice_orientation`` (None,
+    "random" or 3×3) rotates the crystal inside the fixed box; further keywords go to
+    :func:`fept_particle` (``phase``, ``variant``, ``n_grains``, defects, ``seed``...).
+
+    Examples
+    --------
+    >>> m = fept_film((30.0, 30.0, 8.0), phase="L10", variant=2)
+    >>> bool(abs(m.positions[:, 2]).max() <= 4.0)
+    True
+    """
+    if np.shape(size_A) != (3,):
+        raise ValueError(f"size_A must be (Lx, Ly, thickness) in Å, got {size_A!r}")
+    if "orientation" in kw or "shape" in kw:
+        raise ValueError("fept_film keeps the film in the xy plane: pass lattice_orientation= "
+                         "instead of orientation=/shape=")
+    n_grains = int(kw.pop("n_grains", 1))
+    orients = kw.pop("grain_orientations", None)
+    if orients is None:
+        orients = [lattice_orientation] + ["random"] * (n_grains - 1)
+    size = tuple(float(v) for v in size_A)
+    return fept_particle(float(np.linalg.norm(size)), shape="slab", slab_A=size,
+                         n_grains=n_grains, grain_orientations=orients, **kw)
 
 
 # ----------------------------------------------------------------------------- displacements

@@ -197,3 +197,29 @@ def test_default_lattice_parameters_follow_ase_or_the_atomic_volume():
     assert _default_a("Fe", "fcc") ** 3 / 4 == pytest.approx(2.87**3 / 2)
     with pytest.raises(ValueError, match="lattice must be one of"):
         nanoparticle("Pt", 10.0, lattice="sc")
+
+
+def test_film_is_an_extended_slab_that_leaves_the_field_of_view():
+    from aet.simulate import fept_film, project_atoms
+    from aet.simulate.forward import cross_sections
+
+    m = fept_film((60.0, 24.0, 10.0), phase="L10", variant=2, lattice_orientation="random",
+                  antisite_fraction=0.02, seed=3)
+    pos = m.positions
+    assert np.all(np.abs(pos) <= np.array([30.0, 12.0, 5.0]) + 0.5)
+    assert np.ptp(pos[:, 2]) > 8.0 and np.ptp(pos[:, 0]) > 57.0
+    assert _nn(pos).min() > 2.5
+    # lattice rotated inside the fixed box: still alternating L1_0 planes along its own c axis
+    R = np.array(m.attrs["grain_orientations"][0])
+    c = (pos @ R)[:, 2]  # crystal-frame coordinate along c
+    layer = np.rint((c - c[m.species == "Fe"][0]) / (FEPT_A["L10"] * L10_C_OVER_A / 2))
+    ok = (layer % 2 == 0) == (m["ideal_species"] == "Fe")
+    assert ok.all()
+    # a 40 Å wide view of the 60 Å film: at 0° a third of the film lies outside the view; at
+    # 60° the film's projection (60 cos 60° + 10 sin 60° ≈ 39 Å) fits: material enters the view
+    ts = project_atoms(m, [0.0, 60.0], shape=(80, 114), pixel_size_A=0.35)
+    inside = ts.values.sum(axis=(1, 2)) / cross_sections(m.species).sum()
+    assert inside[0] == pytest.approx(114 * 0.35 / 60.0, abs=0.04)
+    assert inside[1] > 0.95
+    with pytest.raises(ValueError, match="lattice_orientation"):
+        fept_film((20.0, 20.0, 5.0), orientation="random")
