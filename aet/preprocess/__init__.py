@@ -10,7 +10,12 @@ from ._common import AngleOrderWarning
 from .align import align, apply_alignment, estimate_tilt_axis_rotation, tilt_axis_offset
 from .background import estimate_support, remove_background
 from .denoise import anscombe, denoise, estimate_noise_sigma, inverse_anscombe
-from .distortion import correct_scan_distortion, estimate_lattice_distortion
+from .distortion import (
+    correct_drift_shear,
+    correct_scan_distortion,
+    estimate_drift_shear,
+    estimate_lattice_distortion,
+)
 from .frames import register_frames
 from .matching import projection_matching
 
@@ -19,8 +24,10 @@ __all__ = [
     "align",
     "anscombe",
     "apply_alignment",
+    "correct_drift_shear",
     "correct_scan_distortion",
     "denoise",
+    "estimate_drift_shear",
     "estimate_lattice_distortion",
     "estimate_noise_sigma",
     "estimate_support",

@@ -137,7 +137,7 @@ def _resample_one(img, *, px, matrix_inv, function, order):
 
 
 def correct_scan_distortion(da: xr.DataArray, *, matrix=None, function=None, reference=None,
-                            lattice=None, order: int = 3):
+                            lattice=None, drift_shear=None, order: int = 3):
     """Resample every projection (and frame) to undo a scan distortion.
 
     Parameters
@@ -154,6 +154,10 @@ def correct_scan_distortion(da: xr.DataArray, *, matrix=None, function=None, ref
         correction is estimated from it (:func:`estimate_lattice_distortion`).
     lattice : (a_A, b_A, gamma_deg) or (2, 2) array
         The reference crystal's true in-plane lattice.
+    drift_shear : sequence of float or True, optional
+        Frames recorded with scan directions 0° and 90°: estimate the drift-induced shear per
+        angle and undo it (:func:`correct_drift_shear`); pass the scan direction of every
+        frame, or True to read the ``scan_direction_deg`` coord.
     order : int
         Spline order of the resampling.
 
@@ -164,10 +168,14 @@ def correct_scan_distortion(da: xr.DataArray, *, matrix=None, function=None, ref
     """
     da = check_series(da, func="correct_scan_distortion")
     given = [k for k, v in (("matrix", matrix), ("function", function),
-                            ("reference", reference)) if v is not None]
+                            ("reference", reference), ("drift_shear", drift_shear))
+             if v is not None]
     if len(given) != 1:
-        raise ValueError(f"correct_scan_distortion: pass exactly one of matrix, function or "
-                         f"reference (+ lattice); got {given or 'none'}")
+        raise ValueError(f"correct_scan_distortion: pass exactly one of matrix, function, "
+                         f"reference (+ lattice) or drift_shear; got {given or 'none'}")
+    if drift_shear is not None:
+        return correct_drift_shear(da, scan_direction_deg=None if drift_shear is True
+                                   else drift_shear)
     px = pixel_size(da)
     result: dict = {}
     Minv = None
@@ -193,3 +201,119 @@ def correct_scan_distortion(da: xr.DataArray, *, matrix=None, function=None, ref
     out = map_projections(da, _resample_one, out_dtype=np.float64, px=px, matrix_inv=Minv,
                           function=function, order=int(order))
     return out.transpose(*da.dims), result
+
+
+# --------------------------------------------------------------------------- drift shear
+def _scan_matrix(v_xy_px, direction_deg: float, n: int) -> np.ndarray:
+    """Recorded = D @ true (pixels from the centre) for a constant drift ``v`` (pixels per
+    frame) during a raster scan whose slow axis is y (0°) or x (90°)."""
+    v = np.asarray(v_xy_px, dtype=np.float64)
+    D = np.eye(2)
+    slow = 1 if int(round(direction_deg)) % 180 == 0 else 0
+    D[:, slow] += v / n
+    return D
+
+
+def _warp(img, D):
+    """Sample ``img`` at D @ p (p in pixels from the centre): undoes recorded = D @ true."""
+    ny, nx = img.shape
+    yy, xx = np.meshgrid(np.arange(ny) - ny // 2, np.arange(nx) - nx // 2, indexing="ij")
+    sx = D[0, 0] * xx + D[0, 1] * yy + nx // 2
+    sy = D[1, 0] * xx + D[1, 1] * yy + ny // 2
+    return ndimage.map_coordinates(img, [sy, sx], order=3, mode="nearest")
+
+
+def estimate_drift_shear(frame_a, frame_b, *, direction_a_deg: float = 0.0,
+                         direction_b_deg: float = 90.0, max_drift_px: float = 10.0) -> dict:
+    """Estimate a constant drift velocity from two images of the same area recorded with
+    perpendicular scan directions.
+
+    A drift ``v`` (pixels per frame) during a scan shears/stretches the image along the slow
+    axis: recorded = ``(I + v e_slowᵀ / n)`` @ true. The two scan directions distort
+    differently, so the ``v`` (and relative translation) that makes the two corrected images
+    agree is the drift. Returns ``{"velocity_xy_px": [vx, vy], "translation_yx_px": [...],
+    "residual": ...}``.
+    """
+    from scipy.optimize import minimize
+
+    a = np.asarray(frame_a, dtype=np.float64)
+    b = np.asarray(frame_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"estimate_drift_shear: frames must be 2D of equal shape, got "
+                         f"{a.shape} and {b.shape}")
+    n = a.shape[0] if int(round(direction_a_deg)) % 180 == 0 else a.shape[1]
+    nb = b.shape[0] if int(round(direction_b_deg)) % 180 == 0 else b.shape[1]
+    sa = a.std() or 1.0
+
+    def cost(p):
+        v, t = p[:2], p[2:]
+        ca = _warp(a, _scan_matrix(v, direction_a_deg, n))
+        cb = _warp(b, _scan_matrix(v, direction_b_deg, nb))
+        cb = ndimage.shift(cb, -t, order=3, mode="nearest")
+        m = 8
+        return float(np.mean((ca[m:-m, m:-m] - cb[m:-m, m:-m]) ** 2)) / sa**2
+
+    best = None
+    for v0 in ((0.0, 0.0), (max_drift_px / 3, 0.0), (0.0, max_drift_px / 3)):
+        r = minimize(cost, np.array([*v0, 0.0, 0.0]), method="Powell",
+                     options={"xtol": 1e-4, "ftol": 1e-10, "maxfev": 4000})
+        if best is None or r.fun < best.fun:
+            best = r
+    return {"velocity_xy_px": best.x[:2].tolist(), "translation_yx_px": best.x[2:].tolist(),
+            "residual": float(best.fun)}
+
+
+def correct_drift_shear(da: xr.DataArray, *, scan_direction_deg=None,
+                        max_drift_px: float = 10.0):
+    """Estimate and undo the drift-induced shear/stretch of frames recorded with different
+    scan directions (pairs 0° / 90° at each angle).
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        ``(angle, frame, y, x)``; frames with scan directions 0° (slow axis y) and 90° (slow
+        axis x).
+    scan_direction_deg : sequence of float, optional
+        Scan direction of every frame (default: the ``scan_direction_deg`` coord on ``frame``).
+    max_drift_px : float
+        Scale of the starting guesses of the search (pixels per frame).
+
+    Returns
+    -------
+    xarray.DataArray, dict
+        Frames resampled to undo the shear (same dims), and per angle the drift velocity
+        (``drift_velocity_x_A``/``drift_velocity_y_A``, Å per frame; also as coords).
+    """
+    da = check_series(da, func="correct_drift_shear", frames="require")
+    if scan_direction_deg is None:
+        if "scan_direction_deg" not in da.coords:
+            raise ValueError("correct_drift_shear: pass scan_direction_deg=[...] (one per "
+                             "frame, 0 or 90) or give the series a 'scan_direction_deg' coord "
+                             "on 'frame'")
+        scan_direction_deg = da.coords["scan_direction_deg"].values
+    dirs = np.asarray(scan_direction_deg, dtype=float).ravel()
+    if dirs.size != da.sizes["frame"]:
+        raise ValueError(f"correct_drift_shear: scan_direction_deg has {dirs.size} entries "
+                         f"but the series has {da.sizes['frame']} frames per angle")
+    kinds = np.round(dirs) % 180
+    if not (np.any(kinds == 0) and np.any(kinds == 90)) or np.any((kinds != 0) & (kinds != 90)):
+        raise ValueError("correct_drift_shear: needs frames with scan directions 0° and 90° "
+                         f"(got {sorted(set(dirs.tolist()))})")
+    i0, i90 = int(np.flatnonzero(kinds == 0)[0]), int(np.flatnonzero(kinds == 90)[0])
+    px = pixel_size(da)
+    vals = np.asarray(da.values, dtype=np.float64)  # per-angle pairs; small in practice
+    out = np.empty_like(vals)
+    vel = np.zeros((vals.shape[0], 2))
+    for k in range(vals.shape[0]):
+        finite_check_block(vals[k], "correct_drift_shear")
+        est = estimate_drift_shear(vals[k, i0], vals[k, i90], direction_a_deg=dirs[i0],
+                                   direction_b_deg=dirs[i90], max_drift_px=max_drift_px)
+        vel[k] = est["velocity_xy_px"]
+        for f in range(vals.shape[1]):
+            n = vals.shape[2] if kinds[f] == 0 else vals.shape[3]
+            out[k, f] = _warp(vals[k, f], _scan_matrix(vel[k], dirs[f], n))
+    res = xr.DataArray(out, dims=da.dims, coords=da.coords, attrs=dict(da.attrs), name=da.name)
+    res = res.assign_coords(drift_velocity_x_A=("angle", vel[:, 0] * px),
+                            drift_velocity_y_A=("angle", vel[:, 1] * px))
+    return res, {"drift_velocity_x_A": (vel[:, 0] * px).tolist(),
+                 "drift_velocity_y_A": (vel[:, 1] * px).tolist()}
