@@ -20,7 +20,6 @@ import math
 import numpy as np
 from ase.data import atomic_numbers
 
-from ..model._meta import centred_coord
 from ..model.atomicmodel import AtomicModel
 from ..model.tiltseries import TiltSeries
 from ..model.volume import Volume
@@ -322,8 +321,3 @@ def render_volume(model, voxel_size_A, *, shape=None, b_factor_A2=None,
     out = np.zeros((nz, ny, nx), dtype=dtype)
     _kernels.splat_volume(np.ascontiguousarray(pos), amp, s, vs, float(n_sigma), out)
     return Volume(out, voxel_size_A=vs, units="A2 per voxel (ADF cross-section)")
-
-
-def image_coords(n: int, pixel_size_A: float) -> np.ndarray:
-    """Centred pixel-centre coordinates in Å (0 at index n // 2)."""
-    return centred_coord(n, pixel_size_A)
