@@ -19,6 +19,8 @@ Fit (iterative closest lattice point, IRLS with Huber weights):
    ``(origin, cell)`` is re-fitted by weighted least squares with Huber weights (``huber_A``),
    the lattice is re-projected onto the structure's symmetry (polar decomposition → rotation;
    cubic: one ``a``; tetragonal L1_0 / hexagonal hcp: ``a`` and ``c``) and the loop repeats.
+   Atoms farther than ``3 huber_A`` from their site get zero weight (trimmed: spurious or
+   missing-atom artefacts of tracing do not pull the fit).
 
 For the chemically ordered structures the geometry is fcc; the chemical variant (L1_0: which
 crystal axis is ``c`` and which pair of fcc sublattices holds species A; L1_2: which sublattice
@@ -338,11 +340,15 @@ def _symmetrise(structure, cell_fit, R_prev):
     return R, a, c
 
 
-def _huber_weights(r: np.ndarray, delta: float) -> np.ndarray:
+def _huber_weights(r: np.ndarray, delta: float, trim: float | None = None) -> np.ndarray:
+    """Huber IRLS weights (1 below ``delta``, ``delta/|r|`` above) and, beyond ``trim``, 0:
+    atoms that sit nowhere near a site (tracing errors) do not pull the lattice."""
     d = np.linalg.norm(r, axis=1)
     w = np.ones_like(d)
     m = d > delta
     w[m] = delta / d[m]
+    if trim is not None:
+        w[d > trim] = 0.0
     return w
 
 
@@ -407,8 +413,8 @@ def _fit_region(pos, sp, structure, *, a_A, c_A, huber_A, n_iter, species, label
         c = float(c_A) if c_A is not None else (a * np.sqrt(8 / 3) if geom == "hcp" else a)
     # origin consistent with the ideal (symmetrised) cell: weighted mean offset
     ideal = sites @ (R @ crystal_cell(geom, a, c)).T
-    w = _huber_weights(pos - origin - ideal, delta)
-    origin = np.sum((pos - ideal) * w[:, None], axis=0) / w.sum()
+    w = _huber_weights(pos - origin - ideal, delta, trim=3 * delta)
+    origin = np.sum((pos - ideal) * w[:, None], axis=0) / max(w.sum(), 1e-12)
     chem_species: tuple = ()
     if structure in ("L10", "L12"):
         R_old = R
@@ -426,8 +432,8 @@ def _fit_region(pos, sp, structure, *, a_A, c_A, huber_A, n_iter, species, label
     ideal_cell = R @ crystal_cell(geom, a, c)
     # origin consistent with the final ideal cell (Huber-weighted mean offset)
     ideal = sites @ ideal_cell.T
-    w = _huber_weights(pos - origin - ideal, delta)
-    origin = np.sum((pos - ideal) * w[:, None], axis=0) / w.sum()
+    w = _huber_weights(pos - origin - ideal, delta, trim=3 * delta)
+    origin = np.sum((pos - ideal) * w[:, None], axis=0) / max(w.sum(), 1e-12)
     # shift the origin to the sublattice-0 site nearest the centroid
     shift = np.round(np.linalg.solve(ideal_cell, centre - origin))
     origin = origin + ideal_cell @ shift
@@ -445,7 +451,7 @@ def _icp(pos, origin, cell, bas, delta, n_iter):
     for _ in range(n_iter):
         sites, _ = _assign_sites(pos, origin, cell, bas)
         resid = pos - origin - sites @ cell.T
-        w = _huber_weights(resid, delta)
+        w = _huber_weights(resid, delta, trim=3 * delta)
         X = np.concatenate([np.ones((len(pos), 1)), sites], axis=1)
         sw = np.sqrt(w)[:, None]
         coef, *_ = np.linalg.lstsq(X * sw, pos * sw, rcond=None)

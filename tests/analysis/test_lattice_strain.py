@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import aet
-from aet.analysis import fit_lattice, local_strain, misorientation_deg, strain
+from aet.analysis import fit_lattice, local_strain, misorientation_deg, order_parameters, strain
 from aet.analysis._kernels import splat_values
 from aet.testing.analysis import eulerian_strain, particle, planted_strain
 from aet.testing.phantoms import rotation_matrix_zyz
@@ -203,3 +203,20 @@ def test_region_fit_and_strain_on_a_volume_grid():
     np.testing.assert_allclose(st.e_xy.values[inside], Es[0, 1], atol=2e-4)
     with pytest.raises(TypeError, match="like must be a Volume"):
         strain(m.data, like=np.zeros((3, 3, 3)))
+
+
+def test_fit_robust_to_tracing_errors():
+    """5 % atoms missing and 5 % spurious atoms at random places (tracing errors)."""
+    m = particle("L10", a_A=3.85, radius_A=16, rotation=ROT, jitter_A=0.1, seed=1)
+    rng = np.random.default_rng(0)
+    keep = rng.random(m.n_atoms) > 0.05
+    pos, sp = m.positions[keep], m.species[keep]
+    extra = rng.uniform(-14, 14, (int(0.05 * len(pos)), 3))
+    pos = np.r_[pos, extra]
+    sp = np.r_[sp, rng.choice(["Fe", "Pt"], len(extra))]
+    fit = fit_lattice(aet.AtomicModel(pos, sp).data, "L10")
+    assert abs(fit.a_A - 3.85) < 3e-3 and abs(fit.c_A - 3.85) < 3e-3
+    assert misorientation_deg(fit.rotation[None], ROT[None])[0] < 0.5
+    assert fit.inlier[:keep.sum()].mean() > 0.99
+    op = order_parameters(aet.AtomicModel(pos, sp).data, "L10")
+    assert np.nanmedian(op["order_L10"].values[:keep.sum()]) == 1.0
