@@ -58,6 +58,9 @@ def rotation_matrices(euler_deg) -> np.ndarray:
     return out
 
 
+_MIN_PARALLEL_WORK = 4_000_000
+
+
 class Projector:
     """The linear operator A (forward projection) and Aᵀ (back projection) of one geometry.
 
@@ -77,7 +80,8 @@ class Projector:
         ``(ny_det, nx_det)``; default ``(ny, nx)``. A detector narrower than the volume counts
         only its own field of view (extended objects: the box is padded around it).
     parallel : bool
-        Use the multi-threaded kernels (in-memory calls); ``False`` for per-chunk dask calls.
+        Use the multi-threaded kernels (in-memory calls; small problems run serially anyway);
+        ``False`` for per-chunk dask calls.
     single_axis : bool, optional
         Force (``True``) or forbid (``False``) the single-axis fast path; default: automatic.
     """
@@ -102,7 +106,10 @@ class Projector:
                 f"detector_shape {self.detector_shape}"
             )
         self.single_axis = bool(single_axis)
-        self.parallel = bool(parallel)
+        # threads pay off only on real work: below ~4·10⁶ interpolations a parallel region's
+        # start-up and barrier cost more than they save (and far more on a loaded machine)
+        work = len(self.euler) * nz * ny * max(nx, self.detector_shape[1])
+        self.parallel = bool(parallel) and work >= _MIN_PARALLEL_WORK
         th = np.radians(self.euler[:, 1])
         self._cos = np.ascontiguousarray(np.cos(th))
         self._sin = np.ascontiguousarray(np.sin(th))

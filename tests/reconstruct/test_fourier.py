@@ -94,7 +94,7 @@ def test_fsc_and_resolution():
 def test_half_set_fsc_in_result():
     ph = fcc_phantom(32, noise=0.01, n_proj=31)
     ts = aet.TiltSeries(ph["projections"], angles=ph["angles"], pixel_size_A=0.375)
-    _, res = reconstruct(ts.data, method="resire", fsc=True, progress=False)
+    _, res = reconstruct(ts.data, method="resire", n_iter=30, fsc=True, progress=False)
     fsc = res["fsc"]
     assert fsc["fsc"][1] > 0.8
     assert 0.75 <= fsc["resolution_A"] < 4.0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import aet
-from aet.reconstruct import Projector, back_project, forward_project, project
+from aet.reconstruct import Projector, back_project, forward_project, project, projector
 from aet.testing import (
     gaussian_atoms_volume,
     point_atom_projection_reference,
@@ -24,7 +24,9 @@ EULER = np.array([[20, 30, -10], [-5, 61, 80], [0, 0, 0], [170, -45, 3]], float)
 @pytest.mark.parametrize("euler", [SINGLE, EULER], ids=["single_axis", "euler"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("parallel", [True, False])
-def test_kernels_equal_numpy_twins(shape, euler, dtype, parallel, rng):
+def test_kernels_equal_numpy_twins(shape, euler, dtype, parallel, rng, monkeypatch):
+    # small problems normally run serially; force the prange kernels here
+    monkeypatch.setattr(projector, "_MIN_PARALLEL_WORK", 0 if parallel else 10**12)
     vol = rng.random(shape).astype(dtype)
     p = forward_project(vol, euler, parallel=parallel)
     ref = forward_project_reference(vol, euler)
@@ -47,9 +49,12 @@ def test_detector_other_than_volume_equals_twin(det, rng):
 
 
 @pytest.mark.parametrize("euler", [SINGLE, EULER], ids=["single_axis", "euler"])
-def test_adjoint_is_matched(euler, rng):
+@pytest.mark.parametrize("parallel", [True, False])
+def test_adjoint_is_matched(euler, parallel, rng, monkeypatch):
+    monkeypatch.setattr(projector, "_MIN_PARALLEL_WORK", 0 if parallel else 10**12)
     shape = (24, 17, 30)
     op = Projector(euler, shape)
+    assert op.parallel is parallel
     x = op.to_internal_volume(rng.standard_normal(shape))
     y = rng.standard_normal(op.internal_projection_shape).astype(np.float32)
     lhs = float(np.vdot(op.forward(x).astype(np.float64), y))
