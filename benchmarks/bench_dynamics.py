@@ -104,8 +104,9 @@ def nucleation_series_check(seeds) -> dict | None:
             models.append(m.with_arrays(order=(nid >= 0).astype(float)))
         s_true = type(s)(s.times_min, models, s.truth_models, s.nuclei, s.events,
                          s.rigid_motions, s.nucleus_names, s.params)
+        # the script's definitions: 10 % growth/shrinkage, no size floor
         r = evaluate_nucleation_series(s_true, threshold=0.3, min_change_atoms=2,
-                                       change_fraction=0.1)
+                                       change_fraction=0.1, min_atoms=5)
         rec.append(r["recovered"])
         ph += r["phantoms"]
         rot.append(r["rot_err_deg"])
