@@ -53,7 +53,8 @@ _ACQ = {
 }
 _COMMON = {"pixel_size_A": 0.35, "max_tilt_deg": 69.0, "dose_e_per_A2": 2.0e4, "gain": 2.5,
            "offset": 100.0, "read_noise": 2.0, "shift_sigma_A": 1.0, "drift_A_per_frame": 0.3,
-           "scan_distortion": 0.005, "angle_error_deg": 0.3, "background_thickness_A": 30.0,
+           "scan_distortion": 0.005, "scan_directions_deg": [0.0], "angle_error_deg": 0.3,
+           "background_thickness_A": 30.0,
            "probe_fwhm_A": 0.8, "b_factor_A2": DEFAULT_B_FACTOR_A2, "z_exponent": 1.7,
            "reference_cross_section_A2": 0.02}
 
@@ -137,6 +138,7 @@ def fept_benchmark(size: str = "standard", *, seed: int = 0, nonlinear: bool | s
         Acquisition keywords (``dose_e_per_A2``, ``n_frames``, ``n_angles``, ``shape``,
         ``max_tilt_deg``, ``shift_sigma_A``, ``drift_A_per_frame``, ``scan_distortion``,
         ``angle_error_deg``, ``tilt_axis_rotation_deg``, ``tilt_axis_offset_A``,
+        ``scan_directions_deg`` (e.g. ``(0, 90)`` for alternating scan directions),
         ``background_thickness_A``, ``gain``, ``offset``, ``read_noise``, ``probe_fwhm_A``,
         ``b_factor_A2``, ``nonlinear_param``...) and particle keywords prefixed ``particle_``
         (``particle_diameter_A=25``). Set a degradation to 0 (or ``dose_e_per_A2=None``) to
@@ -218,6 +220,7 @@ def fept_benchmark(size: str = "standard", *, seed: int = 0, nonlinear: bool | s
         offset=acq["offset"], read_noise=acq["read_noise"],
         shift_sigma_A=acq["shift_sigma_A"], drift_A_per_frame=acq["drift_A_per_frame"],
         scan_distortion=acq["scan_distortion"], angle_error_deg=acq["angle_error_deg"],
+        scan_directions_deg=acq["scan_directions_deg"],
         tilt_axis_rotation_deg=acq["tilt_axis_rotation_deg"],
         tilt_axis_offset_A=acq["tilt_axis_offset_A"],
         background_thickness_A=acq["background_thickness_A"], seed=rng, **forward)

@@ -12,10 +12,11 @@ The acquisition model (all lengths Å, angles degrees; image frame: x, y with 0 
    the sample has drifted by ``d(t) = d0_f + v_f t`` (t in frames, 0 at the frame start; ``d0``
    of frame 0 is 0) and the scan coils put the probe at ``S_f r`` for the nominal position
    ``r`` (``S_f`` ≈ identity: scale and shear). Rows are scanned in order of increasing y, so
-   ``t = (r_y − y_first) / (n_y · pixel)``. The atom appears where ``S_f r = p + d(t)``, i.e.
-   ``r = M_f⁻¹ (p + d0_f − v_f c y_first)`` with ``M_f = S_f − v_f c e_yᵀ``, ``c = 1/(n_y
-   pixel)`` — exact for atom centres; the atom keeps its round shape (the ≤ 1 % shape change
-   of the distortion is neglected).
+   ``t = (r_y − y_first) / (n_y · pixel)``. The atom appears where ``S_f r = p + d(t)``,
+   i.e. ``r = M_f⁻¹ (p + d0_f − v_f c y_first)`` with ``M_f = S_f − v_f c e_yᵀ``,
+   ``c = 1/(n_y pixel)`` — exact for atom centres; the atom keeps its round shape (the ≤ 1 %
+   shape change of the distortion is neglected). A frame with scan direction 90° has x as
+   its slow axis (x and y swap roles in t, M and b).
 3. **Background.** A smooth amorphous-carbon film: a Gaussian random field of correlation
    length ``background_correlation_A`` with relative contrast ``background_contrast``, mean
    cross-section of a carbon film of ``background_thickness_A`` (density 0.1 atoms/Å³) ×
@@ -64,21 +65,38 @@ def true_euler_deg(theta_deg, *, dphi_deg=0.0, dtheta_deg=0.0, dpsi_deg=0.0,
 
 
 def frame_transform(scan_matrix, drift0_A, velocity_A_per_frame, *, ny: int,
-                    pixel_size_A: float) -> tuple[np.ndarray, np.ndarray]:
+                    pixel_size_A: float, nx: int | None = None,
+                    scan_direction_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``(M, b)`` of one frame: an atom at aligned image position ``p`` (x, y Å) is recorded
     at ``r = M⁻¹ (p + b)``; invert with ``p = M r − b``.
 
     ``scan_matrix`` is S (2×2, acting on (x, y)), ``drift0_A`` the drift (x, y) at the frame
-    start, ``velocity_A_per_frame`` the drift during the frame.
+    start, ``velocity_A_per_frame`` the drift during the frame. ``scan_direction_deg`` 0: the
+    slow scan axis is y (rows along x, scanned in increasing y); 90: the slow axis is x
+    (columns along y, scanned in increasing x; needs ``nx``).
     """
     S = np.asarray(scan_matrix, dtype=np.float64).reshape(2, 2)
     d0 = np.asarray(drift0_A, dtype=np.float64).reshape(2)
     v = np.asarray(velocity_A_per_frame, dtype=np.float64).reshape(2)
-    c = 1.0 / (ny * pixel_size_A)
-    y_first = -(ny // 2) * pixel_size_A
+    slow = _slow_axis(scan_direction_deg)
+    n = ny if slow == 1 else nx
+    if n is None:
+        raise ValueError("scan_direction_deg=90 needs nx= (the slow axis is x)")
+    c = 1.0 / (n * pixel_size_A)
+    first = -(n // 2) * pixel_size_A
     M = S.copy()
-    M[:, 1] -= v * c
-    return M, d0 - v * c * y_first
+    M[:, slow] -= v * c
+    return M, d0 - v * c * first
+
+
+def _slow_axis(scan_direction_deg) -> int:
+    d = float(scan_direction_deg) % 180.0
+    if d == 0.0:
+        return 1
+    if d == 90.0:
+        return 0
+    raise ValueError(f"scan directions must be 0° (slow axis y) or 90° (slow axis x), got "
+                     f"{scan_direction_deg!r}")
 
 
 def add_detector_noise(expected, *, dose_e_per_A2: float | None, gain: float = 1.0,
@@ -158,7 +176,8 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
                          tilt_axis_rotation_deg: float = 0.0, tilt_axis_offset_A: float = 0.0,
                          background_thickness_A: float = 0.0,
                          background_correlation_A: float = 6.0,
-                         background_contrast: float = 0.3, b_factor_A2=None,
+                         background_contrast: float = 0.3, scan_directions_deg=(0.0,),
+                         b_factor_A2=None,
                          probe_fwhm_A: float = 0.8, z_exponent: float = 1.7,
                          reference_cross_section_A2: float = 0.02,
                          nonlinearity: str | None = None, nonlinear_param: float | None = None,
@@ -192,6 +211,9 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
         In-plane rotation α of the tilt axis and its offset δ (Å) perpendicular to it.
     background_thickness_A : float
         Thickness of the amorphous carbon support (0: none).
+    scan_directions_deg : sequence of {0, 90}
+        Scan direction of the frames, cycled (``(0, 90)`` alternates: slow axis y, then x);
+        recorded as the ``scan_direction_deg`` coord on ``frame``.
     b_factor_A2, probe_fwhm_A, z_exponent, reference_cross_section_A2, nonlinearity,
     nonlinear_param
         Forward model (see :func:`aet.simulate.project_atoms`).
@@ -231,6 +253,12 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
     n_frames = int(n_frames)
     if n_frames < 1:
         raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
+    dirs_in = np.atleast_1d(np.asarray(scan_directions_deg, dtype=np.float64))
+    if dirs_in.ndim != 1 or dirs_in.size == 0:
+        raise ValueError("scan_directions_deg must be a non-empty sequence of 0/90 (degrees)")
+    scan_dirs = np.array([dirs_in[f % dirs_in.size] for f in range(n_frames)])
+    for d in scan_dirs:
+        _slow_axis(d)
     ny, nx = (int(s) for s in shape)
     px = float(pixel_size_A)
     na = len(theta)
@@ -259,7 +287,8 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
     frames_xy = np.empty((na, n_frames, len(pos), 2))
     for k in range(na):
         for f in range(n_frames):
-            M, b = frame_transform(S[k, f], d0[k, f], vel[k, f], ny=ny, pixel_size_A=px)
+            M, b = frame_transform(S[k, f], d0[k, f], vel[k, f], ny=ny, nx=nx,
+                                   pixel_size_A=px, scan_direction_deg=scan_dirs[f])
             frames_xy[k, f] = np.linalg.solve(M, (xy[k] + b).T).T
     b_model = model["b_factor"] if "b_factor" in model else DEFAULT_B_FACTOR_A2
     b = b_model if b_factor_A2 is None else b_factor_A2
@@ -288,6 +317,8 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
                     dose_e_per_A2=float(dose_e_per_A2) if dose_e_per_A2 else 0.0,
                     n_frames=n_frames)
     frame = np.arange(n_frames)
+    ts = TiltSeries(ts.data.assign_coords(scan_direction_deg=("frame", scan_dirs,
+                                                              {"units": "degree"})))
     alignment = xr.Dataset(
         {
             "shift_x_A": ("angle", shift[:, 0]), "shift_y_A": ("angle", shift[:, 1]),
@@ -309,7 +340,8 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
             "scan_yy": (("angle", "frame"), S[..., 1, 1]),
         },
         coords={"angle": ("angle", theta, {"units": "degree"}), "frame": frame,
-                "phi_nominal_deg": ("angle", nom_phi), "psi_nominal_deg": ("angle", nom_psi)},
+                "phi_nominal_deg": ("angle", nom_phi), "psi_nominal_deg": ("angle", nom_psi),
+                "scan_direction_deg": ("frame", scan_dirs)},
         attrs={"tilt_axis_rotation_deg": float(tilt_axis_rotation_deg),
                "tilt_axis_offset_A": float(tilt_axis_offset_A),
                "dose_e_per_A2": float(dose_e_per_A2) if dose_e_per_A2 else 0.0,

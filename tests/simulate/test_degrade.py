@@ -217,3 +217,29 @@ def test_nominal_euler_angles_are_composed_with_the_errors(particle):
     np.testing.assert_allclose(e[:, 2], nominal[:, 2] + al["dpsi_deg"].values - 1.5)
     true = project_atoms(particle, e, shape=SHAPE, pixel_size_A=PX).values
     np.testing.assert_allclose(a.tilt_series.values[:, 0], true, atol=1e-12)
+
+
+def test_perpendicular_scan_direction_moves_the_drift_shear_to_x():
+    """At 90° the slow axis is x: a drift during the frame is met at the column's time."""
+    from aet import AtomicModel
+
+    p = np.array([1.3, -0.8, 0.5])
+    a = simulate_acquisition(AtomicModel([p], ["Pt"]), [0.0], shape=SHAPE, pixel_size_A=PX,
+                             n_frames=2, drift_A_per_frame=1.0, scan_directions_deg=(0, 90),
+                             seed=13, dtype=np.float64)
+    al = a.alignment
+    np.testing.assert_array_equal(a.tilt_series.data.coords["scan_direction_deg"], [0, 90])
+    np.testing.assert_array_equal(al["scan_direction_deg"], [0, 90])
+    nx = SHAPE[1]
+    x_first = -(nx // 2) * PX
+    d0 = np.array([al["drift_x_A"][0, 1], al["drift_y_A"][0, 1]], float)
+    v = np.array([al["drift_velocity_x_A"][0, 1], al["drift_velocity_y_A"][0, 1]], float)
+    x = p[0]
+    for _ in range(50):  # the column where the drifting atom is met
+        x = p[0] + d0[0] + v[0] * (x - x_first) / (nx * PX)
+    y = p[1] + d0[1] + v[1] * (x - x_first) / (nx * PX)
+    cx, cy = _centroid(a.tilt_series.values[0, 1])
+    assert cx == pytest.approx(x, abs=1e-6) and cy == pytest.approx(y, abs=1e-6)
+    with pytest.raises(ValueError, match="scan directions must be 0"):
+        simulate_acquisition(AtomicModel([p], ["Pt"]), [0.0], shape=SHAPE, pixel_size_A=PX,
+                             scan_directions_deg=(45,))
