@@ -5,7 +5,13 @@ Pure functions on arrays / model Datasets; the facade is :class:`aet.NucleusTrac
 """
 
 from .export import write_extxyz_series
-from .nuclei import NUCLEUS_COLUMNS, find_nuclei, nearest_neighbour_distance, surface_atoms
+from .nuclei import (
+    NUCLEUS_COLUMNS,
+    find_nuclei,
+    nearest_neighbour_distance,
+    smooth_order,
+    surface_atoms,
+)
 from .order_field import common_grid, order_field, order_fields
 from .plot import plot_lineage, plot_order_slices, plot_sizes
 from .registration import (
@@ -24,5 +30,6 @@ __all__ = ["EVENT_TYPES", "NUCLEUS_COLUMNS", "RigidTransform", "TrackResult", "a
            "common_grid", "find_nuclei", "kabsch", "link_nuclei", "match_atoms",
            "nearest_neighbour_distance", "order_field", "order_fields", "order_values",
            "plot_lineage", "plot_order_slices", "plot_sizes", "principal_axes",
-           "register_rigid", "register_series", "rotation_angle_deg", "surface_atoms", "track",
+           "register_rigid", "register_series", "rotation_angle_deg", "smooth_order",
+           "surface_atoms", "track",
            "track_nuclei", "write_extxyz_series"]

@@ -110,3 +110,20 @@ def test_order_field_follows_nucleus():
     assert at.values[0] > 0.8 and at.values[1] == pytest.approx(0.05)
     away = fields.sel(x=-7, y=0, z=0, method="nearest")
     assert away.values[0] < 0.1
+
+
+def test_smooth_order_is_a_weighted_mean(rng):
+    pos, _ = fcc_particle(10.0)
+    from aet.dynamics import smooth_order
+
+    np.testing.assert_allclose(smooth_order(pos, np.full(len(pos), 0.3), sigma_A=2.0), 0.3)
+    vals = rng.uniform(0, 1, len(pos))
+    vals[::7] = np.nan
+    sm = smooth_order(pos, vals, sigma_A=2.0)
+    # brute force at one atom
+    i = 5
+    d2 = ((pos - pos[i]) ** 2).sum(1)
+    w = np.where((d2 <= 36.0) & np.isfinite(vals), np.exp(-d2 / 8.0), 0.0)
+    assert sm[i] == pytest.approx((w * np.nan_to_num(vals)).sum() / w.sum(), rel=1e-12)
+    # smoothing shrinks the random spread, so random noise rarely crosses a threshold
+    assert np.nanstd(sm) < 0.5 * np.nanstd(vals)
