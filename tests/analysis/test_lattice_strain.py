@@ -220,3 +220,23 @@ def test_fit_robust_to_tracing_errors():
     assert fit.inlier[:keep.sum()].mean() > 0.99
     op = order_parameters(aet.AtomicModel(pos, sp).data, "L10")
     assert np.nanmedian(op["order_L10"].values[:keep.sum()]) == 1.0
+
+
+@pytest.mark.parametrize("sigma", [4.25, 6.0])
+def test_strain_noise_matches_prediction(sigma):
+    """Pure noise (no strain, 20 pm per axis): the measured scatter deep inside matches the
+    continuum formula of strain_noise within 25 %."""
+    from aet.analysis import strain_noise
+    a = 3.92
+    m = particle("fcc", a_A=a, radius_A=22, species=("Pt", "Pt"), rotation=ROT, jitter_A=0.2,
+                 seed=7)
+    st = strain(m.data, a_A=a, sigma_A=sigma, voxel_size_A=2.0)
+    deep = st.weight.values >= 0.97
+    assert deep.sum() > 30
+    pred = strain_noise(sigma, position_noise_A=0.2, density_per_A3=4 / a ** 3)
+    normal = np.sqrt(np.mean([np.mean(st[f"e_{c}"].values[deep] ** 2) for c in
+                              ("xx", "yy", "zz")]))
+    shear = np.sqrt(np.mean([np.mean(st[f"e_{c}"].values[deep] ** 2) for c in
+                             ("xy", "xz", "yz")]))
+    assert normal == pytest.approx(pred["normal"], rel=0.25)
+    assert shear == pytest.approx(pred["shear"], rel=0.25)
