@@ -628,7 +628,7 @@ def lattice_arrays(ds, fit) -> xr.Dataset:
     """Model Dataset with per-atom lattice arrays from one fit or a dict of fits.
 
     Adds ``sublattice`` (int, -1 where not fitted), ``site_a``, ``site_b``, ``site_c``
-    (fractional conventional-cell coordinates), ``lattice_residual_A`` (|position − ideal site|)
+    (fractional conventional-cell coordinates), ``lattice_residual_A`` (``|position − ideal site|``)
     and ``lattice_region`` (the fit's label).
     """
     pos, _ = _positions_species(ds)

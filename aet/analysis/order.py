@@ -14,11 +14,11 @@ are given), which gives every atom its fcc sublattice σ ∈ {0, 1, 2, 3}. A che
   (the heavier species, e.g. Fe3Pt) on the corners, ``"L12_AB3"`` A (e.g. FePt3).
 
 For atom *i* with its first-shell neighbours N(i) (12 in the bulk), the occupancy agreement of
-the shell with variant v and its value for a random alloy are
+the shell with variant v and its value for a random alloy are::
 
     φ_v(i) = (1/|N|) Σ_{j∈N(i)} [s_j = e_v(σ_j)],   φ_rand(i) = (1/|N|) Σ_{j∈N(i)} c(e_v(σ_j)),
 
-with ``c(X)`` the overall fraction of species X, and the local order parameter is
+with ``c(X)`` the overall fraction of species X, and the local order parameter is::
 
     S_v(i) = (φ_v(i) − φ_rand(i)) / (1 − φ_rand(i)).
 
