@@ -183,13 +183,26 @@ def check_interpolation(interpolation: str, func: str) -> str:
     return interpolation
 
 
-def register_translation(reference: np.ndarray, moving: np.ndarray, *,
-                         upsample_factor: int = 20, window: bool = True) -> np.ndarray:
-    """Displacement ``(dy, dx)`` in pixels of ``moving``'s content relative to ``reference``
-    (subpixel phase/cross correlation, :func:`skimage.registration.phase_cross_correlation`
-    with plain cross-correlation normalisation, robust to noise)."""
-    from skimage.registration import phase_cross_correlation
+def _upsampled_dft(data, region: int, up: int, offsets) -> np.ndarray:
+    """Matrix-multiply DFT of ``data`` (a cross-power spectrum) on a ``region``² grid of the
+    correlation upsampled ``up`` times, starting at ``offsets`` (Guizar-Sicairos 2008)."""
+    for n_items, off in list(zip(data.shape, offsets))[::-1]:
+        kernel = (np.arange(region) - off)[:, None] * np.fft.fftfreq(n_items, up)
+        data = np.tensordot(np.exp(-2j * np.pi * kernel), data, axes=(1, -1))
+    return data
 
+
+def register_translation(reference: np.ndarray, moving: np.ndarray, *,
+                         upsample_factor: int = 20, window: bool = True,
+                         coarse_sigma_px: float = 0.0) -> np.ndarray:
+    """Displacement ``(dy, dx)`` in pixels of ``moving``'s content relative to ``reference``.
+
+    Cross-correlation (not phase correlation: robust to noise) with subpixel refinement by a
+    local upsampled DFT (Guizar-Sicairos et al. 2008, as in
+    :func:`skimage.registration.phase_cross_correlation`). With ``coarse_sigma_px`` > 0 the
+    integer peak is found on the Gaussian low-passed correlation first, so a crystal lattice's
+    periodic side peaks cannot win; the refinement then uses the full bandwidth around it.
+    """
     ref = np.asarray(reference, dtype=np.float64)
     mov = np.asarray(moving, dtype=np.float64)
     ref = ref - ref.mean()
@@ -197,9 +210,38 @@ def register_translation(reference: np.ndarray, moving: np.ndarray, *,
     if window:
         w = _tukey2d(ref.shape)
         ref, mov = ref * w, mov * w
-    shift, _, _ = phase_cross_correlation(ref, mov, upsample_factor=upsample_factor,
-                                          normalization=None)
-    return -np.asarray(shift, dtype=np.float64)
+    R = np.fft.fft2(ref) * np.fft.fft2(mov).conj()
+    ny, nx = R.shape
+    Rc = R
+    if coarse_sigma_px > 0:
+        ky = np.fft.fftfreq(ny)[:, None]
+        kx = np.fft.fftfreq(nx)[None, :]
+        Rc = R * np.exp(-2 * np.pi**2 * coarse_sigma_px**2 * (ky**2 + kx**2))
+    cc = np.fft.ifft2(Rc).real
+    ip = np.unravel_index(int(np.argmax(cc)), cc.shape)
+    peak = np.array(ip, dtype=np.float64)
+    if coarse_sigma_px > 0:  # parabolic subpixel estimate of the smooth coarse peak
+        for ax, n_ax in enumerate((ny, nx)):
+            lo, hi = list(ip), list(ip)
+            lo[ax], hi[ax] = (ip[ax] - 1) % n_ax, (ip[ax] + 1) % n_ax
+            c0, cm, cp = cc[ip], cc[tuple(lo)], cc[tuple(hi)]
+            den = cm - 2 * c0 + cp
+            if den < 0:
+                peak[ax] += float(np.clip(0.5 * (cm - cp) / den, -0.5, 0.5))
+    mid = np.array([ny // 2, nx // 2])
+    peak[peak > mid] -= np.array([ny, nx])[peak > mid]
+    # shift s (registers moving onto reference): ref(p) ≈ mov(p - s)
+    up = int(upsample_factor)
+    if up > 1:
+        region = int(np.ceil(up * 1.5))
+        dftshift = np.fix(region / 2.0)
+        offsets = dftshift - np.round(peak * up) if coarse_sigma_px > 0 else (
+            dftshift - peak * up)
+        base = (offsets - dftshift) / -up
+        ccu = _upsampled_dft(R.conj(), region, up, offsets).conj()
+        m = np.array(np.unravel_index(int(np.argmax(np.abs(ccu))), ccu.shape), float)
+        peak = base + (m - dftshift) / up
+    return -peak
 
 
 def _tukey2d(shape, alpha: float = 0.25) -> np.ndarray:

@@ -87,7 +87,8 @@ def _noise_model(aligned: np.ndarray, used: np.ndarray, w: np.ndarray) -> tuple[
 
 
 def _register_one(frames: np.ndarray, *, upsample_factor, n_iter, weighting, zero_frames,
-                  within_frame, scan_fraction, reference, interpolation, where: str):
+                  within_frame, scan_fraction, reference, interpolation, coarse_sigma_px,
+                  where: str):
     finite_check_block(frames, "register_frames")
     nf = frames.shape[0]
     frames = frames.astype(np.float64)
@@ -107,7 +108,8 @@ def _register_one(frames: np.ndarray, *, upsample_factor, n_iter, weighting, zer
     w = used / used.sum()
     for it in range(n_iter):
         for i in np.flatnonzero(used):
-            shifts[i] = register_translation(ref, work[i], upsample_factor=upsample_factor)
+            shifts[i] = register_translation(ref, work[i], upsample_factor=upsample_factor,
+                                             coarse_sigma_px=coarse_sigma_px)
         # gauge: shifts relative to the reference frame
         r = int(np.flatnonzero(used)[0]) if reference == "first" else None
         shifts[used] -= shifts[r] if r is not None else shifts[used].mean(axis=0)
@@ -150,7 +152,8 @@ def _register_block(block: np.ndarray, angles, kw) -> tuple:
 def register_frames(da: xr.DataArray, *, upsample_factor: int = 50, n_iter: int = 3,
                     weighting: str = "inverse_variance", reference: str = "first",
                     within_frame: bool = False, scan_fraction: float = 1.0,
-                    zero_frames: str = "raise", interpolation: str = "fourier"):
+                    zero_frames: str = "raise", interpolation: str = "fourier",
+                    coarse_sigma_A: float = 1.0):
     """Register and average the frames of every tilt angle.
 
     Parameters
@@ -177,6 +180,10 @@ def register_frames(da: xr.DataArray, *, upsample_factor: int = 50, n_iter: int 
         An all-zero frame (failed read-out) raises, or is given weight 0.
     interpolation : {"fourier", "spline"}
         How frames are shifted (Fourier phase ramp is exact for band-limited images).
+    coarse_sigma_A : float
+        Gaussian low-pass (Å) of the correlation used to find its integer peak before the
+        full-bandwidth subpixel refinement: a crystal's lattice gives periodic side peaks that
+        noise can otherwise promote (a one-lattice-vector registration error). 0 disables.
 
     Returns
     -------
@@ -225,7 +232,7 @@ def register_frames(da: xr.DataArray, *, upsample_factor: int = 50, n_iter: int 
     kw = dict(upsample_factor=int(upsample_factor), n_iter=int(n_iter), weighting=weighting,
               zero_frames=zero_frames, within_frame=bool(within_frame),
               scan_fraction=float(scan_fraction), reference=reference,
-              interpolation=interpolation)
+              interpolation=interpolation, coarse_sigma_px=float(coarse_sigma_A) / px)
     angles = np.asarray(da.angle.values, dtype=float)
     n, nf, ny, nx = da.shape
     coords = {k: v for k, v in da.coords.items() if "frame" not in v.dims}
