@@ -199,7 +199,9 @@ def order_parameters(ds, kind: str = "L10", *, lattice=None, labels=None, specie
         corner sublattice), ``phase`` (str), ``sublattice`` (fcc site, 0–3); for L1_0 also
         ``order_L10_a``, ``order_L10_b``, ``order_L10_c`` (per c-axis, best pairing), for L1_2
         ``order_L12_A3B`` and ``order_L12_AB3``. attrs: ``species_A``, ``species_B``,
-        ``order_kind``, crystal axes (``crystal_axes`` per region, sample frame).
+        ``order_kind``, crystal axes (``crystal_axes`` per region, sample frame) and
+        ``lattice_inlier_fraction`` per region (atoms within ``0.25 d_nn`` of their fcc site: a
+        low value means the fcc fit, hence the sublattices, is not trustworthy there).
     """
     kind = _canonical_kind(kind)
     if not 0 < ordered_threshold <= 1:
@@ -241,6 +243,7 @@ def order_parameters(ds, kind: str = "L10", *, lattice=None, labels=None, specie
     out.attrs = dict(out.attrs)
     out.attrs.update({"species_A": ctx.A, "species_B": ctx.B, "order_kind": kind,
                       "crystal_axes": [f.rotation.tolist() for f in ctx.fits],
+                      "lattice_inlier_fraction": [float(f.inlier.mean()) for f in ctx.fits],
                       "order_formula": "S = (phi - phi_rand) / (1 - phi_rand), first shell"})
     return out
 

@@ -262,7 +262,8 @@ def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float 
              "structure": f0.structure,
              "reference_a_A": float(f0.a_A if a_A is None else a_A),
              "reference_c_A": float(np.linalg.norm(fits[0][1][:, 2])),
-             "strain_convention": "e_ij = (du_i/dx_j + du_j/dx_i)/2 (tensor shear)"}
+             "strain_convention": "e_ij = (du_i/dx_j + du_j/dx_i)/2 (tensor shear)",
+             "lattice_inlier_fraction": [float(f.inlier.mean()) for f, _ in fits]}
     out = xr.Dataset(dv, coords=cc, attrs=attrs)
     for v in out.data_vars:
         if v in ("mask", "weight"):
