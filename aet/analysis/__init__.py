@@ -6,7 +6,7 @@ positions (x, y, z) in Å; grid results are ``xarray`` objects with dims ``(z, y
 centred Å coords (0 at index ``n // 2``).
 """
 
-from .bond_order import rdf, steinhardt
+from .bond_order import rdf, steinhardt, structure_types
 from .grains import (
     coordination,
     cubic_symmetry,
@@ -24,5 +24,5 @@ __all__ = [
     "DEFAULT_SIGMA_A", "STRUCTURES", "LatticeFit", "coordination", "cubic_symmetry", "defects",
     "displacements", "fit_lattice", "grains", "lattice_arrays", "local_orientation",
     "local_strain", "misorientation_deg", "order_field", "order_parameters", "rdf",
-    "steinhardt", "strain", "strain_noise", "surface_atoms", "variant_table",
+    "steinhardt", "strain", "strain_noise", "structure_types", "surface_atoms", "variant_table",
 ]

@@ -152,3 +152,19 @@ def test_order_errors():
         order_parameters(m.data, "L10")
     with pytest.raises(ValueError, match="defects needs one stoichiometry"):
         defects(particle("L12", radius_A=8).data, "L12")
+
+
+@pytest.mark.parametrize("kind", ["fcc", "hcp", "bcc"])
+def test_structure_types_from_averaged_bond_order(kind):
+    from ase.build import bulk
+
+    from aet.analysis import structure_types
+    at = {"fcc": bulk("Pt", "fcc", a=3.92, cubic=True).repeat((6, 6, 6)),
+          "hcp": bulk("Mg", "hcp", a=3.2, c=3.2 * np.sqrt(8 / 3)).repeat((8, 8, 6)),
+          "bcc": bulk("Fe", "bcc", a=2.87, cubic=True).repeat((7, 7, 7))}[kind]
+    rng = np.random.default_rng(0)
+    pos = (at.positions - at.positions.mean(0)) @ ROT.T + rng.normal(0, 0.08, at.positions.shape)
+    st = structure_types(aet.AtomicModel(pos, "Pt").data, types=("fcc", "hcp", "bcc"))
+    r = np.abs(pos @ ROT).max(axis=1)  # inside the box, away from its faces
+    inner = r < 0.5 * r.max()
+    assert np.mean(st["structure_type"].values[inner] == kind) >= 0.9
