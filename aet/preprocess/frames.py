@@ -104,12 +104,15 @@ def _register_one(frames: np.ndarray, *, upsample_factor, n_iter, weighting, zer
     v = np.zeros(2)
     work = frames
     ref = frames[used].mean(axis=0)
-    aligned = frames.copy()
     w = used / used.sum()
+    aligned = work.copy()
     for it in range(n_iter):
+        # incremental: register the currently aligned frames, so the small bias of the
+        # apodising window (∝ the remaining shift) vanishes as the iterations converge
         for i in np.flatnonzero(used):
-            shifts[i] = register_translation(ref, work[i], upsample_factor=upsample_factor,
-                                             coarse_sigma_px=coarse_sigma_px)
+            shifts[i] += register_translation(ref, aligned[i],
+                                              upsample_factor=upsample_factor,
+                                              coarse_sigma_px=coarse_sigma_px)
         # gauge: shifts relative to the reference frame
         r = int(np.flatnonzero(used)[0]) if reference == "first" else None
         shifts[used] -= shifts[r] if r is not None else shifts[used].mean(axis=0)
@@ -129,6 +132,8 @@ def _register_one(frames: np.ndarray, *, upsample_factor, n_iter, weighting, zer
             v = _fit_drift(shifts, used)
             work = np.stack([_row_drift_correct(f, v, scan_fraction) if u else f
                              for f, u in zip(frames, used)])
+            for i in np.flatnonzero(used):
+                aligned[i] = shift_image(work[i], -shifts[i], interpolation=interpolation)
     v = _fit_drift(shifts, used)
     jitter = shifts[used] - (np.flatnonzero(used)[:, None] - np.flatnonzero(used).mean()) * v
     jitter = jitter - jitter.mean(axis=0)

@@ -190,7 +190,8 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
                 scale[i] = np.vdot(rp[j], cur[i]) / max(np.vdot(rp[j], rp[j]), 1e-300)
                 if "shifts" in refine:
                     d_shift[i] = register_translation(rp[j], cur[i],
-                                                      upsample_factor=upsample_factor)
+                                                      upsample_factor=upsample_factor,
+                                                      coarse_sigma_px=1.0 / px)
             if ang_idx:
                 trial = []
                 for k in ang_idx:
