@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import aet
 from aet.analysis import defects, grains
 
 simulate = pytest.importorskip("aet.simulate")
@@ -31,3 +32,21 @@ def test_planted_polycrystal_grains_and_phases():
     # phase labels: the A1 grain disordered, the L1_0 grains ordered
     phase = g["phase"].values
     assert np.mean(phase == m["phase"]) >= 0.95
+
+
+def test_strain_of_simulated_uniform_strain_is_exact():
+    from aet.analysis import fit_lattice, strain
+    from aet.testing.analysis import eulerian_strain
+
+    E = np.array([[0.01, 0.002, 0], [0.002, -0.004, 0.001], [0, 0.001, 0.006]])
+    m = simulate.fept_particle(36.0, phase="A1", displacements=[simulate.UniformStrain(E)],
+                               seed=2)
+    u = np.stack([m["displacement_x"], m["displacement_y"], m["displacement_z"]], axis=1)
+    ideal = aet.AtomicModel(m.positions - u, m.species)  # the unstrained truth
+    a0 = fit_lattice(ideal.data, "fcc").a_A
+    st = strain(m.data, a_A=a0, voxel_size_A=2.0)
+    Ee = eulerian_strain(E)
+    inside = st.weight.values >= 0.8
+    for name, i, j in (("xx", 0, 0), ("yy", 1, 1), ("zz", 2, 2), ("xy", 0, 1), ("xz", 0, 2),
+                       ("yz", 1, 2)):
+        assert np.abs(st[f"e_{name}"].values[inside] - Ee[i, j]).max() < 1e-6
