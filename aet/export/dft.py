@@ -373,8 +373,25 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
 
 
 def cluster_inputs(ds, folder, *, radius_A: float, centre_A=None, atoms=None, labels=None,
-                   grain: int | None = None, vacuum_A: float = 8.0, **kw) -> Path:
-    """Carve a cluster (:func:`carve_cluster`) and write its DFT inputs (:func:`write_inputs`)."""
+                   grain: int | None = None, vacuum_A: float = 8.0, fit=None, **kw) -> Path:
+    """Carve a cluster (:func:`carve_cluster`) and write its DFT inputs (:func:`write_inputs`).
+
+    The cluster keeps the model's (sample) frame, so ``axes`` are sample-frame directions —
+    unless ``fit`` (a :class:`~aet.analysis.LatticeFit` of the grain) is given: then ``axes``
+    are crystal directions (e.g. ``(0, 0, 1)`` = the L1_0 c axis) rotated into the sample frame
+    with ``fit.rotation`` (the manifest records both).
+    """
+    if fit is not None:
+        from ..analysis.lattice import LatticeFit
+
+        if not isinstance(fit, LatticeFit):
+            raise TypeError(f"fit must be a LatticeFit from aet.analysis.fit_lattice, got "
+                            f"{type(fit).__name__}")
+        crystal = _check_axes(kw.get("axes", ((0, 0, 1), (1, 0, 0))))
+        kw["axes"] = [np.round(fit.rotation @ (a / np.linalg.norm(a)), 12) for a in crystal]
+        kw.setdefault("purpose", f"cluster, radius {radius_A} Å, {vacuum_A} Å vacuum; "
+                                 f"magnetisation along crystal axes {crystal.tolist()} of grain "
+                                 f"{fit.label}")
     cl = carve_cluster(ds, radius_A=radius_A, centre_A=centre_A, atoms=atoms, labels=labels,
                        grain=grain)
     st = cluster_structure(cl, vacuum_A=vacuum_A)

@@ -149,3 +149,15 @@ def test_write_inputs_errors(fept, tmp_path):
         write_inputs(tmp_path / "x", st, codes=["abinit"])
     with pytest.raises(ValueError, match="axes must be a list of 3-vectors"):
         write_inputs(tmp_path / "x", st, axes=[1, 0])
+
+
+def test_cluster_axes_from_crystal_frame(fept, tmp_path):
+    from pymatgen.io.vasp import Incar
+    fit = fit_lattice(fept.data, "L10")
+    out = cluster_inputs(fept.data, tmp_path / "c", radius_A=5.0, fit=fit, codes=["vasp"],
+                         axes=[(0, 0, 1)])
+    man = json.loads((out / "manifest.json").read_text())
+    name = [c["name"] for c in man["calculations"] if "soc" in c["name"]][0]
+    inc = Incar.from_file(out / name / "INCAR")
+    # SAXIS is the fitted c axis in the sample frame = the planted one (ROT's third column)
+    assert abs(abs(np.dot(inc["SAXIS"], ROT[:, 2])) - 1) < 1e-6
