@@ -1,0 +1,215 @@
+"""Scaling out: single-axis reconstruction and out-of-core tracing under dask.distributed.
+
+    python benchmarks/bench_scaling.py            # 512³ reconstruction, 1024³ tracing
+    python benchmarks/bench_scaling.py --quick    # 128³ and 256³
+
+Two stages, each run with a ``LocalCluster`` of 1 and then 2 single-threaded workers
+(``processes=False``: aet's Numba kernels release the GIL), each in a fresh child process so
+that its peak resident memory (``ru_maxrss``) is its own:
+
+1. **reconstruction** — projections of a random "gas" of Pt atoms (31 tilts, ±70°, analytic
+   ADF forward model, pixel 0.5 Å) stored as Zarr, opened lazily, chunked along y (the tilt
+   axis), reconstructed with RESIRE (fixed iterations, no early stopping) block by block and
+   streamed to a Zarr volume of n³ voxels. The first y-block is checked against an in-memory
+   reconstruction of the same rows.
+2. **out-of-core tracing** — an n³ float32 Zarr volume (jittered simple-cubic lattice of
+   Gaussian atoms, 4 Å apart, σ = 0.5 Å, voxel 0.5 Å, written chunk by chunk, never whole in
+   memory) is traced with ``Volume.trace_atoms`` (``map_overlap``, 128³ chunks); recall and
+   RMSD against the lattice are printed.
+
+Printed per stage and worker count: wall seconds, peak RSS (MiB) against the size of the full
+array, and the speed-up from 1 to 2 workers. aet itself starts no scheduler; the cluster is
+created here, as a user would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+VOXEL_A = 0.5
+SPACING_A = 4.0
+SIGMA_A = 0.5
+N_ANGLES = 31
+N_ITER = 10
+
+
+# ----------------------------------------------------------------------------- data
+def make_projections(n: int, store: Path, *, seed: int = 0) -> None:
+    """Projections (31 tilts, n × n px) of random Pt atoms inside a cylinder about y."""
+    import aet
+
+    rng = np.random.default_rng(seed)
+    half = 0.4 * n * VOXEL_A
+    n_atoms = max(200, int(0.004 * n ** 3 * VOXEL_A ** 3 / 8))  # sparse: ~1 atom per 2000 Å³
+    pos = rng.uniform(-half, half, (n_atoms * 2, 3))
+    pos = pos[np.hypot(pos[:, 0], pos[:, 2]) < half][:n_atoms]
+    model = aet.AtomicModel(pos, "Pt")
+    angles = np.linspace(-70.0, 70.0, N_ANGLES)
+    ts = aet.simulate.project_atoms(model, angles, shape=(n, n), pixel_size_A=VOXEL_A,
+                                    dtype=np.float32)
+    ts.save(store)
+
+
+def lattice(n: int) -> np.ndarray:
+    """Atom positions (x, y, z) Å of the tracing volume (centred grid, jittered lattice)."""
+    half = (n // 2) * VOXEL_A
+    m = int((n * VOXEL_A) // SPACING_A)
+    g = np.arange(m)
+    idx = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    s = np.sin(idx @ np.array([[12.9898, 39.346, 73.156], [78.233, 11.135, 52.235],
+                               [37.719, 83.155, 9.151]])) * 43758.5453
+    jitter = 0.8 * (s - np.floor(s)) - 0.4  # deterministic, within ±0.4 Å
+    pos = -half + SPACING_A * (idx + 0.5) + jitter
+    return pos[np.all((pos > -half + 2.0) & (pos < half - VOXEL_A - 2.0), axis=1)]
+
+
+def _render_block(block_info=None, *, n: int):
+    """One chunk of the lattice volume: each atom within 4σ of it adds its Gaussian on its
+    own 9³-voxel window (flat-index bincount, no loop over atoms)."""
+    loc = block_info[None]["array-location"]
+    start = np.array([a for a, _ in loc])  # z, y, x voxel index of the chunk origin
+    shape = tuple(b - a for a, b in loc)
+    pos = lattice(n)[:, ::-1]  # (z, y, x) Å
+    idx = pos / VOXEL_A + n // 2  # fractional voxel index
+    r = int(np.ceil(4 * SIGMA_A / VOXEL_A))
+    keep = np.all((idx >= start - r) & (idx < start + np.array(shape) + r), axis=1)
+    idx = idx[keep]
+    base = np.floor(idx).astype(np.int64) - r
+    off = np.arange(2 * r + 2)
+    flat = np.zeros(int(np.prod(shape)), np.float64)
+    ax = []
+    for d in range(3):
+        v = base[:, d, None] + off[None, :]  # (atoms, w) voxel indices along axis d
+        g = np.exp(-0.5 * ((v - idx[:, d, None]) * VOXEL_A / SIGMA_A) ** 2)
+        ok = (v >= start[d]) & (v < start[d] + shape[d])
+        ax.append((np.where(ok, v - start[d], 0), np.where(ok, g, 0.0)))
+    (iz, gz), (iy, gy), (ix, gx) = ax
+    lin = (iz[:, :, None, None] * shape[1] + iy[:, None, :, None]) * shape[2] + \
+        ix[:, None, None, :]
+    val = gz[:, :, None, None] * gy[:, None, :, None] * gx[:, None, None, :]
+    flat += np.bincount(lin.ravel(), weights=val.ravel(), minlength=flat.size)
+    return flat.reshape(shape).astype(np.float32)
+
+
+def make_volume(n: int, store: Path, chunk: int) -> None:
+    import dask.array as dsa
+
+    import aet
+
+    arr = dsa.map_blocks(_render_block, n=n, chunks=((chunk,) * (n // chunk),) * 3,
+                         dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    aet.Volume(arr, voxel_size_A=VOXEL_A).save(store)
+
+
+# ----------------------------------------------------------------------------- children
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
+    from dask.distributed import Client, LocalCluster
+
+    import aet
+
+    base = _peak_mib()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster):
+        t0 = time.perf_counter()
+        if stage == "reconstruct":
+            ts = aet.open(work / "projections.zarr").chunk({"angle": -1, "y": chunk, "x": -1})
+            vol = ts.reconstruct(method="resire", n_iter=N_ITER, holdout=0)
+            out = work / f"volume_{workers}.zarr"
+            vol.save(out)
+            secs = time.perf_counter() - t0
+            # check: the first y-block equals an in-memory reconstruction of the same rows
+            rows = ts.isel(y=slice(0, chunk)).compute()
+            ref = rows.reconstruct(method="resire", n_iter=N_ITER, holdout=0).values
+            got = aet.open(out).data.isel(y=slice(0, chunk)).values
+            extra = {"block_max_rel_diff": float(np.abs(got - ref).max() /
+                                                 max(float(np.abs(ref).max()), 1e-30))}
+        else:
+            vol = aet.open(work / "lattice.zarr").chunk({"z": chunk, "y": chunk, "x": chunk})
+            model = vol.trace_atoms(min_distance_A=2.0, threshold=0.5)
+            secs = time.perf_counter() - t0
+            truth = lattice(n)
+            from scipy.spatial import cKDTree
+
+            d, _ = cKDTree(model.positions).query(truth)
+            extra = {"n_true": int(len(truth)), "n_traced": int(model.n_atoms),
+                     "recall": float(np.mean(d < 1.0)),
+                     "rmsd_pm": float(100 * np.sqrt(np.mean(d[d < 1.0] ** 2)))}
+    return {"stage": stage, "workers": workers, "seconds": secs, "peak_rss_mib": _peak_mib(),
+            "rss_before_mib": base, **extra}
+
+
+def run_child(stage, workers, n, work, chunk) -> dict:
+    cmd = [sys.executable, __file__, "--child", stage, "--workers", str(workers), "--n", str(n),
+           "--work", str(work), "--chunk", str(chunk)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(f"child {stage}/{workers} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="128³ reconstruction, 256³ tracing")
+    p.add_argument("--recon-n", type=int, default=None)
+    p.add_argument("--trace-n", type=int, default=None)
+    p.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")
+    p.add_argument("--child", choices=["reconstruct", "trace"], help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(a.child, a.workers, a.n, a.work, a.chunk)))
+        return 0
+    rn = a.recon_n or (128 if a.quick else 512)
+    tn = a.trace_n or (256 if a.quick else 1024)
+    ychunk = max(8, rn // 16)
+    tchunk = 128
+    work = a.keep or Path(tempfile.mkdtemp(prefix="aet-bench-scaling-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        t = time.perf_counter()
+        make_projections(rn, work / "projections.zarr")
+        print(f"projections {N_ANGLES}×{rn}×{rn} simulated in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        make_volume(tn, work / "lattice.zarr", tchunk)
+        print(f"lattice volume {tn}³ float32 ({tn ** 3 * 4 / 2 ** 20:.0f} MiB) written in "
+              f"{time.perf_counter() - t:.1f} s")
+        rows = []
+        for stage, n, chunk in (("reconstruct", rn, ychunk), ("trace", tn, tchunk)):
+            res = {w: run_child(stage, w, n, work, chunk) for w in (1, 2)}
+            full_mib = n ** 3 * 4 / 2 ** 20
+            for w, r in res.items():
+                extra = {k: v for k, v in r.items() if k not in
+                         ("stage", "workers", "seconds", "peak_rss_mib", "rss_before_mib")}
+                print(f"{stage:<12} {n}³ workers={w}: {r['seconds']:7.1f} s, peak RSS "
+                      f"{r['peak_rss_mib']:7.0f} MiB (volume {full_mib:.0f} MiB) {extra}")
+            sp = res[1]["seconds"] / res[2]["seconds"]
+            print(f"{stage:<12} speed-up 1 → 2 workers: {sp:.2f}×")
+            rows.append({"stage": stage, "n": n, "chunk": chunk, "volume_mib": full_mib,
+                         "speedup_1_to_2": sp, "runs": list(res.values())})
+        print(json.dumps(rows))
+    finally:
+        if a.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
