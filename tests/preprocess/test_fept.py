@@ -70,10 +70,10 @@ def test_small_align_then_projection_matching_shifts(small):
     aligned = prepared.align(tilt_axis=alpha)
     err0 = _residual_px(aligned, b, alpha)
     assert np.all(err0 < 0.4), err0  # centre of mass + common line: 0.22, 0.17 px
-    matched = aligned.match_projections(refine=("shifts",), n_iter=3, sirt_iter=40,
-                                        sirt_iter_warm=15)
+    matched = aligned.match_projections(refine=("shifts",), n_iter=3, sirt_iter=30,
+                                        sirt_iter_warm=10, n_groups=3)
     err = _residual_px(matched, b, alpha)
-    assert np.all(err < 0.1), err  # measured 0.036, 0.059 px (4 iterations)
+    assert np.all(err < 0.1), err  # measured 0.058, 0.064 px
     conv = matched.provenance[-1]["result"]["convergence"]
     assert conv[-1]["residual"] < conv[0]["residual"]
 
