@@ -17,7 +17,8 @@ that its peak resident memory (``ru_maxrss``) is its own:
    memory) is traced with ``Volume.trace_atoms`` (``map_overlap``, 128³ chunks); recall and
    RMSD against the lattice are printed.
 
-Printed per stage and worker count: wall seconds, peak RSS (MiB) against the size of the full
+Printed per stage and worker count: wall seconds, the process's peak RSS (``ru_maxrss``, imports
+included) and the RSS growth during the stage (psutil, sampled), against the size of the full
 array, and the speed-up from 1 to 2 workers. aet itself starts no scheduler; the cluster is
 created here, as a user would.
 """
@@ -113,7 +114,36 @@ def make_volume(n: int, store: Path, chunk: int) -> None:
 
 # ----------------------------------------------------------------------------- children
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """Peak resident memory of this process so far (``ru_maxrss``, KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class _RssSampler:
+    """Highest current RSS (psutil, every 10 ms) while the ``with`` block runs: the memory the
+    stage itself needs on top of what the imports and the cluster already hold."""
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self._proc = psutil.Process()
+        self.start_mib = self._proc.memory_info().rss / 2 ** 20
+        self.peak_mib = self.start_mib
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.01):
+            self.peak_mib = max(self.peak_mib, self._proc.memory_info().rss / 2 ** 20)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, self._proc.memory_info().rss / 2 ** 20)
+        return False
 
 
 def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
@@ -121,7 +151,6 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
 
     import aet
 
-    base = _peak_mib()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster):
         t0 = time.perf_counter()
@@ -129,7 +158,8 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
             ts = aet.open(work / "projections.zarr").chunk({"angle": -1, "y": chunk, "x": -1})
             vol = ts.reconstruct(method="resire", n_iter=N_ITER, holdout=0)
             out = work / f"volume_{workers}.zarr"
-            vol.save(out)
+            with _RssSampler() as mem:
+                vol.save(out)
             secs = time.perf_counter() - t0
             # check: the first y-block equals an in-memory reconstruction of the same rows
             rows = ts.isel(y=slice(0, chunk)).compute()
@@ -139,7 +169,8 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
                                                  max(float(np.abs(ref).max()), 1e-30))}
         else:
             vol = aet.open(work / "lattice.zarr").chunk({"z": chunk, "y": chunk, "x": chunk})
-            model = vol.trace_atoms(min_distance_A=2.0, threshold=0.5)
+            with _RssSampler() as mem:
+                model = vol.trace_atoms(min_distance_A=2.0, threshold=0.5)
             secs = time.perf_counter() - t0
             truth = lattice(n)
             from scipy.spatial import cKDTree
@@ -149,7 +180,7 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
                      "recall": float(np.mean(d < 1.0)),
                      "rmsd_pm": float(100 * np.sqrt(np.mean(d[d < 1.0] ** 2)))}
     return {"stage": stage, "workers": workers, "seconds": secs, "peak_rss_mib": _peak_mib(),
-            "rss_before_mib": base, **extra}
+            "stage_extra_rss_mib": mem.peak_mib - mem.start_mib, **extra}
 
 
 def run_child(stage, workers, n, work, chunk) -> dict:
@@ -179,7 +210,7 @@ def main(argv=None) -> int:
         return 0
     rn = a.recon_n or (128 if a.quick else 512)
     tn = a.trace_n or (256 if a.quick else 1024)
-    ychunk = max(8, rn // 16)
+    ychunk = max(16, rn // 8)
     tchunk = 128
     work = a.keep or Path(tempfile.mkdtemp(prefix="aet-bench-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -197,9 +228,11 @@ def main(argv=None) -> int:
             full_mib = n ** 3 * 4 / 2 ** 20
             for w, r in res.items():
                 extra = {k: v for k, v in r.items() if k not in
-                         ("stage", "workers", "seconds", "peak_rss_mib", "rss_before_mib")}
+                         ("stage", "workers", "seconds", "peak_rss_mib", "stage_extra_rss_mib")}
                 print(f"{stage:<12} {n}³ workers={w}: {r['seconds']:7.1f} s, peak RSS "
-                      f"{r['peak_rss_mib']:7.0f} MiB (volume {full_mib:.0f} MiB) {extra}")
+                      f"{r['peak_rss_mib']:6.0f} MiB (process, imports included), "
+                      f"+{r['stage_extra_rss_mib']:.0f} MiB during the stage; full volume "
+                      f"{full_mib:.0f} MiB; {extra}")
             sp = res[1]["seconds"] / res[2]["seconds"]
             print(f"{stage:<12} speed-up 1 → 2 workers: {sp:.2f}×")
             rows.append({"stage": stage, "n": n, "chunk": chunk, "volume_mib": full_mib,
