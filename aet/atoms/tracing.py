@@ -217,7 +217,7 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
     >>> from aet.testing import gaussian_atoms_volume
     >>> vol = gaussian_atoms_volume([[0.3, -0.2, 0.1]], (16, 16, 16), 0.4, sigma_A=0.5)
     >>> ds = trace(vol.data, min_distance_A=2.0)
-    >>> ds.sizes["atom"], [round(v, 6) for v in ds["position"].values[0]]
+    >>> ds.sizes["atom"], [round(float(v), 6) for v in ds["position"].values[0]]
     (1, [0.3, -0.2, 0.1])
     """
     volume, vs = check_volume(volume)
