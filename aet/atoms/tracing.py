@@ -249,6 +249,11 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
          "sigma0": s0, "max_step": float(max_step), "max_shift": ms,
          "gaussian_fit": bool(gaussian_fit)}
 
+    if not lazy and f > 1 and arr.size * f**3 > 64 * 1024**2:
+        # the upsampled copy of the whole volume would be large: trace it chunk by chunk
+        # (identical result, see the module docstring)
+        arr = dsa.from_array(np.asarray(arr), chunks=64)
+        lazy = True
     if not lazy:
         block = np.asarray(arr)
         cands = _trace_block(block, (0, 0, 0), (0, 0, 0), block.shape, p, parallel=True)
