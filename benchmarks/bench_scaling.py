@@ -19,8 +19,9 @@ that its peak resident memory (``ru_maxrss``) is its own:
 
 Printed per stage and worker count: wall seconds, the process's peak RSS (``ru_maxrss``, imports
 included) and the RSS growth during the stage (psutil, sampled), against the size of the full
-array, and the speed-up from 1 to 2 workers. aet itself starts no scheduler; the cluster is
-created here, as a user would.
+array, the CPU seconds and busy cores (CPU/wall: below ~1.8 with 2 workers the machine had
+no idle second core, and the speed-up measures contention), and the speed-up from 1 to 2
+workers. aet itself starts no scheduler; the cluster is created here, as a user would.
 """
 
 from __future__ import annotations
@@ -147,12 +148,15 @@ class _RssSampler:
 
 
 def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
+    import psutil
     from dask.distributed import Client, LocalCluster
 
     import aet
 
+    proc = psutil.Process()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster):
+        cpu0 = sum(proc.cpu_times()[:2])
         t0 = time.perf_counter()
         if stage == "reconstruct":
             ts = aet.open(work / "projections.zarr").chunk({"angle": -1, "y": chunk, "x": -1})
@@ -161,6 +165,7 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
             with _RssSampler() as mem:
                 vol.save(out)
             secs = time.perf_counter() - t0
+            cpu = sum(proc.cpu_times()[:2]) - cpu0
             # check: the first y-block equals an in-memory reconstruction of the same rows
             rows = ts.isel(y=slice(0, chunk)).compute()
             ref = rows.reconstruct(method="resire", n_iter=N_ITER, holdout=0).values
@@ -172,6 +177,7 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
             with _RssSampler() as mem:
                 model = vol.trace_atoms(min_distance_A=2.0, threshold=0.5)
             secs = time.perf_counter() - t0
+            cpu = sum(proc.cpu_times()[:2]) - cpu0
             truth = lattice(n)
             from scipy.spatial import cKDTree
 
@@ -179,7 +185,8 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
             extra = {"n_true": int(len(truth)), "n_traced": int(model.n_atoms),
                      "recall": float(np.mean(d < 1.0)),
                      "rmsd_pm": float(100 * np.sqrt(np.mean(d[d < 1.0] ** 2)))}
-    return {"stage": stage, "workers": workers, "seconds": secs, "peak_rss_mib": _peak_mib(),
+    return {"stage": stage, "workers": workers, "seconds": secs, "cpu_seconds": cpu,
+            "cpu_per_wall": cpu / secs, "peak_rss_mib": _peak_mib(),
             "stage_extra_rss_mib": mem.peak_mib - mem.start_mib, **extra}
 
 
@@ -228,13 +235,18 @@ def main(argv=None) -> int:
             full_mib = n ** 3 * 4 / 2 ** 20
             for w, r in res.items():
                 extra = {k: v for k, v in r.items() if k not in
-                         ("stage", "workers", "seconds", "peak_rss_mib", "stage_extra_rss_mib")}
-                print(f"{stage:<12} {n}³ workers={w}: {r['seconds']:7.1f} s, peak RSS "
+                         ("stage", "workers", "seconds", "cpu_seconds", "cpu_per_wall",
+                          "peak_rss_mib", "stage_extra_rss_mib")}
+                print(f"{stage:<12} {n}³ workers={w}: {r['seconds']:7.1f} s wall, "
+                      f"{r['cpu_seconds']:.1f} s CPU ({r['cpu_per_wall']:.2f} cores busy), "
+                      f"peak RSS "
                       f"{r['peak_rss_mib']:6.0f} MiB (process, imports included), "
                       f"+{r['stage_extra_rss_mib']:.0f} MiB during the stage; full volume "
                       f"{full_mib:.0f} MiB; {extra}")
             sp = res[1]["seconds"] / res[2]["seconds"]
-            print(f"{stage:<12} speed-up 1 → 2 workers: {sp:.2f}×")
+            print(f"{stage:<12} speed-up 1 → 2 workers: {sp:.2f}× (CPU time ratio "
+                  f"{res[2]['cpu_seconds'] / res[1]['cpu_seconds']:.2f}; a speed-up needs an idle "
+                  f"second core: check 'cores busy')")
             rows.append({"stage": stage, "n": n, "chunk": chunk, "volume_mib": full_mib,
                          "speedup_1_to_2": sp, "runs": list(res.values())})
         print(json.dumps(rows))
