@@ -205,6 +205,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="128³ reconstruction, 256³ tracing")
     p.add_argument("--recon-n", type=int, default=None)
     p.add_argument("--trace-n", type=int, default=None)
+    p.add_argument("--only", choices=["reconstruct", "trace"], default=None,
+                   help="run one stage only")
     p.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")
     p.add_argument("--child", choices=["reconstruct", "trace"], help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -222,15 +224,20 @@ def main(argv=None) -> int:
     work = a.keep or Path(tempfile.mkdtemp(prefix="aet-bench-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        t = time.perf_counter()
-        make_projections(rn, work / "projections.zarr")
-        print(f"projections {N_ANGLES}×{rn}×{rn} simulated in {time.perf_counter() - t:.1f} s")
-        t = time.perf_counter()
-        make_volume(tn, work / "lattice.zarr", tchunk)
-        print(f"lattice volume {tn}³ float32 ({tn ** 3 * 4 / 2 ** 20:.0f} MiB) written in "
-              f"{time.perf_counter() - t:.1f} s")
+        stages = [("reconstruct", rn, ychunk), ("trace", tn, tchunk)]
+        stages = [st for st in stages if a.only in (None, st[0])]
+        if any(st[0] == "reconstruct" for st in stages):
+            t = time.perf_counter()
+            make_projections(rn, work / "projections.zarr")
+            print(f"projections {N_ANGLES}×{rn}×{rn} simulated in "
+                  f"{time.perf_counter() - t:.1f} s")
+        if any(st[0] == "trace" for st in stages):
+            t = time.perf_counter()
+            make_volume(tn, work / "lattice.zarr", tchunk)
+            print(f"lattice volume {tn}³ float32 ({tn ** 3 * 4 / 2 ** 20:.0f} MiB) written in "
+                  f"{time.perf_counter() - t:.1f} s")
         rows = []
-        for stage, n, chunk in (("reconstruct", rn, ychunk), ("trace", tn, tchunk)):
+        for stage, n, chunk in stages:
             res = {w: run_child(stage, w, n, work, chunk) for w in (1, 2)}
             full_mib = n ** 3 * 4 / 2 ** 20
             for w, r in res.items():
