@@ -162,7 +162,7 @@ def _accept(cands: dict, min_distance_vox: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- public
 def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float | None = None,
-          threshold_rel: float = 0.1, upsample_factor: int = 1, fit_radius: int | None = None,
+          threshold_rel: float = 0.05, upsample_factor: int = 1, fit_radius: int | None = None,
           weight_sigma: float | None = None, sigma0: float | None = None,
           gaussian_fit: bool = True, max_step: float = 0.25, max_shift: int | None = None,
           chunks=None) -> xr.Dataset:
@@ -181,7 +181,9 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
         Absolute intensity a local maximum must exceed. Default: ``threshold_rel`` × the
         volume maximum (one extra pass over a dask volume).
     threshold_rel : float
-        Relative threshold used when ``threshold`` is None (default 0.1).
+        Relative threshold used when ``threshold`` is None (default 0.05: low, so that dim
+        light atoms next to heavy ones are kept; :func:`classify` puts noise peaks in its
+        non-atom class).
     upsample_factor : int
         1 (default) or e.g. 3: trace on a Catmull–Rom upsampled volume.
     fit_radius : int, optional
