@@ -143,9 +143,9 @@ print(vol.data.dims, vol.shape, f"voxel {vol.voxel_size_A} Å")
 # %% [markdown]
 # ## 6. Tracing, classification, refinement
 #
-# * ``trace_atoms`` finds local maxima above 10 % of the maximum, refines each by a polynomial
-#   and a 3D Gaussian fit, and accepts them brightest first at least ``min_distance_A`` apart
-#   (2 Å: below the Fe–Pt bond length of 2.7 Å).
+# * ``trace_atoms`` finds local maxima above a fraction (``threshold_rel``) of the maximum,
+#   refines each by a polynomial and a 3D Gaussian fit, and accepts them brightest first at
+#   least ``min_distance_A`` apart (2 Å: below the Fe–Pt bond length of 2.7 Å).
 # * ``classify`` groups the integrated intensity profiles of the peaks (Gaussian mixture) into
 #   the species, light to heavy (Z-contrast: Pt, Z = 78, is much brighter than Fe, Z = 26),
 #   plus a non-atom class for noise peaks.
@@ -177,12 +177,13 @@ for name, s in scores.items():
 
 # %% [markdown]
 # **Reading the numbers.** Recall is what the reconstruction resolves; precision below 1 means
-# extra peaks. Here they are classified as Fe: with 15 tilts and this dose, missing-wedge and
-# noise maxima are about as bright as an Fe atom (Z = 26, against 78 for Pt), so neither the
-# non-atom class of ``classify`` nor a higher tracing threshold separates them without losing
-# real Fe atoms (try ``trace_atoms(threshold_rel=0.15)``: precision rises, recall falls).
-# More tilts, more dose, BM3D denoising, or ``refine(..., add_remove=True)`` against the
-# projections are the ways to remove them. Species accuracy is computed on matched pairs only.
+# extra peaks, which end up as the lightest species. With 15 tilts and this dose, missing-wedge
+# and noise maxima can be about as bright as an Fe atom (Z = 26, against 78 for Pt): the tracer
+# keeps dim maxima on purpose (a low ``threshold_rel``, so no Fe beside a Pt is lost) and the
+# non-atom class of ``classify`` removes the peaks whose profile is clearly not an atom's.
+# Raising ``trace_atoms(threshold_rel=...)`` trades recall for precision. More tilts, more
+# dose, BM3D denoising or ``refine(..., add_remove=True)`` against the projections remove more.
+# Species accuracy is computed on matched pairs only.
 
 # %% [markdown]
 # ## 8. Files and provenance
