@@ -62,12 +62,17 @@ def make_projections(n: int, store: Path, *, seed: int = 0) -> None:
     ts.save(store)
 
 
-def lattice(n: int) -> np.ndarray:
-    """Atom positions (x, y, z) Å of the tracing volume (centred grid, jittered lattice)."""
+def lattice(n: int, lo=None, hi=None) -> np.ndarray:
+    """Atom positions (x, y, z) Å of the tracing volume (centred grid, jittered lattice);
+    with ``lo``/``hi`` ((x, y, z) Å) only the lattice cells that can reach that box."""
     half = (n // 2) * VOXEL_A
     m = int((n * VOXEL_A) // SPACING_A)
-    g = np.arange(m)
-    idx = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    lo = np.full(3, -np.inf) if lo is None else np.asarray(lo, float)
+    hi = np.full(3, np.inf) if hi is None else np.asarray(hi, float)
+    i0 = np.clip(np.floor((lo - 0.4 + half) / SPACING_A - 0.5), 0, m).astype(int)
+    i1 = np.clip(np.ceil((hi + 0.4 + half) / SPACING_A - 0.5) + 1, 0, m).astype(int)
+    g = [np.arange(a, b) for a, b in zip(i0, i1)]
+    idx = np.stack(np.meshgrid(*g, indexing="ij"), -1).reshape(-1, 3)
     s = np.sin(idx @ np.array([[12.9898, 39.346, 73.156], [78.233, 11.135, 52.235],
                                [37.719, 83.155, 9.151]])) * 43758.5453
     jitter = 0.8 * (s - np.floor(s)) - 0.4  # deterministic, within ±0.4 Å
@@ -81,9 +86,11 @@ def _render_block(block_info=None, *, n: int):
     loc = block_info[None]["array-location"]
     start = np.array([a for a, _ in loc])  # z, y, x voxel index of the chunk origin
     shape = tuple(b - a for a, b in loc)
-    pos = lattice(n)[:, ::-1]  # (z, y, x) Å
-    idx = pos / VOXEL_A + n // 2  # fractional voxel index
     r = int(np.ceil(4 * SIGMA_A / VOXEL_A))
+    lo = (start[::-1] - n // 2 - r - 1) * VOXEL_A  # (x, y, z) Å, with the Gaussian's reach
+    hi = (start[::-1] + np.array(shape[::-1]) - n // 2 + r + 1) * VOXEL_A
+    pos = lattice(n, lo, hi)[:, ::-1]  # (z, y, x) Å
+    idx = pos / VOXEL_A + n // 2  # fractional voxel index
     keep = np.all((idx >= start - r) & (idx < start + np.array(shape) + r), axis=1)
     idx = idx[keep]
     base = np.floor(idx).astype(np.int64) - r
