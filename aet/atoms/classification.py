@@ -92,15 +92,10 @@ def local_profiles(volume: xr.DataArray, positions_xyz_A: np.ndarray, *, box: in
     return out
 
 
-def kmeans_1d(x: np.ndarray, k: int, *, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means on 1D data; returns (labels sorted by centre, centres ascending).
-
-    Centres start evenly spread over the robust range (0.5–99.5 % quantiles), not at
-    quantiles: a large population of weak noise peaks must not pull every start into it.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    c = np.linspace(*np.quantile(x, [0.005, 0.995]), k) if k > 1 else np.array([x.mean()])
-    lab = np.zeros(len(x), dtype=np.int64)
+def _kmeans_from(x, c, max_iter):
+    c = np.array(c, dtype=np.float64)
+    k = len(c)
+    lab = np.full(len(x), -1, dtype=np.int64)
     for _ in range(max_iter):
         new = np.argmin(np.abs(x[:, None] - c[None]), axis=1)
         for j in range(k):
@@ -109,24 +104,52 @@ def kmeans_1d(x: np.ndarray, k: int, *, max_iter: int = 300) -> tuple[np.ndarray
         if np.array_equal(new, lab):
             break
         lab = new
+    return lab, c, float(((x - c[lab]) ** 2).sum())
+
+
+def _starts(x, k):
+    """Starting centres: even over the robust range, at quantiles, and geometrically spaced
+    from the bottom (dim species next to a large population of weak noise peaks)."""
+    lo, hi = np.quantile(x, [0.005, 0.995])
+    if k == 1:
+        return [np.array([x.mean()])]
+    out = [np.linspace(lo, hi, k), np.quantile(x, (np.arange(k) + 0.5) / k)]
+    out.append(lo + (hi - lo) * np.geomspace(0.01, 1.0, k))
+    out.append(lo + (hi - lo) * np.r_[0.0, np.geomspace(0.05, 1.0, k - 1)])
+    return out
+
+
+def kmeans_1d(x: np.ndarray, k: int, *, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means on 1D data; returns (labels sorted by centre, centres ascending).
+
+    Several starts (even over the robust range, quantiles, geometric from the bottom) are
+    run and the lowest within-class sum of squares kept: a large population of weak noise
+    peaks must not pull every start into it.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    best = None
+    for c0 in _starts(x, k):
+        lab, c, sse = _kmeans_from(x, c0, max_iter)
+        if best is None or sse < best[2] - 1e-12 * abs(best[2]):
+            best = (lab, c, sse)
+    lab, c, _ = best
     order = np.argsort(c)
     rank = np.empty(k, dtype=np.int64)
     rank[order] = np.arange(k)
     return rank[lab], c[order]
 
 
-def gmm_1d(x: np.ndarray, k: int, *, max_iter: int = 500, tol: float = 1e-10):
-    """EM fit of a 1D Gaussian mixture (k-means start). Returns ``(labels, means, sds,
-    weights, bic)`` with components sorted by mean."""
-    x = np.asarray(x, dtype=np.float64)
+def _gmm_from(x, lab, mu, k, max_iter, tol):
     n = len(x)
-    lab, mu = kmeans_1d(x, k)
     var_floor = 1e-6 * max(np.var(x), 1e-300)
     sd = np.array([max(np.std(x[lab == j]) if np.sum(lab == j) > 1 else np.std(x) / k,
                        np.sqrt(var_floor)) for j in range(k)])
     w = np.array([max(np.mean(lab == j), 1.0 / n) for j in range(k)])
     w /= w.sum()
+    mu = np.array(mu, dtype=np.float64)
     prev = -np.inf
+    ll = -np.inf
+    resp = np.ones((n, k)) / k
     for _ in range(max_iter):
         logp = (-0.5 * ((x[:, None] - mu[None]) / sd[None]) ** 2 - np.log(sd[None])
                 + np.log(w[None]) - 0.5 * np.log(2 * np.pi))
@@ -134,13 +157,29 @@ def gmm_1d(x: np.ndarray, k: int, *, max_iter: int = 500, tol: float = 1e-10):
         ll_i = m[:, 0] + np.log(np.exp(logp - m).sum(axis=1))
         resp = np.exp(logp - ll_i[:, None])
         nk = resp.sum(axis=0) + 1e-300
-        w = nk / n
+        w = np.maximum(nk / n, 1e-300)
         mu = (resp * x[:, None]).sum(0) / nk
         sd = np.sqrt(np.maximum((resp * (x[:, None] - mu[None]) ** 2).sum(0) / nk, var_floor))
         ll = ll_i.sum()
         if ll - prev < tol * abs(ll):
             break
         prev = ll
+    return resp, mu, sd, w, float(ll)
+
+
+def gmm_1d(x: np.ndarray, k: int, *, max_iter: int = 500, tol: float = 1e-10):
+    """EM fit of a 1D Gaussian mixture, started from each k-means start (see
+    :func:`kmeans_1d`), the highest likelihood kept. Returns ``(labels, means, sds, weights,
+    bic)`` with components sorted by mean."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    best = None
+    for c0 in _starts(x, k):
+        lab, c, _ = _kmeans_from(x, c0, 300)
+        fit = _gmm_from(x, lab, c, k, max_iter, tol)
+        if best is None or fit[4] > best[4] + 1e-9 * abs(best[4]):
+            best = fit
+    resp, mu, sd, w, ll = best
     order = np.argsort(mu)
     rank = np.empty(k, dtype=np.int64)
     rank[order] = np.arange(k)
