@@ -1,6 +1,6 @@
 """The main job: simulate an FePt nanoparticle experiment and run the whole pipeline on it.
 
-:func:`run_demo` is what ``aet demo`` runs: raw frames → register → align → denoise →
+:func:`run_demo` is what ``aet demo`` runs: raw frames → register → background → align → denoise →
 reconstruct → trace → classify → refine → strain and order → DFT export, then a table of what
 it found against the ground truth and an output folder with the volume, the model, figures, a
 report and the provenance. The output folder is assembled under a temporary name and renamed
@@ -103,14 +103,17 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
     if method not in _RECON:
         raise ValueError(f"method must be one of {sorted(_RECON)}, got {method!r}")
     out = Path(out)
-    names = ["simulate", "register", "align", "denoise", "reconstruct", "trace", "classify",
-             "refine", "analysis", "export", "report"]
+    names = ["simulate", "register", "background", "align", "denoise", "reconstruct", "trace",
+             "classify", "refine", "analysis", "export", "report"]
     st = _Stages(names, progress)
     try:
         bench = st.run("simulate", lambda: simulate.fept_benchmark(size, seed=seed))
         raw = bench.tilt_series
         merged = st.run("register", lambda: raw.register_frames())
-        aligned = st.run("align", lambda: merged.align())
+        # the detector offset and carbon background must go before centre-of-mass alignment
+        # (an offset biases the centre of mass towards the image centre)
+        flat = st.run("background", lambda: merged.remove_background())
+        aligned = st.run("align", lambda: flat.align())
         denoised = st.run("denoise", lambda: aligned.denoise())
         vol = st.run("reconstruct", lambda: denoised.reconstruct(method=method,
                                                                  **_RECON[method]))

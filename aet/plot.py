@@ -65,10 +65,10 @@ def orthoslices(volume, *, atoms=None, slab_A: float = 1.0, title: str | None = 
         if atoms is not None and atoms.n_atoms:
             p = atoms.positions
             near = np.abs(p[:, inorm]) <= slab_A
-            for sp in atoms.elements:
+            for j, sp in enumerate(atoms.elements):
                 sel = near & (atoms.species == sp)
                 ax.scatter(p[sel, ih], p[sel, iw], s=14, facecolors="none", linewidths=0.8,
-                           label=sp)
+                           edgecolors=("cyan", "lime", "white", "red")[j % 4], label=sp)
             if k == 0:
                 ax.legend(loc="upper right", fontsize=7)
         ax.set_title(name)

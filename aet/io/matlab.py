@@ -231,6 +231,10 @@ def load_variables(path: Path, *, lazy_threshold_bytes: int = LAZY_THRESHOLD_BYT
             return out
         import scipy.io
 
+        from ._mat5check import check_mat5
+
+        # SciPy's C reader segfaults on some damaged files: check the structure first
+        check_mat5(path.read_bytes(), str(path))
         raw = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True)
     except (OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):

@@ -126,7 +126,7 @@ class _Holdout:
                 self.best_x[...] = x
         else:
             self.bad += 1
-        return self.bad >= self.patience
+        return self.patience > 0 and self.bad >= self.patience
 
 
 def _holdout_for(b, holdout, seed, patience):
