@@ -100,6 +100,15 @@ def indices_to_positions(indices_zyx: np.ndarray, volume: xr.DataArray) -> np.nd
     return out
 
 
+def euler_angles_of(da: xr.DataArray) -> np.ndarray:
+    """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees from the ``angle`` (θ) and optional
+    ``phi``/``psi`` coords of a tilt-series DataArray (φ = ψ = 0 where absent)."""
+    th = np.asarray(da.coords["angle"].values, dtype=np.float64)
+    phi = da.coords["phi"].values if "phi" in da.coords else np.zeros_like(th)
+    psi = da.coords["psi"].values if "psi" in da.coords else np.zeros_like(th)
+    return np.stack([phi, th, psi], axis=1).astype(np.float64)
+
+
 # --------------------------------------------------------------------------- provenance
 def to_jsonable(value: Any, *, _depth: int = 0) -> Any:
     """Best-effort conversion of operation parameters/results to JSON-compatible values.

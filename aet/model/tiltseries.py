@@ -8,7 +8,13 @@ import numpy as np
 import xarray as xr
 
 from ._base import _Facade, as_array, check_dims, check_finite, coerce_angles
-from ._meta import centred_coord, check_positive_length, spacing_from_coord, with_provenance
+from ._meta import (
+    centred_coord,
+    check_positive_length,
+    euler_angles_of,
+    spacing_from_coord,
+    with_provenance,
+)
 
 _DIMS3 = ("angle", "y", "x")
 _DIMS4 = ("angle", "frame", "y", "x")
@@ -119,10 +125,7 @@ class TiltSeries(_Facade):
     @property
     def euler_angles(self) -> np.ndarray:
         """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees (φ = ψ = 0 for a single-axis series)."""
-        th = self.angles
-        phi = self._da.coords["phi"].values if "phi" in self._da.coords else np.zeros_like(th)
-        psi = self._da.coords["psi"].values if "psi" in self._da.coords else np.zeros_like(th)
-        return np.stack([phi, th, psi], axis=1).astype(np.float64)
+        return euler_angles_of(self._da)
 
     @property
     def is_single_axis(self) -> bool:

@@ -13,6 +13,8 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from ..model._meta import euler_angles_of
+
 _DIMS3 = ("angle", "y", "x")
 _DIMS4 = ("angle", "frame", "y", "x")
 
@@ -89,12 +91,7 @@ def finite_check_block(block: np.ndarray, func: str) -> None:
                          f"replace them first (e.g. numpy.nan_to_num)")
 
 
-def euler_deg(da: xr.DataArray) -> np.ndarray:
-    """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees from the coords of ``da``."""
-    th = np.asarray(da.coords["angle"].values, dtype=np.float64)
-    phi = da.coords["phi"].values if "phi" in da.coords else np.zeros_like(th)
-    psi = da.coords["psi"].values if "psi" in da.coords else np.zeros_like(th)
-    return np.stack([phi, th, psi], axis=1).astype(np.float64)
+euler_deg = euler_angles_of  # one definition for the package (model._meta)
 
 
 def map_projections(da: xr.DataArray, func, *args, core_dims=("y", "x"), out_dtype=None,

@@ -8,7 +8,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..model._meta import centred_coord, spacing_from_coord
+from ..model._meta import centred_coord, euler_angles_of, spacing_from_coord
 
 
 def volume_dataarray(arr, voxel_size_A: float, attrs: dict | None = None) -> xr.DataArray:
@@ -51,12 +51,7 @@ def spacing_of(da: xr.DataArray, attr: str) -> float:
                      f"give it; pass data with attrs[{attr!r}] (Å)")
 
 
-def euler_of(da: xr.DataArray) -> np.ndarray:
-    """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees from a TiltSeries-layout DataArray."""
-    th = np.asarray(da.coords["angle"].values, dtype=np.float64)
-    phi = da.coords["phi"].values if "phi" in da.coords else np.zeros_like(th)
-    psi = da.coords["psi"].values if "psi" in da.coords else np.zeros_like(th)
-    return np.stack([phi, th, psi], axis=1).astype(np.float64)
+euler_of = euler_angles_of  # one definition for the package (model._meta)
 
 
 def is_dask(a) -> bool:
