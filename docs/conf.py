@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# _static holds only build-time figures (not committed): make sure it exists in a clean clone
+(HERE / "_static").mkdir(exist_ok=True)
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
