@@ -26,8 +26,9 @@ import xarray as xr
 from ase.data import atomic_numbers
 from scipy.optimize import minimize
 
+from ..model._meta import euler_angles_of
+from ..model._meta import rotation_matrices as _rotation_matrices
 from ..model.atomicmodel import build_model_dataset
-from ..testing.phantoms import rotation_matrix_zyz
 from . import _kernels as K
 from ._common import check_model, check_positive, model_positions
 
@@ -53,13 +54,8 @@ def projection_geometry(tilt_series: xr.DataArray) -> dict:
             f"tilt_series must have dims ('angle', 'y', 'x'), got {tuple(tilt_series.dims)}; "
             f"merge frames first (TiltSeries.register_frames())"
         )
-    theta = np.asarray(tilt_series.coords["angle"].values, dtype=np.float64)
-    phi = np.asarray(tilt_series.coords["phi"].values, dtype=np.float64) \
-        if "phi" in tilt_series.coords else np.zeros_like(theta)
-    psi = np.asarray(tilt_series.coords["psi"].values, dtype=np.float64) \
-        if "psi" in tilt_series.coords else np.zeros_like(theta)
-    euler = np.stack([phi, theta, psi], axis=1)
-    R2 = np.stack([rotation_matrix_zyz(*np.radians(e))[:2] for e in euler])
+    euler = euler_angles_of(tilt_series)
+    R2 = _rotation_matrices(euler)[:, :2]
     x = np.asarray(tilt_series.coords["x"].values, dtype=np.float64)
     y = np.asarray(tilt_series.coords["y"].values, dtype=np.float64)
     px = float(tilt_series.attrs.get("pixel_size_A", x[1] - x[0] if len(x) > 1 else 1.0))

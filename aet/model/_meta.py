@@ -100,6 +100,25 @@ def indices_to_positions(indices_zyx: np.ndarray, volume: xr.DataArray) -> np.nd
     return out
 
 
+def rotation_matrices(euler_deg) -> np.ndarray:
+    """``(n, 3, 3)`` rotation matrices R = R_z(φ)·R_y(θ)·R_z(ψ) (DESIGN.md: ZYZ, active,
+    right-handed, acting on (x, y, z) columns) for an ``(n, 3)`` array of Euler angles
+    (φ, θ, ψ) in **degrees**. The one implementation of the convention in the package
+    (:func:`aet.testing.phantoms.rotation_matrix_zyz` is the independent test twin)."""
+    e = np.radians(np.asarray(euler_deg, dtype=np.float64).reshape(-1, 3))
+    cf, sf = np.cos(e[:, 0]), np.sin(e[:, 0])
+    ct, st = np.cos(e[:, 1]), np.sin(e[:, 1])
+    cp, sp = np.cos(e[:, 2]), np.sin(e[:, 2])
+    n = e.shape[0]
+    rz1 = np.zeros((n, 3, 3))
+    rz1[:, 0, 0], rz1[:, 0, 1], rz1[:, 1, 0], rz1[:, 1, 1], rz1[:, 2, 2] = cf, -sf, sf, cf, 1
+    ry = np.zeros((n, 3, 3))
+    ry[:, 0, 0], ry[:, 0, 2], ry[:, 2, 0], ry[:, 2, 2], ry[:, 1, 1] = ct, st, -st, ct, 1
+    rz2 = np.zeros((n, 3, 3))
+    rz2[:, 0, 0], rz2[:, 0, 1], rz2[:, 1, 0], rz2[:, 1, 1], rz2[:, 2, 2] = cp, -sp, sp, cp, 1
+    return rz1 @ ry @ rz2
+
+
 def euler_angles_of(da: xr.DataArray) -> np.ndarray:
     """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees from the ``angle`` (θ) and optional
     ``phi``/``psi`` coords of a tilt-series DataArray (φ = ψ = 0 where absent)."""

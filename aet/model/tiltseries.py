@@ -29,9 +29,8 @@ def _as_tiltseries_dataarray(data, angles, pixel_size_A, attrs: dict) -> xr.Data
                        "data")
         base_attrs = dict(data.attrs)
         if angles is None and "angle" in data.coords:
-            if {"phi", "psi"} <= set(data.coords):
-                angles = np.stack([data.coords["phi"].values, data.coords["angle"].values,
-                                   data.coords["psi"].values], axis=1)
+            if {"phi", "psi"} & set(data.coords):
+                angles = euler_angles_of(data)
             else:
                 angles = data.coords["angle"].values
         if pixel_size_A is None:

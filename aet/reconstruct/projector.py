@@ -12,6 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..model._meta import rotation_matrices as _rotation_matrices
 from . import _kernels as K
 
 __all__ = ["Projector", "back_project", "euler_as_array", "forward_project",
@@ -44,18 +45,9 @@ def is_single_axis_euler(euler: np.ndarray) -> bool:
 
 
 def rotation_matrices(euler_deg) -> np.ndarray:
-    """``(n, 3, 3)`` matrices R = R_z(φ)·R_y(θ)·R_z(ψ) acting on (x, y, z) columns."""
-    e = np.radians(euler_as_array(euler_deg))
-    out = np.empty((len(e), 3, 3))
-    for i, (phi, theta, psi) in enumerate(e):
-        cf, sf = np.cos(phi), np.sin(phi)
-        ct, st = np.cos(theta), np.sin(theta)
-        cp, sp = np.cos(psi), np.sin(psi)
-        rz1 = np.array([[cf, -sf, 0.0], [sf, cf, 0.0], [0.0, 0.0, 1.0]])
-        ry = np.array([[ct, 0.0, st], [0.0, 1.0, 0.0], [-st, 0.0, ct]])
-        rz2 = np.array([[cp, -sp, 0.0], [sp, cp, 0.0], [0.0, 0.0, 1.0]])
-        out[i] = rz1 @ ry @ rz2
-    return out
+    """``(n, 3, 3)`` matrices R = R_z(φ)·R_y(θ)·R_z(ψ) acting on (x, y, z) columns
+    (validated input; :func:`aet.model._meta.rotation_matrices` does the arithmetic)."""
+    return _rotation_matrices(euler_as_array(euler_deg))
 
 
 _MIN_PARALLEL_WORK = 4_000_000

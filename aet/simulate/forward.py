@@ -20,6 +20,7 @@ import math
 import numpy as np
 from ase.data import atomic_numbers
 
+from ..model._meta import rotation_matrices as _rotation_matrices
 from ..model.atomicmodel import AtomicModel
 from ..model.tiltseries import TiltSeries
 from ..model.volume import Volume
@@ -39,21 +40,7 @@ _NONLINEAR = (None, "power", "saturation")
 
 
 # ----------------------------------------------------------------------------- helpers
-def rotation_matrices(euler_deg) -> np.ndarray:
-    """``(n, 3, 3)`` rotation matrices R = R_z(φ)·R_y(θ)·R_z(ψ) for Euler angles in degrees
-    (``(n, 3)`` array of φ, θ, ψ; DESIGN.md convention, active, acting on (x, y, z))."""
-    e = np.radians(np.asarray(euler_deg, dtype=np.float64).reshape(-1, 3))
-    cf, sf = np.cos(e[:, 0]), np.sin(e[:, 0])
-    ct, st = np.cos(e[:, 1]), np.sin(e[:, 1])
-    cp, sp = np.cos(e[:, 2]), np.sin(e[:, 2])
-    n = e.shape[0]
-    rz1 = np.zeros((n, 3, 3))
-    rz1[:, 0, 0], rz1[:, 0, 1], rz1[:, 1, 0], rz1[:, 1, 1], rz1[:, 2, 2] = cf, -sf, sf, cf, 1
-    ry = np.zeros((n, 3, 3))
-    ry[:, 0, 0], ry[:, 0, 2], ry[:, 2, 0], ry[:, 2, 2], ry[:, 1, 1] = ct, st, -st, ct, 1
-    rz2 = np.zeros((n, 3, 3))
-    rz2[:, 0, 0], rz2[:, 0, 1], rz2[:, 1, 0], rz2[:, 1, 1], rz2[:, 2, 2] = cp, -sp, sp, cp, 1
-    return rz1 @ ry @ rz2
+rotation_matrices = _rotation_matrices  # DESIGN.md convention, one implementation
 
 
 def euler_array(angles, name: str = "angles") -> np.ndarray:
