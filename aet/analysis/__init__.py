@@ -18,11 +18,19 @@ from .grains import (
 )
 from .lattice import STRUCTURES, LatticeFit, fit_lattice, lattice_arrays
 from .order import order_field, order_parameters, variant_table
-from .strain import DEFAULT_SIGMA_A, displacements, local_strain, strain, strain_noise
+from .strain import (
+    DEFAULT_SIGMA_A,
+    displacements,
+    local_strain,
+    sigma_for_precision,
+    strain,
+    strain_noise,
+)
 
 __all__ = [
     "DEFAULT_SIGMA_A", "STRUCTURES", "LatticeFit", "coordination", "cubic_symmetry", "defects",
     "displacements", "fit_lattice", "grains", "lattice_arrays", "local_orientation",
     "local_strain", "misorientation_deg", "order_field", "order_parameters", "rdf",
-    "steinhardt", "strain", "strain_noise", "structure_types", "surface_atoms", "variant_table",
+    "sigma_for_precision", "steinhardt", "strain", "strain_noise", "structure_types",
+    "surface_atoms", "variant_table",
 ]

@@ -106,18 +106,42 @@ def test_strain_planted_uniform_and_radial_no_jitter():
     assert np.isnan(st.e_xx.values[~st.mask.values]).all()
 
 
-def test_strain_planted_with_20pm_jitter():
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_strain_planted_with_20pm_jitter(seed):
+    """Issue target: 1 % uniform + radial strain, 20 pm per-axis jitter, every component within
+    2e-3 (RMS inside the particle, kernel weight ≥ 0.8) and unbiased to 1e-3.
+
+    At the default σ (FWHM 1 nm) 20 pm of noise alone leaves 2.2e-3 (1σ) per normal component
+    (``strain_noise``; checked below), so no estimator meets 2e-3 at that resolution; σ is
+    chosen the way a user would, from the position precision: ``sigma_for_precision(1e-3)``
+    = 5.83 Å (FWHM 1.4 nm). Measured RMS 1.2–2.0e-3 (worst component, seeds 1–6); the deep
+    interior (weight ≥ 0.95) 0.6–1.6e-3."""
+    from aet.analysis import sigma_for_precision, strain_noise
+    rho = 4 / 3.92 ** 3
+    assert strain_noise(position_noise_A=0.2, density_per_A3=rho)["normal"] > 2e-3
+    sigma = sigma_for_precision(1e-3, position_noise_A=0.2, density_per_A3=rho)
+    assert sigma == pytest.approx(5.83, abs=0.01)
     m = particle("fcc", a_A=3.92, radius_A=20, species=("Pt", "Pt"))
     pos0 = m.positions
     pos, fn = planted_strain(pos0, uniform=E_UNIFORM, radial_amplitude=0.005, radius_A=20)
-    pos = pos + np.random.default_rng(1).normal(0, 0.20, pos.shape)  # 20 pm per axis
-    st = strain(aet.AtomicModel(pos @ ROT.T, "Pt").data, a_A=3.92, sigma_A=6.0,
+    pos = pos + np.random.default_rng(seed).normal(0, 0.20, pos.shape)  # 20 pm per axis
+    st = strain(aet.AtomicModel(pos @ ROT.T, "Pt").data, a_A=3.92, sigma_A=sigma,
                 voxel_size_A=2.0)
-    errs, n_in = _strain_errors(st, pos, pos0, fn, 6.0)
+    errs, n_in = _strain_errors(st, pos, pos0, fn, sigma)
     assert n_in > 500
     for name, (rms, _mx, mean) in errs.items():
         assert rms < 2e-3, (name, rms)
         assert abs(mean) < 1e-3, (name, mean)
+
+
+def test_sigma_for_precision_inverts_strain_noise():
+    from aet.analysis import sigma_for_precision, strain_noise
+    for prec in (5e-4, 1e-3, 3e-3):
+        s = sigma_for_precision(prec, position_noise_A=0.15, density_per_A3=0.06)
+        got = strain_noise(s, position_noise_A=0.15, density_per_A3=0.06)["normal"]
+        assert got == pytest.approx(prec, rel=1e-12)
+    with pytest.raises(ValueError, match="strain_precision must be > 0"):
+        sigma_for_precision(0.0, position_noise_A=0.2, density_per_A3=0.06)
 
 
 def test_local_strain_uniform_exact():
