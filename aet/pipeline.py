@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 SPECIES = ["Fe", "Pt"]
 
@@ -206,10 +207,14 @@ def _report(folder: Path, result: DemoResult, bench, merged, aligned, vol, model
         add("strain", "Strain components, central xy slice.",
             plot.field_slices(strain, comps, title="Strain"))
     order = analysis["order"]
-    grid_vars = [v for v in order.data_vars if {"z", "y", "x"} <= set(order[v].dims)]
-    if grid_vars:
-        add("order", "Smoothed chemical order parameter, central xy slice.",
-            plot.field_slices(order, grid_vars[:3], title="Order", cmap="viridis",
+    names = [v for v in ("order_L10_a", "order_L10_b", "order_L10_c") if v in order]
+    if names:
+        from .analysis import order_field
+
+        fields = xr.Dataset({n: order_field(order, n, voxel_size_A=1.0) for n in names})
+        add("order", "L1₀ order parameter per variant (c ∥ fitted crystal axis a, b, c), "
+            "Gaussian-smoothed (σ 4.25 Å), central xy slice.",
+            plot.field_slices(fields, names, title="Order", cmap="viridis",
                               symmetric=False))
     prov = {"volume": vol.provenance, "model": model.provenance,
             "benchmark": bench.params}
