@@ -1,10 +1,10 @@
 """The main job: simulate an FePt nanoparticle experiment and run the whole pipeline on it.
 
-:func:`run_demo` is what ``aet demo`` runs: raw frames → register → background → align → denoise →
-reconstruct → trace → classify → refine → strain and order → DFT export, then a table of what
-it found against the ground truth and an output folder with the volume, the model, figures, a
-report and the provenance. The output folder is assembled under a temporary name and renamed
-into place, so an interrupted run never leaves a half-written result.
+:func:`run_demo` is what ``aet demo`` runs: raw frames → register → background → align →
+denoise → reconstruct → trace → classify → clean up → refine → strain and order → DFT export,
+then a table of what it found against the ground truth and an output folder with the volume,
+the model, figures, a report and the provenance. The output folder is assembled under a
+temporary name and renamed into place, so an interrupted run never leaves a half-written result.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
         raise ValueError(f"method must be one of {sorted(_RECON)}, got {method!r}")
     out = Path(out)
     names = ["simulate", "register", "background", "align", "denoise", "reconstruct", "trace",
-             "classify", "refine", "analysis", "export", "report"]
+             "classify", "cleanup", "refine", "analysis", "export", "report"]
     st = _Stages(names, progress)
     try:
         bench = st.run("simulate", lambda: simulate.fept_benchmark(size, seed=seed))
@@ -120,10 +120,12 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
                                                                  **_RECON[method]))
         traced = st.run("trace", lambda: vol.trace_atoms(min_distance_A=2.0))
         classified = st.run("classify", lambda: traced.classify(SPECIES, volume=vol))
-        refined = st.run("refine", lambda: classified.refine(aligned))
+        cleaned = st.run("cleanup", lambda: _cleanup(classified))
+        refined = st.run("refine", lambda: cleaned.refine(aligned))
         analysis = st.run("analysis", lambda: _analysis(refined))
         scores = {
             "traced": bench.score(classified),
+            "cleaned": bench.score(cleaned),
             "refined": bench.score(refined),
         }
         with atomic_path(out) as tmp:
@@ -143,6 +145,21 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
     finally:
         st.close()
     return result
+
+
+def _cleanup(model):
+    """Drop peaks with fewer than 3 neighbours within 1.15× the median nearest-neighbour
+    distance: noise and support-film peaks outside the particle (0–2 such neighbours), while a
+    surface atom of a close-packed particle has ≥ 3 (on the small benchmark, 22 of 23 false
+    atoms go, no true one)."""
+    from scipy.spatial import cKDTree
+
+    pos = model.positions
+    if len(pos) < 2:
+        return model
+    d, _ = cKDTree(pos).query(pos, k=2)
+    radius = 1.15 * float(np.median(d[:, 1]))
+    return model.cleanup(min_neighbours=3, radius_A=radius)
 
 
 def _analysis(model) -> dict:
