@@ -129,6 +129,7 @@ def test_euler_angles_from_a_file_need_a_convention(tmp_path):
         np.stack([rotation_matrix_zyz(*np.radians(e)) for e in ts.euler_angles]),
         euler_matrix([[0, -30, 0], [0, 0, 0.2], [0.1, 30, 0]], "zyx"), atol=1e-12)
     assert ts.attrs["source_euler_convention"] == "zyx"
+    assert ts.provenance[-1]["params"]["euler_convention"] == "zyx"
     # an (n, 3) array passed directly is already aet's ZYZ
     direct = aet.open(tmp_path / "p.mat", pixel_size_A=1.0,
                       angles=np.array([[1.0, -30, 2], [0, 0, 0], [0, 30, 0]]))
