@@ -86,6 +86,17 @@ def _refine_from(R0, bhat, valid, vhat, cos_tol, n_iter=2):
     return R, frac
 
 
+def _geometry(ds, structure, cutoff_A):
+    """(canonical structure, site geometry (L1_0/L1_2 → fcc), positions, nearest-neighbour
+    distance, neighbour cutoff in Å (``cutoff_A`` or the geometry's default))."""
+    structure = _canonical_structure(structure)
+    geom = "fcc" if structure in ("L10", "L12") else structure
+    pos, _ = _positions_species(ds)
+    d_nn = nearest_neighbour_distance(pos, shell=8 if geom == "bcc" else 12)
+    cut = default_cutoff(geom, d_nn) if cutoff_A is None else float(cutoff_A)
+    return structure, geom, pos, d_nn, cut
+
+
 def local_orientation(ds, *, structure: str = "fcc", cutoff_A: float | None = None,
                       min_neighbours: int = 4, tol_deg: float = 15.0,
                       max_orientations: int = 64) -> np.ndarray:
@@ -97,12 +108,8 @@ def local_orientation(ds, *, structure: str = "fcc", cutoff_A: float | None = No
     rotation; repeat until no atom is left (at most ``max_orientations`` seeds). NaN for atoms
     with fewer than ``min_neighbours`` neighbours or never matched.
     """
-    structure = _canonical_structure(structure)
-    geom = "fcc" if structure in ("L10", "L12") else structure
-    pos, _ = _positions_species(ds)
+    structure, geom, pos, d_nn, cut = _geometry(ds, structure, cutoff_A)
     n = len(pos)
-    d_nn = nearest_neighbour_distance(pos, shell=8 if geom == "bcc" else 12)
-    cut = default_cutoff(geom, d_nn) if cutoff_A is None else float(cutoff_A)
     shell = first_shell(geom, 1.0)
     vhat = shell / np.linalg.norm(shell, axis=1, keepdims=True)
     kmax = len(shell) + 2
@@ -191,12 +198,8 @@ def grains(ds, *, kind: str | None = None, structure: str = "fcc",
         raise ValueError(f"misorientation_deg_max must be > 0 deg, got {misorientation_deg_max!r}")
     if not (isinstance(min_size, (int, np.integer)) and min_size >= 1):
         raise ValueError(f"min_size must be a positive integer, got {min_size!r}")
-    structure = _canonical_structure(structure)
-    geom = "fcc" if structure in ("L10", "L12") else structure
-    pos, _ = _positions_species(ds)
+    structure, geom, pos, d_nn, cut = _geometry(ds, structure, cutoff_A)
     n = len(pos)
-    d_nn = nearest_neighbour_distance(pos, shell=8 if geom == "bcc" else 12)
-    cut = default_cutoff(geom, d_nn) if cutoff_A is None else float(cutoff_A)
     R = local_orientation(ds, structure=geom, cutoff_A=cut)
     pairs = cKDTree(pos).query_pairs(cut, output_type="ndarray")
     good = np.isfinite(R[:, 0, 0])
