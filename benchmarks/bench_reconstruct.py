@@ -101,7 +101,8 @@ def _errors(v, truth, mask):
     return relative_error(v, truth, mask), relative_error(v, truth)
 
 
-def bench_methods(n, n_proj=47, noise=0.02, peers=True):
+def bench_methods(n, n_proj=47, noise=0.02, peers=True, genfire_python=None, only_peers=False,
+                  astra=True):
     print(f"\n== reconstructions at {n}³ × {n_proj} projections (±69°, {noise:.0%} noise) ==")
     ph = fcc_phantom(n, noise=noise, n_proj=n_proj)
     truth = ph["truth"]
@@ -126,11 +127,16 @@ def bench_methods(n, n_proj=47, noise=0.02, peers=True):
               f"error in particle {e_in:.3f}, whole box {e_all:.3f}")
         return v
 
-    run("wbp", lambda: (op.from_internal_volume(alg.wbp(op, b)[0]), {}))
-    run("sirt (holdout stop)", lambda: _fi(op, *alg.sirt(op, b, n_iter=500, holdout=0.05)))
+    if not only_peers:
+        run("wbp", lambda: (op.from_internal_volume(alg.wbp(op, b)[0]), {}))
+        run("sirt (holdout stop)", lambda: _fi(op, *alg.sirt(op, b, n_iter=500, holdout=0.05)))
     run("resire (holdout stop)", lambda: _fi(op, *alg.resire(op, b, n_iter=300, holdout=0.05)))
     run("resire 30 it", lambda: _fi(op, *alg.resire(op, b, n_iter=30)))
-    run("genfire 50 it os2", lambda: genfire(ph["projections"], euler, (n, n, n), n_iter=50))
+    if not only_peers:
+        run("genfire 50 it os2", lambda: genfire(ph["projections"], euler, (n, n, n), n_iter=50))
+    if genfire_python:  # the published code's settings, for a like-for-like ratio
+        run("genfire 100 it os3", lambda: genfire(ph["projections"], euler, (n, n, n),
+                                                  n_iter=100, oversampling=3.0))
     # error-vs-time curve of RESIRE (error evaluation excluded from the clock)
     curve = []
     clock = [time.perf_counter(), 0.0]
@@ -144,17 +150,23 @@ def bench_methods(n, n_proj=47, noise=0.02, peers=True):
     clock[0] = time.perf_counter()
     alg.resire(op, b, n_iter=40, callback=cb)
     if peers:
-        _peers(ph, truth, mask, results)
-    if "svmbir" in results:
-        target = results["svmbir"]["err"]
+        _peers(ph, truth, mask, results, genfire_python=genfire_python, svmbir_=not only_peers,
+               astra_=astra)
+    goals = {"svmbir": "target ≤ 15 s and ≥ 2×", "astra sirt": "target ≥ 5×",
+             "genfire (published)": "target ≥ 40×"}
+    for peer, goal in goals.items():
+        if peer not in results:
+            continue
+        target = results[peer]["err"]
         hit = [t for t, e in curve if e <= target]
         if hit:
-            print(f"RESIRE reaches svmbir's error {target:.3f} after {hit[0]:.2f} s → "
-                  f"{results['svmbir']['time'] / hit[0]:.1f}× faster than svmbir "
-                  f"(target ≤ 15 s and ≥ 2×)")
+            print(f"RESIRE reaches {peer}'s error {target:.3f} after {hit[0]:.2f} s → "
+                  f"{results[peer]['time'] / hit[0]:.1f}× faster than {peer} ({goal})")
         else:
-            print(f"RESIRE did not reach svmbir's error {target:.3f} in 40 iterations "
-                  f"(best {min(e for _, e in curve):.3f})")
+            ratio = results[peer]["time"] / results["resire (holdout stop)"]["time"]
+            print(f"RESIRE did not reach {peer}'s error {target:.3f} in 40 iterations "
+                  f"(best {min(e for _, e in curve):.3f}); time ratio {peer} / RESIRE "
+                  f"(holdout stop) {ratio:.1f}×")
     best = min(curve, key=lambda c: c[1])
     print(f"RESIRE error-vs-time: best {best[1]:.3f} at {best[0]:.2f} s; "
           + ", ".join(f"{t:.1f}s:{e:.3f}" for t, e in curve[4::5]))
@@ -169,28 +181,255 @@ def _fi(op, x, rec):
     return op.from_internal_volume(x), rec
 
 
-def _peers(ph, truth, mask, results):
-    try:
-        import svmbir
-    except ImportError:
-        print("svmbir not importable (pip install svmbir to compare)")
+def _peers(ph, truth, mask, results, genfire_python=None, svmbir_=True, astra_=True):
+    """Peers that are installed: svmbir, ASTRA CPU SIRT, published GENFIRE (own venv)."""
+    if svmbir_:
+        try:
+            import svmbir
+        except ImportError:
+            print("svmbir not importable: skipped (pip install svmbir to compare)")
+        else:
+            _svmbir_peer(svmbir, ph, truth, mask, results)
+    if astra_:
+        try:
+            import astra  # noqa: F401
+        except ImportError:
+            print("astra-toolbox not importable: ASTRA CPU SIRT skipped "
+                  "(pip install astra-toolbox)")
+        else:
+            _astra_peer(ph, truth, mask, results)
+    if genfire_python:
+        _genfire_peer(ph, truth, mask, results, genfire_python)
     else:
+        print("published GENFIRE skipped (bash benchmarks/setup_genfire_env.sh, then pass "
+              "--genfire-python <the path it prints>)")
+
+
+def _svmbir_peer(svmbir, ph, truth, mask, results):
+    t = time.perf_counter()
+    rec = svmbir.recon(ph["projections"], np.radians(ph["angles"]), num_threads=2,
+                       verbose=0, positivity=True)
+    dt = time.perf_counter() - t
+    # svmbir's (slice, row, col) = (y, z, x) with x mirrored (found by matching the truth)
+    v = rec.transpose(1, 0, 2)[:, :, ::-1]
+    e_in, e_all = _errors(v, truth, mask)
+    results["svmbir"] = dict(time=dt, err=e_in, err_all=e_all, iters=0, peak=float("nan"))
+    print(f"{'svmbir (qGGMRF MBIR)':22s} {dt:7.2f} s  error in particle {e_in:.3f}, "
+          f"whole box {e_all:.3f}")
+
+
+# -- ASTRA: CPU SIRT per y-slice ---------------------------------------------------------------
+# Geometry (checked by _astra_geometry_check: ASTRA forward projection vs aet.forward_project of
+# the phantom, correlation 0.99994 at 64³ and 65³; the other sign/offset/transpose choices give
+# ≤ 0.9991 — a z-mirror — or ≤ 0.98). Each y-slice (z, x) of the volume is ASTRA's 2D image as is
+# (rows = z, cols = x). ASTRA's image y axis points towards decreasing row, i.e. along −z, so the
+# same rays are ASTRA angle = −θ (DESIGN: R_y(θ) maps (x, z) to (x cos θ + z sin θ, ...)); the
+# detector u axis is our x. ASTRA centres the image and the detector at (n − 1)/2, aet at n // 2:
+# the image window and the detector centre are shifted by half a pixel for even n.
+
+
+def _astra_geometries(n, angles_deg):
+    import astra
+
+    lo, hi = -(n // 2) - 0.5, n - n // 2 - 0.5
+    vg = astra.create_vol_geom(n, n, lo, hi, -hi, -lo)
+    pg = astra.geom_2vec(astra.create_proj_geom("parallel", 1.0, n, np.radians(-angles_deg)))
+    v = pg["Vectors"]
+    v[:, 2:4] = -(n // 2 - n / 2 + 0.5) * v[:, 4:6]
+    return vg, pg
+
+
+def _astra_forward(truth, angles_deg):
+    """ASTRA CPU (linear/Joseph) forward projection of every y-slice: (angle, y, x)."""
+    import astra
+
+    nz, ny, nx = truth.shape
+    vg, pg = _astra_geometries(nx, angles_deg)
+    pid = astra.create_projector("linear", pg, vg)
+    out = np.empty((len(angles_deg), ny, nx), np.float32)
+    for j in range(ny):
+        sid, s = astra.create_sino(np.ascontiguousarray(truth[:, j, :], np.float32), pid)
+        astra.data2d.delete(sid)
+        out[:, j, :] = s
+    astra.projector.delete(pid)
+    return out
+
+
+def _astra_geometry_check(ph):
+    from aet.reconstruct import forward_project
+
+    t = ph["truth"].astype(np.float32)
+    ours = forward_project(t, ph["angles"])
+    theirs = _astra_forward(t, ph["angles"])
+    c = float(np.corrcoef(ours.ravel(), theirs.ravel())[0, 1])
+    d = float(np.abs(ours - theirs).max() / np.abs(ours).max())
+    return c, d
+
+
+def _astra_sirt_slices(args):
+    """Worker: ASTRA CPU SIRT (positivity) of a block of y-slices; returns (z, y_block, x)."""
+    import astra
+
+    proj, angles_deg, n_iter = args
+    na, nyb, nx = proj.shape
+    vg, pg = _astra_geometries(nx, angles_deg)
+    pid = astra.create_projector("linear", pg, vg)
+    out = np.empty((nx, nyb, nx), np.float32)
+    for j in range(nyb):
+        sid = astra.data2d.create("-sino", pg, np.ascontiguousarray(proj[:, j, :]))
+        rid = astra.data2d.create("-vol", vg, 0.0)
+        cfg = astra.astra_dict("SIRT")
+        cfg.update(ProjectorId=pid, ProjectionDataId=sid, ReconstructionDataId=rid,
+                   option={"MinConstraint": 0.0})
+        aid = astra.algorithm.create(cfg)
+        astra.algorithm.run(aid, n_iter)
+        out[:, j, :] = astra.data2d.get(rid)
+        astra.algorithm.delete(aid)
+        astra.data2d.delete([sid, rid])
+    astra.projector.delete(pid)
+    return out
+
+
+def _astra_peer(ph, truth, mask, results, n_iter=100, processes=2):
+    import multiprocessing as mp
+
+    c, d = _astra_geometry_check(ph)
+    print(f"ASTRA geometry vs aet.forward_project on the phantom: correlation {c:.5f}, max "
+          f"difference {d:.1%} of the peak (linear vs bilinear interpolation)")
+    proj = ph["projections"]
+    blocks = np.array_split(np.arange(proj.shape[1]), processes)
+    args = [(np.ascontiguousarray(proj[:, b[0]:b[-1] + 1]), ph["angles"], n_iter)
+            for b in blocks]
+    t = time.perf_counter()
+    with mp.get_context("spawn").Pool(processes) as pool:
+        parts = pool.map(_astra_sirt_slices, args)
+    dt = time.perf_counter() - t
+    v = np.concatenate(parts, axis=1)
+    e_in, e_all = _errors(v, truth, mask)
+    results["astra sirt"] = dict(time=dt, err=e_in, err_all=e_all, iters=n_iter,
+                                 peak=float("nan"))
+    print(f"{'ASTRA CPU SIRT':22s} {dt:7.2f} s  {n_iter:4d} it {dt / n_iter:8.3f} s/it  "
+          f"error in particle {e_in:.3f}, whole box {e_all:.3f} ({processes} processes, "
+          f"per y-slice, positivity)")
+
+
+# -- GENFIRE's published code, in its own virtual environment -----------------------------------
+# genfire 1.1.11 (module `genfire`), GenfireReconstructor: projections (n, n, n_proj) indexed
+# (kx, ky) = our (x, y) — the transpose of each (y, x) image; volume indexed (x, y, z); Euler
+# angles (n_proj, 3) (φ, θ, ψ) in degrees. Its gridding puts a projection's Fourier samples at
+# Rᵀ(kx, ky, 0) with R its ZYZ matrix, i.e. for a single tilt (c·kx, ky, −s·kx), while the
+# Fourier slice of DESIGN's R_y(θ) is (c·kx, ky, +s·kx): GENFIRE rotates the grid, the opposite
+# sense, so it gets θ_genfire = −θ (checked: the other sign returns the z-mirror of the particle,
+# see _align_to_truth). Its crop of the oversampled grid keeps index n // 2 at the centre.
+
+_GENFIRE_CHILD = r"""
+import json, os, resource, sys, time
+import numpy as np
+import genfire
+from genfire.reconstruct import GenfireReconstructor
+d = sys.argv[1]
+proj = np.load(os.path.join(d, "projections.npy"))
+eul = np.load(os.path.join(d, "angles.npy"))
+sup = os.path.join(d, "support.npy")
+kw = {}
+if os.path.exists(sup):
+    kw = dict(support=np.load(sup), useDefaultSupport=False)
+t = time.perf_counter()
+osr = float(sys.argv[3])
+osr = int(osr) if osr.is_integer() else osr  # its crop needs an int grid size
+rec = GenfireReconstructor(projections=proj, eulerAngles=eul, numIterations=int(sys.argv[2]),
+                           oversamplingRatio=osr, verbose=False, **kw)
+out = rec.reconstruct()
+dt = time.perf_counter() - t
+np.save(os.path.join(d, "reconstruction.npy"), out["reconstruction"].astype(np.float32))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+json.dump({"time_s": dt, "peak_rss_GiB": rss, "numpy": np.__version__,
+           "genfire": getattr(genfire, "__version__", "1.1.11")},
+          open(os.path.join(d, "result.json"), "w"))
+"""
+
+
+def _align_to_truth(v, truth):
+    """The candidate frame (identity, mirror in z, in x, both — mirrors about index n // 2)
+    best correlated with the truth; returns (volume, name, correlation of each)."""
+    def mirror(a, axis):
+        return np.roll(np.flip(a, axis), 1 - a.shape[axis] % 2, axis)
+
+    cands = {"as mapped": v, "z-mirrored": mirror(v, 0), "x-mirrored": mirror(v, 2),
+             "z,x-mirrored": mirror(mirror(v, 0), 2)}
+    corr = {k: float(np.corrcoef(a.ravel(), truth.ravel())[0, 1]) for k, a in cands.items()}
+    best = max(corr, key=corr.get)
+    return cands[best], best, corr
+
+
+def run_published_genfire(python, proj_ayx, angles_deg, *, n_iter=100, oversampling=3,
+                          support=None, timeout=None):
+    """Run genfire 1.1.11's GenfireReconstructor unmodified with ``python`` (a venv made by
+    benchmarks/setup_genfire_env.sh) on projections (angle, y, x) at tilt angles θ (DESIGN
+    convention). Returns (volume (z, y, x) in aet's frame, info dict with the child's wall time,
+    peak RSS and the subprocess' total time)."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="aet_genfire_") as d:
+        np.save(f"{d}/projections.npy", np.ascontiguousarray(
+            np.asarray(proj_ayx, np.float64).transpose(2, 1, 0)))
+        th = np.asarray(angles_deg, float)
+        np.save(f"{d}/angles.npy", np.stack([0 * th, -th, 0 * th], 1))
+        if support is not None:
+            np.save(f"{d}/support.npy", np.asarray(support).transpose(2, 1, 0).astype(float))
+        with open(f"{d}/child.py", "w") as f:
+            f.write(_GENFIRE_CHILD)
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MPLBACKEND="Agg")
         t = time.perf_counter()
-        rec = svmbir.recon(ph["projections"], np.radians(ph["angles"]), num_threads=2,
-                           verbose=0, positivity=True)
-        dt = time.perf_counter() - t
-        # svmbir's (slice, row, col) = (y, z, x) with x mirrored (found by matching the truth)
-        v = rec.transpose(1, 0, 2)[:, :, ::-1]
-        e_in, e_all = _errors(v, truth, mask)
-        results["svmbir"] = dict(time=dt, err=e_in, err_all=e_all, iters=0, peak=float("nan"))
-        print(f"{'svmbir (qGGMRF MBIR)':22s} {dt:7.2f} s  error in particle {e_in:.3f}, "
-              f"whole box {e_all:.3f}")
-    try:
-        import astra  # noqa: F401
-    except ImportError:
-        print("astra-toolbox not importable (optional peer)")
-    else:
-        print("astra-toolbox importable: its CPU SIRT per slice is not wired into this run")
+        r = subprocess.run([python, f"{d}/child.py", d, str(n_iter), str(oversampling)],
+                           env=env, capture_output=True, text=True, timeout=timeout)
+        wall = time.perf_counter() - t
+        if r.returncode != 0:
+            raise RuntimeError(f"GENFIRE subprocess failed ({r.returncode}):\n{r.stderr[-3000:]}")
+        info = json.load(open(f"{d}/result.json"))
+        v = np.load(f"{d}/reconstruction.npy").transpose(2, 1, 0)
+    info["subprocess_wall_s"] = wall
+    return np.ascontiguousarray(v), info
+
+
+def _genfire_peer(ph, truth, mask, results, python, n_iter=100, oversampling=3):
+    import resource
+
+    n = truth.shape[0]
+    print(f"published GENFIRE ({python}): {n_iter} iterations, oversampling {oversampling}, "
+          f"default support (whole box), R_free on, resolution extension/suppression on")
+    v, info = run_published_genfire(python, ph["projections"], ph["angles"], n_iter=n_iter,
+                                    oversampling=oversampling)
+    v, frame, corr = _align_to_truth(v, truth)
+    e_in, e_all = _errors(v, truth, mask)
+    rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    results["genfire (published)"] = dict(time=info["time_s"], err=e_in, err_all=e_all,
+                                          iters=n_iter, peak=info["peak_rss_GiB"])
+    print(f"{'GENFIRE 1.1.11':22s} {info['time_s']:7.2f} s  {n_iter:4d} it "
+          f"{info['time_s'] / n_iter:8.3f} s/it  peak RSS {info['peak_rss_GiB']:.2f} GiB "
+          f"(largest child so far {rss_children:.2f} GiB)  error in particle {e_in:.3f}, whole "
+          f"box {e_all:.3f}  [{n}³; subprocess {info['subprocess_wall_s']:.1f} s with start-up; "
+          f"frame {frame}: " + ", ".join(f"{k} {c:.3f}" for k, c in corr.items()) + "]")
+
+
+def _gaussian_rows(pos, euler_deg, y_rows, x, vs, sigma_A=0.5):
+    """Exact projections (angle, len(y_rows), nx) of unit Gaussian atoms (the same values as
+    aet.testing.reconstruct.gaussian_atom_projections on those rows), for a single tilt axis:
+    y is unchanged by the rotation, so only atoms within 6σ of the rows contribute."""
+    from aet.testing.phantoms import rotation_matrix_zyz
+
+    sel = pos[(pos[:, 1] > y_rows[0] - 6 * sigma_A) & (pos[:, 1] < y_rows[-1] + 6 * sigma_A)]
+    amp = np.sqrt(2 * np.pi) * sigma_A / vs
+    gy = amp * np.exp(-((y_rows[None, :] - sel[:, 1:2]) ** 2) / (2 * sigma_A**2))  # (N, ny)
+    out = np.empty((len(euler_deg), len(y_rows), len(x)), np.float32)
+    for i, e in enumerate(euler_deg):
+        p = sel @ rotation_matrix_zyz(*np.radians(e)).T
+        gx = np.exp(-((x[None, :] - p[:, 0:1]) ** 2) / (2 * sigma_A**2))  # (N, nx)
+        out[i] = gy.T @ gx
+    return out
 
 
 def bench_out_of_core(n, n_iter=30, chunk_y=16):
@@ -205,7 +444,7 @@ def bench_out_of_core(n, n_iter=30, chunk_y=16):
     import xarray as xr
 
     from aet.reconstruct import reconstruct
-    from aet.testing.reconstruct import fcc_positions, gaussian_atom_projections
+    from aet.testing.reconstruct import fcc_positions
 
     print(f"\n== out-of-core single-axis RESIRE {n}³ × 47, y chunks of {chunk_y} ==")
     vs = 0.375
@@ -213,11 +452,12 @@ def bench_out_of_core(n, n_iter=30, chunk_y=16):
     eul = np.stack([0 * ang, ang, 0 * ang], 1)
     pos = fcc_positions(0.33 * n * vs)
     y = (np.arange(n) - n // 2) * vs
+    x = y.copy()
 
     def block(y0, y1):
-        sel = pos[np.abs(pos[:, 1] - 0.5 * (y[y0] + y[y1 - 1])) < 0.5 * (y1 - y0) * vs + 3]
-        full = gaussian_atom_projections(sel, eul, (n, n), vs)  # rows outside are ~0 anyway
-        return full[:, y0:y1].astype(np.float32)
+        # only the atoms within 3 Å (6σ) of the rows, only those rows: the full-detector
+        # einsum of gaussian_atom_projections costs N·ny·nx per angle (hours at 512³)
+        return _gaussian_rows(pos, eul, y[y0:y1], x, vs)
 
     parts = [dsa.from_delayed(dask.delayed(block)(y0, min(n, y0 + chunk_y)),
                               shape=(47, min(n, y0 + chunk_y) - y0, n), dtype=np.float32)
@@ -237,28 +477,55 @@ def bench_out_of_core(n, n_iter=30, chunk_y=16):
           f"(volume alone would be {n**3 * 4 / 2**30:.2f} GiB; target < 4 GiB at 512³)")
 
 
+def _default_genfire_python():
+    import os
+
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    path = os.path.join(cache, "aet", "genfire-venv", "bin", "python")
+    return path if os.path.exists(path) else None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--quick", action="store_true", help="64³ smoke run")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-astra", action="store_true", help="skip ASTRA's CPU SIRT")
+    ap.add_argument("--genfire-python", default=_default_genfire_python(), metavar="PATH",
+                    help="python of a venv with genfire 1.1.11 (benchmarks/setup_genfire_env.sh;"
+                         " default: its cache path when it exists); 'none' skips GENFIRE")
+    ap.add_argument("--peers-only", type=int, default=0, metavar="N",
+                    help="only aet RESIRE (+ GENFIRE os3 with --genfire-python) and the "
+                         "ASTRA/GENFIRE peers at N³, ratios from this run")
     ap.add_argument("--out-of-core", type=int, default=0, metavar="N",
                     help="only run the lazy single-axis RESIRE of an N³ volume into Zarr")
     ap.add_argument("--iterations", type=int, default=30)
     args = ap.parse_args()
+    gp = None if (args.genfire_python or "none").lower() == "none" else args.genfire_python
+    print(f"load average at start: {_loadavg()}")
     if args.out_of_core:
         bench_out_of_core(args.out_of_core, n_iter=args.iterations)
-        return
-    n = 64 if args.quick else 128
-    bench_projectors(n)
-    bench_fourier(n)
-    bench_nufft(min(n, 64))
-    bench_methods(n, peers=not args.no_peers)
-    if args.size >= 256 and not args.quick:
-        print("\n== 256³ ==")
-        bench_projectors(256)
-        bench_fourier(256, oversampling=3.0)
-        bench_methods(256, peers=False)
+    elif args.peers_only:
+        bench_methods(args.peers_only, genfire_python=gp, only_peers=True,
+                      astra=not args.no_astra)
+    else:
+        n = 64 if args.quick else 128
+        bench_projectors(n)
+        bench_fourier(n)
+        bench_nufft(min(n, 64))
+        bench_methods(n, peers=not args.no_peers, genfire_python=gp, astra=not args.no_astra)
+        if args.size >= 256 and not args.quick:
+            print("\n== 256³ ==")
+            bench_projectors(256)
+            bench_fourier(256, oversampling=3.0)
+            bench_methods(256, peers=False)
+    print(f"load average at end: {_loadavg()}")
+
+
+def _loadavg():
+    import os
+
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
