@@ -364,3 +364,338 @@ def bp_euler_par(proj, Ms, acc):
             a = k // nyd
             v = k - a * nyd
             _bp_row(proj[a, v], Ms[a], acc[th], v, nxd, nyd // 2, nxd // 2)
+
+
+# --------------------------------------------------------------------------------------------
+# general Euler angles, shear-warp factorisation
+#
+# The ray of detector pixel (u, v) is r(t) = e + t·d with e = Rᵀ(u, v, 0), d = Rᵀ(0, 0, 1)
+# (volume voxel units, relative to the centre). Pick the principal axis k of d (|d_k| largest)
+# and name the other two (a, b). Stepping from slice to slice along k instead of in unit steps
+# along t, the line integral is (1/|d_k|)·Σ_k V(k, A + kc·s_a, B + kc·s_b), where kc = k − n_k//2,
+# s_a = d_a/d_k, s_b = d_b/d_k and (A, B) is where the ray crosses the central slice, an affine
+# function of (u, v). So one projection is
+#
+#   1. the *shear*: every slice k is shifted by (kc·s_a, kc·s_b) and added into an
+#      intermediate image I(A, B) — bilinear in the slice, but with the same weights for the
+#      whole slice, so the inner loop is a contiguous, vectorisable 4-tap stencil;
+#   2. the *warp*: P(u, v) = I(A(u, v), B(u, v)) / |d_k|, a 2D resampling by cubic
+#      convolution (Keys, a = -1/2): O(n²) per projection against O(n³) for the shear, and far
+#      less blur than a second bilinear step (the result stays close to trilinear ray casting).
+#
+# The volume is read in a layout (k, a, b) with b innermost and a one-voxel zero border in a
+# and b ("padded"), so the stencil needs no bounds tests: z-principal (z, y, x), y-principal
+# (y, z, x), x-principal (x, z, y). The intermediate image of projection j lives in
+# a flat float32 buffer ``ibuf`` from offset geo[j, 11], C-contiguous (NA + 2·SW_BORDER,
+# NB + 2·SW_BORDER) with a zero border (contiguous rows are what lets the stencil vectorise);
+# I[ia, ib] = ipad[ia + SW_BORDER, ib + SW_BORDER] sits at A = ia + a0, B = ib + b0.
+# ``geo`` holds per projection (float64):
+#   0 s_a, 1 s_b, 2 a0, 3 b0, 4 NA, 5 NB, 6 dA/du, 7 dA/dv, 8 dB/du, 9 dB/dv, 10 1/|d_k|,
+#   11 offset of its intermediate image in ``ibuf``.
+# The back projector runs the transposed steps in reverse order: scatter of the warp, then a
+# gather over each volume slice (parallel over slices, no write conflicts).
+
+
+# zero border (pixels) of the intermediate images: the cubic warp reads floor(A) - 1 ... + 2
+SW_BORDER = 3
+
+
+@jit()
+def sw_shift_params(geo_j, kc, ca, cb):
+    """Integer offsets and bilinear weights of slice ``kc`` (relative) for one projection."""
+    fa = geo_j[2] + ca + kc * geo_j[0]
+    fb = geo_j[3] + cb + kc * geo_j[1]
+    ja = int(math.floor(fa))
+    jb = int(math.floor(fb))
+    wa = np.float32(fa - ja)
+    wb = np.float32(fb - jb)
+    one = np.float32(1.0)
+    return ja, jb, (one - wa) * (one - wb), (one - wa) * wb, wa * (one - wb), wa * wb
+
+
+@jit()
+def keys_weights(t):
+    """Cubic convolution (Keys, a = -1/2, Catmull-Rom) weights of taps -1, 0, 1, 2 at
+    fractional offset ``t`` in [0, 1) (float32; they sum to 1)."""
+    t = np.float32(t)
+    h = np.float32(0.5)
+    w0 = ((-h * t + np.float32(1.0)) * t - h) * t
+    w1 = (np.float32(1.5) * t - np.float32(2.5)) * t * t + np.float32(1.0)
+    w2 = ((np.float32(-1.5) * t + np.float32(2.0)) * t + h) * t
+    w3 = (h * t - h) * t * t
+    return w0, w1, w2, w3
+
+
+@jit()
+def _ipad(ibuf, geo, j):
+    """C-contiguous (NA + 2·SW_BORDER, NB + 2·SW_BORDER) intermediate image of projection j
+    (a view of the flat buffer ``ibuf``; its start offset is ``geo[j, 11]``)."""
+    h = int(geo[j, 4]) + 2 * SW_BORDER
+    w = int(geo[j, 5]) + 2 * SW_BORDER
+    o = int(geo[j, 11])
+    return ibuf[o:o + h * w].reshape((h, w))
+
+
+@jit()
+def _sw_shear_fp(vp, geo_j, ipad, k0, k1):
+    """Add the sheared slices k0 ≤ k < k1 of ``vp`` (nk, na+2, nb+2) into ``ipad`` (interior)."""
+    nk, na2, nb2 = vp.shape
+    na = na2 - 2
+    nb = nb2 - 2
+    NA = int(geo_j[4])
+    NB = int(geo_j[5])
+    ck = nk // 2
+    ca = na // 2
+    cb = nb // 2
+    B = SW_BORDER
+    for k in range(k0, k1):
+        ja, jb, w00, w01, w10, w11 = sw_shift_params(geo_j, k - ck, ca, cb)
+        lo_a = max(0, -ja - 1)
+        hi_a = min(NA, na - ja)
+        lo_b = max(0, -jb - 1)
+        hi_b = min(NB, nb - jb)
+        m = hi_b - lo_b
+        if m <= 0:
+            continue
+        c0 = lo_b + jb + 1
+        for ia in range(lo_a, hi_a):
+            # row slices so that the inner index is the loop counter (no wrap-around test:
+            # the loop vectorises)
+            r0 = vp[k, ia + ja + 1, c0:c0 + m + 1]
+            r1 = vp[k, ia + ja + 2, c0:c0 + m + 1]
+            row = ipad[ia + B, lo_b + B:lo_b + B + m]
+            for i in range(m):
+                row[i] += (w00 * r0[i] + w01 * r0[i + 1]
+                           + w10 * r1[i] + w11 * r1[i + 1])
+
+
+@jit()
+def _sw_warp_fp(ipad, geo_j, out2d):
+    """out2d (nyd, nxd) += I(A(u, v), B(u, v)) / |d_k| (cubic convolution, zero outside)."""
+    nyd, nxd = out2d.shape
+    cvd = nyd // 2
+    cud = nxd // 2
+    NA = int(geo_j[4])
+    NB = int(geo_j[5])
+    a0 = geo_j[2]
+    b0 = geo_j[3]
+    scale = np.float32(geo_j[10])
+    B = SW_BORDER
+    for vd in range(nyd):
+        v = vd - cvd
+        fa0 = geo_j[7] * v - a0
+        fb0 = geo_j[9] * v - b0
+        orow = out2d[vd]
+        for ud in range(nxd):
+            u = ud - cud
+            fa = fa0 + geo_j[6] * u
+            fb = fb0 + geo_j[8] * u
+            ia = int(math.floor(fa))
+            ib = int(math.floor(fb))
+            if ia < -2 or ia > NA or ib < -2 or ib > NB:
+                continue
+            a0w, a1w, a2w, a3w = keys_weights(fa - ia)
+            b0w, b1w, b2w, b3w = keys_weights(fb - ib)
+            c = ib + B - 1
+            acc = np.float32(0.0)
+            for m in range(4):
+                wa = a0w if m == 0 else (a1w if m == 1 else (a2w if m == 2 else a3w))
+                r = ipad[ia + B - 1 + m]
+                acc += wa * (b0w * r[c] + b1w * r[c + 1] + b2w * r[c + 2] + b3w * r[c + 3])
+            orow[ud] += scale * acc
+
+
+@jit()
+def _sw_warp_bp(row_img, geo_j, ipad):
+    """Adjoint of :func:`_sw_warp_fp`: scatter (nyd, nxd) into ``ipad`` (zeroed here; the
+    border is cleared afterwards: the forward warp reads it as zero)."""
+    nyd, nxd = row_img.shape
+    cvd = nyd // 2
+    cud = nxd // 2
+    NA = int(geo_j[4])
+    NB = int(geo_j[5])
+    a0 = geo_j[2]
+    b0 = geo_j[3]
+    scale = np.float32(geo_j[10])
+    B = SW_BORDER
+    ipad[...] = 0
+    for vd in range(nyd):
+        v = vd - cvd
+        fa0 = geo_j[7] * v - a0
+        fb0 = geo_j[9] * v - b0
+        prow = row_img[vd]
+        for ud in range(nxd):
+            val = prow[ud] * scale
+            if val == 0:
+                continue
+            u = ud - cud
+            fa = fa0 + geo_j[6] * u
+            fb = fb0 + geo_j[8] * u
+            ia = int(math.floor(fa))
+            ib = int(math.floor(fb))
+            if ia < -2 or ia > NA or ib < -2 or ib > NB:
+                continue
+            a0w, a1w, a2w, a3w = keys_weights(fa - ia)
+            b0w, b1w, b2w, b3w = keys_weights(fb - ib)
+            c = ib + B - 1
+            for m in range(4):
+                wa = a0w if m == 0 else (a1w if m == 1 else (a2w if m == 2 else a3w))
+                g = wa * val
+                r = ipad[ia + B - 1 + m]
+                r[c] += b0w * g
+                r[c + 1] += b1w * g
+                r[c + 2] += b2w * g
+                r[c + 3] += b3w * g
+    for ib in range(NB + 2 * B):
+        for m in range(B):
+            ipad[m, ib] = 0
+            ipad[NA + B + m, ib] = 0
+    for ia in range(NA + 2 * B):
+        for m in range(B):
+            ipad[ia, m] = 0
+            ipad[ia, NB + B + m] = 0
+
+
+@jit()
+def _sw_shear_bp(ibuf, geo, idx, vk, k0, k1):
+    """Adjoint of :func:`_sw_shear_fp` for slices k0 ≤ k < k1 of ``vk`` (nk, na, nb), unpadded,
+    summed over the projections ``idx`` (adds): a gather from each intermediate image."""
+    nk, na, nb = vk.shape
+    ck = nk // 2
+    ca = na // 2
+    cb = nb // 2
+    B = SW_BORDER
+    for k in range(k0, k1):
+        for q in range(idx.shape[0]):
+            j = idx[q]
+            g = geo[j]
+            NA = int(g[4])
+            NB = int(g[5])
+            ja, jb, w00, w01, w10, w11 = sw_shift_params(g, k - ck, ca, cb)
+            ip = _ipad(ibuf, geo, j)
+            # padded row r = real row + 1 takes I rows r - ja - 1 (w0·) and r - ja - 2 (w1·),
+            # columns likewise; I[i] = ip[i + B], zero for i outside [0, NA): the border
+            lo_r = max(1, ja + 2 - B)
+            hi_r = min(na, ja + NA + B)
+            lo_c = max(1, jb + 2 - B)
+            hi_c = min(nb, jb + NB + B)
+            sa = B - ja - 1
+            sb = B - jb - 1
+            m = hi_c - lo_c + 1
+            if m <= 0:
+                continue
+            c0 = lo_c + sb - 1
+            for r in range(lo_r, hi_r + 1):
+                p0 = ip[r + sa, c0:c0 + m + 1]
+                p1 = ip[r + sa - 1, c0:c0 + m + 1]
+                o = vk[k, r - 1, lo_c - 1:lo_c - 1 + m]
+                for i in range(m):
+                    o[i] += (w00 * p0[i + 1] + w01 * p0[i]
+                             + w10 * p1[i + 1] + w11 * p1[i])
+
+
+@jit()
+def fp_shearwarp(vp, geo, idx, ibuf, out):
+    """Serial shear-warp forward projection of the projections ``idx`` (adds into out)."""
+    nk = vp.shape[0]
+    for q in range(idx.shape[0]):
+        j = idx[q]
+        ip = _ipad(ibuf, geo, j)
+        ip[...] = 0
+        _sw_shear_fp(vp, geo[j], ip, 0, nk)
+        _sw_warp_fp(ip, geo[j], out[j])
+
+
+@jit(parallel=True)
+def fp_shearwarp_par(vp, geo, idx, ibuf, out):
+    """Parallel :func:`fp_shearwarp`, one projection per task."""
+    nk = vp.shape[0]
+    for q in prange(idx.shape[0]):
+        j = idx[q]
+        ip = _ipad(ibuf, geo, j)
+        ip[...] = 0
+        _sw_shear_fp(vp, geo[j], ip, 0, nk)
+        _sw_warp_fp(ip, geo[j], out[j])
+
+
+@jit()
+def bp_shearwarp(proj, geo, idx, ibuf, vk):
+    """Serial adjoint of :func:`fp_shearwarp`: ``vk`` (nk, na, nb) in the (k, a, b) layout, adds."""
+    for q in range(idx.shape[0]):
+        j = idx[q]
+        _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
+    _sw_shear_bp(ibuf, geo, idx, vk, 0, vk.shape[0])
+
+
+@jit(parallel=True)
+def bp_shearwarp_par(proj, geo, idx, ibuf, vk):
+    """Parallel :func:`bp_shearwarp`: warps in parallel over projections, then the gather in
+    parallel over slices."""
+    for q in prange(idx.shape[0]):
+        j = idx[q]
+        _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
+    for k in prange(vk.shape[0]):
+        _sw_shear_bp(ibuf, geo, idx, vk, k, k + 1)
+
+
+@jit()
+def _pad_permute_block(vol, axis, vp, z0, z1):
+    nz, ny, nx = vol.shape
+    for z in range(z0, z1):
+        if axis == 2:
+            for y in range(ny):
+                for x in range(nx):
+                    vp[z, y + 1, x + 1] = vol[z, y, x]
+        elif axis == 1:
+            for y in range(ny):
+                for x in range(nx):
+                    vp[y, z + 1, x + 1] = vol[z, y, x]
+        else:
+            for x in range(nx):
+                for y in range(ny):
+                    vp[x, z + 1, y + 1] = vol[z, y, x]
+
+
+@jit()
+def _permute_add_block(vk, axis, vol, z0, z1):
+    nz, ny, nx = vol.shape
+    for z in range(z0, z1):
+        if axis == 2:
+            for y in range(ny):
+                for x in range(nx):
+                    vol[z, y, x] += vk[z, y, x]
+        elif axis == 1:
+            for y in range(ny):
+                for x in range(nx):
+                    vol[z, y, x] += vk[y, z, x]
+        else:
+            for y in range(ny):
+                for x in range(nx):
+                    vol[z, y, x] += vk[x, z, y]
+
+
+@jit()
+def pad_permute(vol, axis, vp):
+    """Copy ``vol`` (z, y, x) into the padded principal-axis layout ``vp`` (interior only; the
+    zero border is the caller's): axis 2 → (z, y, x), 1 → (y, z, x), 0 → (x, z, y)."""
+    _pad_permute_block(vol, axis, vp, 0, vol.shape[0])
+
+
+@jit(parallel=True)
+def pad_permute_par(vol, axis, vp):
+    """Parallel :func:`pad_permute` over z."""
+    for z in prange(vol.shape[0]):
+        _pad_permute_block(vol, axis, vp, z, z + 1)
+
+
+@jit()
+def permute_add(vk, axis, vol):
+    """Add ``vk`` in the (unpadded) principal-axis layout of ``axis`` into ``vol`` (z, y, x)."""
+    _permute_add_block(vk, axis, vol, 0, vol.shape[0])
+
+
+@jit(parallel=True)
+def permute_add_par(vk, axis, vol):
+    """Parallel :func:`permute_add` over z."""
+    for z in prange(vol.shape[0]):
+        _permute_add_block(vk, axis, vol, z, z + 1)

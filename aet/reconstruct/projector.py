@@ -2,9 +2,20 @@
 
 Frame (DESIGN.md): volume ``(z, y, x)`` with the centre at index ``n // 2`` of every axis;
 projections ``(angle, y, x)`` with the centre at ``n // 2``; Euler angles (φ, θ, ψ) in degrees,
-R = R_z(φ)·R_y(θ)·R_z(ψ) active, projection = rotated object summed along z. Interpolation is
-trilinear (bilinear for a single tilt axis), unit steps along the ray; :func:`back_project` is
-the exact adjoint of :func:`forward_project` (⟨A x, y⟩ = ⟨x, Aᵀ y⟩ to float32 rounding).
+R = R_z(φ)·R_y(θ)·R_z(ψ) active, projection = rotated object summed along z.
+
+Discretisations (:class:`Projector` ``method``):
+
+- single tilt axis (φ = ψ = 0): bilinear in each y-slice, unit steps along the ray;
+- ``"shearwarp"`` (default for general angles): the line integral is taken slice by slice along
+  the volume axis closest to the ray (bilinear in each slice, the same weights for a whole
+  slice), into an intermediate image that a 2D bilinear warp maps onto the detector (see
+  ``_kernels.py``) — one extra 2D interpolation, ~6-10× faster than ray casting;
+- ``"trilinear"``: trilinear ray casting in unit steps along every ray (the slow exact twin of
+  ``tests/reference/reconstruct.py``).
+
+:func:`back_project` is the exact adjoint of :func:`forward_project` in every case
+(⟨A x, y⟩ = ⟨x, Aᵀ y⟩ to float32 rounding).
 """
 
 from __future__ import annotations
@@ -15,8 +26,11 @@ import numpy as np
 from ..model._meta import rotation_matrices as _rotation_matrices
 from . import _kernels as K
 
-__all__ = ["Projector", "back_project", "euler_as_array", "forward_project",
-           "is_single_axis_euler", "rotation_matrices"]
+__all__ = ["METHODS", "Projector", "back_project", "euler_as_array", "forward_project",
+           "is_single_axis_euler", "rotation_matrices", "shear_warp_geometry"]
+
+#: discretisations of the general-angle projector pair
+METHODS = ("auto", "shearwarp", "trilinear")
 
 
 def euler_as_array(euler_deg, name: str = "euler_deg") -> np.ndarray:
@@ -50,6 +64,74 @@ def rotation_matrices(euler_deg) -> np.ndarray:
     return _rotation_matrices(euler_as_array(euler_deg))
 
 
+# (k, a, b) axes of the principal-axis layouts, as (x, y, z) = (0, 1, 2) indices: slices k,
+# rows a, contiguous b. k = z: (z, y, x); k = y: (y, z, x); k = x: (x, z, y).
+_LAYOUT = {2: (2, 1, 0), 1: (1, 2, 0), 0: (0, 2, 1)}
+
+
+def principal_axis(d) -> int:
+    """Volume axis (x, y, z) = (0, 1, 2) closest to the ray direction ``d`` (ties: z, x, y)."""
+    ax, ay, az = (abs(float(c)) for c in d)
+    if az >= max(ax, ay) - 1e-9:
+        return 2
+    return 0 if ax >= ay - 1e-9 else 1
+
+
+def shear_warp_geometry(euler_deg, volume_shape, detector_shape):
+    """Per-projection parameters of the shear-warp projector.
+
+    Parameters
+    ----------
+    euler_deg : array_like
+        ``(n, 3)`` Euler angles (φ, θ, ψ) in degrees (or 1D tilt angles θ).
+    volume_shape, detector_shape : tuple of int
+        ``(nz, ny, nx)`` and ``(ny_det, nx_det)``.
+
+    Returns
+    -------
+    axis : ndarray of int64, shape (n,)
+        Principal volume axis of each projection, (x, y, z) = (0, 1, 2).
+    geo : ndarray of float64, shape (n, 11)
+        s_a, s_b (shear per slice), a0, b0 (intermediate-grid origin, voxels relative to the
+        volume centre), NA, NB (grid size), dA/du, dA/dv, dB/du, dB/dv (detector → grid
+        affine map), 1/|d_k| (step length per slice); see ``_kernels.py``. The grid is the
+        part of the sheared slices' footprint that the detector reads, so a detector narrower
+        than the box (padded films) costs only its own field of view.
+    """
+    e = euler_as_array(euler_deg)
+    M = np.transpose(rotation_matrices(e), (0, 2, 1))
+    nz, ny, nx = (int(s) for s in volume_shape)
+    sizes = (nx, ny, nz)
+    nyd, nxd = (int(s) for s in detector_shape)
+    us = np.array([-(nxd // 2), nxd - 1 - nxd // 2], float)
+    vs = np.array([-(nyd // 2), nyd - 1 - nyd // 2], float)
+    uu, vv = np.meshgrid(us, vs)
+    axis = np.empty(len(e), np.int64)
+    geo = np.zeros((len(e), 11))
+    for j in range(len(e)):
+        d = M[j, :, 2]
+        k, a, b = _LAYOUT[principal_axis(d)]
+        axis[j] = k
+        s_a, s_b = d[a] / d[k], d[b] / d[k]
+        g = (M[j, a, 0] - M[j, k, 0] * s_a, M[j, a, 1] - M[j, k, 1] * s_a,
+             M[j, b, 0] - M[j, k, 0] * s_b, M[j, b, 1] - M[j, k, 1] * s_b)
+        kc = np.array([-(sizes[k] // 2), sizes[k] - 1 - sizes[k] // 2], float)
+        origin = []
+        for ax_i, s_i, gu, gv in ((a, s_a, g[0], g[1]), (b, s_b, g[2], g[3])):
+            c = sizes[ax_i] // 2
+            # support: some slice has a tap inside the box, (-1, n) in absolute index
+            sup_lo = np.floor(np.min(-1.0 - c - kc * s_i))
+            sup_hi = np.ceil(np.max(sizes[ax_i] - c - kc * s_i))
+            # the detector's footprint, with the -1 ... +2 taps of the cubic warp
+            det = gu * uu + gv * vv
+            lo = max(sup_lo, np.floor(det.min()) - 1)
+            hi = min(sup_hi, np.floor(det.max()) + 2)
+            origin.append((lo, max(0.0, hi - lo + 1)))
+        geo[j] = (s_a, s_b, origin[0][0], origin[1][0], origin[0][1], origin[1][1], *g,
+                  1.0 / abs(d[k]))
+    return axis, geo
+
+
 _MIN_PARALLEL_WORK = 4_000_000
 
 
@@ -76,10 +158,16 @@ class Projector:
         ``False`` for per-chunk dask calls.
     single_axis : bool, optional
         Force (``True``) or forbid (``False``) the single-axis fast path; default: automatic.
+    method : {"auto", "shearwarp", "trilinear"}
+        Discretisation of the general-angle pair (module docstring): ``"auto"`` is the
+        single-axis path when φ = ψ = 0 (and ``single_axis`` allows it), else ``"shearwarp"``.
+        ``"trilinear"`` is the slower ray caster, kept as the exact twin of the reference.
     """
 
     def __init__(self, euler_deg, volume_shape, *, detector_shape=None, parallel=True,
-                 single_axis=None):
+                 single_axis=None, method="auto"):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.euler = euler_as_array(euler_deg)
         self.volume_shape = tuple(int(s) for s in volume_shape)
         if len(self.volume_shape) != 3:
@@ -98,6 +186,10 @@ class Projector:
                 f"detector_shape {self.detector_shape}"
             )
         self.single_axis = bool(single_axis)
+        if self.single_axis:
+            self.method = "single_axis"
+        else:
+            self.method = "shearwarp" if method == "auto" else method
         # threads pay off only on real work: below ~4·10⁶ interpolations a parallel region's
         # start-up and barrier cost more than they save (and far more on a loaded machine)
         work = len(self.euler) * nz * ny * max(nx, self.detector_shape[1])
@@ -107,6 +199,18 @@ class Projector:
         self._sin = np.ascontiguousarray(np.sin(th))
         self._Ms = np.ascontiguousarray(np.transpose(rotation_matrices(self.euler), (0, 2, 1)))
         self.n_angles = len(self.euler)
+        if self.method == "shearwarp":
+            self._sw_axis, self._sw_geo = shear_warp_geometry(
+                self.euler, self.volume_shape, self.detector_shape)
+            self._sw_groups = [(int(ax), np.flatnonzero(self._sw_axis == ax))
+                               for ax in (2, 0, 1) if np.any(self._sw_axis == ax)]
+            sizes = ((self._sw_geo[:, 4] + 2 * K.SW_BORDER)
+                     * (self._sw_geo[:, 5] + 2 * K.SW_BORDER)).astype(np.int64)
+            offsets = np.concatenate([[0], np.cumsum(sizes)])
+            self._sw_geo = np.ascontiguousarray(
+                np.column_stack([self._sw_geo, offsets[:-1].astype(np.float64)]))
+            self._sw_ipads = np.zeros(int(offsets[-1]), np.float32)
+            self._sw_buf = {}
 
     # -- layouts ----------------------------------------------------------------------------
     @property
@@ -145,11 +249,30 @@ class Projector:
                 K.fp_single_axis_par(vol, self._cos, self._sin, out)
             else:
                 K.fp_single_axis(vol, self._cos, self._sin, out)
+        elif self.method == "shearwarp":
+            pad = K.pad_permute_par if self.parallel else K.pad_permute
+            fp = K.fp_shearwarp_par if self.parallel else K.fp_shearwarp
+            for ax, idx in self._sw_groups:
+                vp = self._sw_buffer(("pad", ax), 2)
+                pad(vol, ax, vp)
+                fp(vp, self._sw_geo, idx, self._sw_ipads, out)
         elif self.parallel:
             K.fp_euler_par(vol, self._Ms, out)
         else:
             K.fp_euler(vol, self._Ms, out)
         return out
+
+    def _sw_buffer(self, key, pad):
+        """Volume in the principal-axis layout of ``key[1]`` (zero border of ``pad // 2``),
+        allocated once: the forward kernels write only its interior."""
+        buf = self._sw_buf.get(key)
+        if buf is None:
+            nz, ny, nx = self.volume_shape
+            sizes = (nx, ny, nz)
+            k, a, b = _LAYOUT[key[1]]
+            buf = np.zeros((sizes[k], sizes[a] + pad, sizes[b] + pad), np.float32)
+            self._sw_buf[key] = buf
+        return buf
 
     def adjoint(self, proj, out=None):
         """Aᵀ·proj in the internal layout (float32, C-contiguous)."""
@@ -163,6 +286,17 @@ class Projector:
                 K.bp_single_axis_par(proj, self._cos, self._sin, out, self._scratch(shape))
             else:
                 K.bp_single_axis(proj, self._cos, self._sin, out)
+        elif self.method == "shearwarp":
+            bp = K.bp_shearwarp_par if self.parallel else K.bp_shearwarp
+            add = K.permute_add_par if self.parallel else K.permute_add
+            for ax, idx in self._sw_groups:
+                if ax == 2:
+                    bp(proj, self._sw_geo, idx, self._sw_ipads, out)
+                else:
+                    vk = self._sw_buffer(("acc", ax), 0)
+                    vk[...] = 0
+                    bp(proj, self._sw_geo, idx, self._sw_ipads, vk)
+                    add(vk, ax, out)
         elif self.parallel and numba.get_num_threads() > 1:
             acc = self._scratch(shape, extra=1)
             acc[...] = 0
@@ -189,7 +323,8 @@ class Projector:
         return int(round(float(self.forward(ones).sum())))
 
 
-def forward_project(vol_zyx, euler_deg, *, detector_shape=None, parallel=True) -> np.ndarray:
+def forward_project(vol_zyx, euler_deg, *, detector_shape=None, parallel=True,
+                    method="auto") -> np.ndarray:
     """Project a volume at the given Euler angles.
 
     Parameters
@@ -203,6 +338,8 @@ def forward_project(vol_zyx, euler_deg, *, detector_shape=None, parallel=True) -
         ``(ny_det, nx_det)`` of each projection, centred at ``n // 2``; default ``(ny, nx)``.
     parallel : bool
         Multi-threaded (in-memory) or serial (inside dask tasks).
+    method : {"auto", "shearwarp", "trilinear"}
+        Discretisation for general angles (:class:`Projector`).
 
     Returns
     -------
@@ -220,11 +357,13 @@ def forward_project(vol_zyx, euler_deg, *, detector_shape=None, parallel=True) -
     vol = np.asarray(vol_zyx)
     if vol.ndim != 3:
         raise ValueError(f"vol_zyx must have 3 dims (z, y, x), got shape {vol.shape}")
-    op = Projector(euler_deg, vol.shape, detector_shape=detector_shape, parallel=parallel)
+    op = Projector(euler_deg, vol.shape, detector_shape=detector_shape, parallel=parallel,
+                   method=method)
     return op.from_internal_projections(op.forward(op.to_internal_volume(vol)))
 
 
-def back_project(proj_ayx, euler_deg, *, volume_shape, parallel=True) -> np.ndarray:
+def back_project(proj_ayx, euler_deg, *, volume_shape, parallel=True,
+                 method="auto") -> np.ndarray:
     """Exact adjoint of :func:`forward_project`: smear projections back into a volume.
 
     Parameters
@@ -237,6 +376,8 @@ def back_project(proj_ayx, euler_deg, *, volume_shape, parallel=True) -> np.ndar
         ``(nz, ny, nx)`` of the output.
     parallel : bool
         Multi-threaded or serial.
+    method : {"auto", "shearwarp", "trilinear"}
+        As in :func:`forward_project`.
 
     Returns
     -------
@@ -245,7 +386,8 @@ def back_project(proj_ayx, euler_deg, *, volume_shape, parallel=True) -> np.ndar
     p = np.asarray(proj_ayx)
     if p.ndim != 3:
         raise ValueError(f"proj_ayx must have 3 dims (angle, y, x), got shape {p.shape}")
-    op = Projector(euler_deg, volume_shape, detector_shape=p.shape[1:], parallel=parallel)
+    op = Projector(euler_deg, volume_shape, detector_shape=p.shape[1:], parallel=parallel,
+                   method=method)
     if len(op.euler) != p.shape[0]:
         raise ValueError(
             f"euler_deg has {len(op.euler)} entries but proj_ayx has {p.shape[0]} projections; "

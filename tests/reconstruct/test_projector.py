@@ -1,4 +1,8 @@
-"""Projector kernels: equal to their NumPy twins, matched adjoint, DESIGN.md frame, laziness."""
+"""Projector kernels: equal to their NumPy twins, matched adjoint, DESIGN.md frame, laziness.
+
+General Euler angles run here on the trilinear ray caster (``method="trilinear"``), the exact
+twin of tests/reference/reconstruct.py; the default shear-warp pair is tested in
+test_euler_fast.py."""
 
 from __future__ import annotations
 
@@ -28,12 +32,12 @@ def test_kernels_equal_numpy_twins(shape, euler, dtype, parallel, rng, monkeypat
     # small problems normally run serially; force the prange kernels here
     monkeypatch.setattr(projector, "_MIN_PARALLEL_WORK", 0 if parallel else 10**12)
     vol = rng.random(shape).astype(dtype)
-    p = forward_project(vol, euler, parallel=parallel)
+    p = forward_project(vol, euler, parallel=parallel, method="trilinear")
     ref = forward_project_reference(vol, euler)
     assert p.dtype == np.float32 and p.shape == (len(euler), shape[1], shape[2])
     np.testing.assert_allclose(p, ref, rtol=0, atol=2e-6 * np.abs(ref).max())
     y = rng.random(p.shape).astype(dtype)
-    b = back_project(y, euler, volume_shape=shape, parallel=parallel)
+    b = back_project(y, euler, volume_shape=shape, parallel=parallel, method="trilinear")
     bref = back_project_reference(y, euler, shape)
     np.testing.assert_allclose(b, bref, rtol=0, atol=2e-6 * np.abs(bref).max())
 
@@ -44,7 +48,7 @@ def test_detector_other_than_volume_equals_twin(det, rng):
     for euler in (SINGLE, EULER):
         if euler is SINGLE and det[0] != 9:
             continue
-        p = forward_project(vol, euler, detector_shape=det)
+        p = forward_project(vol, euler, detector_shape=det, method="trilinear")
         np.testing.assert_allclose(p, forward_project_reference(vol, euler, det), atol=1e-5)
 
 
@@ -53,7 +57,7 @@ def test_detector_other_than_volume_equals_twin(det, rng):
 def test_adjoint_is_matched(euler, parallel, rng, monkeypatch):
     monkeypatch.setattr(projector, "_MIN_PARALLEL_WORK", 0 if parallel else 10**12)
     shape = (24, 17, 30)
-    op = Projector(euler, shape)
+    op = Projector(euler, shape, method="trilinear")
     assert op.parallel is parallel
     x = op.to_internal_volume(rng.standard_normal(shape))
     y = rng.standard_normal(op.internal_projection_shape).astype(np.float32)
@@ -72,7 +76,7 @@ def test_matches_reference_projector_and_point_formula(euler):
     vs = 0.5
     p = np.array([3.0, 1.0, 2.0])
     vol = gaussian_atoms_volume([p], (33, 34, 35), vs, sigma_A=0.6).values
-    img = forward_project(vol, [euler])[0]
+    img = forward_project(vol, [euler], method="trilinear")[0]
     # tests/reference/projector.py (map_coordinates, DESIGN frame): same numbers
     ref = project_volume_reference(vol, euler)
     np.testing.assert_allclose(img, ref, atol=2e-6 * ref.max())
