@@ -467,18 +467,25 @@ _TWO_PI_SQRT = math.sqrt(2.0 * math.pi)
 _EIGHT_PI2 = 8.0 * math.pi * math.pi
 
 
-def _projection_kernel_impl(pos, sp, H, B, kw, ks2, R2, meas, x0, y0, px, cutoff, mode):
+def _projection_kernel_impl(pos, sp, H, B, kw, ks2, R2, shifts, meas, x0, y0, px, cutoff,
+                            mode):
     """Model projections of Gaussian atoms against measured images.
 
     Atom j of species s = sp[j]: a 3D Gaussian of peak height H[s] and variance
     v = B[s] / 8π² (Å²), projected along z after the rotation whose first two rows are
-    ``R2[k]`` and convolved with Σ_g kw[g] N(0, ks2[g]):
+    ``R2[k]``, displaced in the image by ``shifts[k] = (sx, sy)`` (Å), i.e. centred at
+    ``(u, w) = R2[k] · p + shifts[k]``, and convolved with Σ_g kw[g] N(0, ks2[g]):
     Σ_g kw[g] H √(2π) v^{3/2} / S_g · exp(-ρ² / 2 S_g), S_g = v + ks2[g]; sampled at pixel
     centres x = x0 + i px, y = y0 + j px (Å) within ``cutoff`` widths of the atom.
 
-    ``mode``: 0 loss only; 1 + position gradient; 2 + H, B gradients; 3 + per-atom 3×3
-    Gauss–Newton blocks; 4 + per-atom ⟨residual, m_j⟩ and ‖m_j‖² (add/remove tests).
+    ``mode``: 0 loss only; 1 + position gradient and the per-projection gradients
+    ∂L/∂shifts[k] (Σ_j ∂L/∂(u_j, w_j)) and ∂L/∂R2[k] (Σ_j ∂L/∂(u_j, w_j) ⊗ p_j); 2 + H, B
+    gradients; 3 + per-atom 3×3 Gauss–Newton blocks; 4 + per-atom ⟨residual, m_j⟩ and
+    ‖m_j‖² (add/remove tests).
     Loss = ½ Σ (model − meas)²; also returns Σ |model − meas|.
+    Returns ``(loss, l1, g_pos (n, 3), g_H (ns,), g_B (ns,), F (n, 3, 3), dot (n,),
+    nrm (n,), g_shifts (n_proj, 2), g_R2 (n_proj, 2, 3))`` (unused outputs are zeros of
+    length 1).
     """
     nproj, ny, nx = meas.shape
     n = pos.shape[0]
@@ -509,6 +516,8 @@ def _projection_kernel_impl(pos, sp, H, B, kw, ks2, R2, meas, x0, y0, px, cutoff
     na = n if mode == 4 else 1
     dot_k = np.zeros((nproj, na))
     nrm_k = np.zeros((nproj, na))
+    gsh_k = np.zeros((nproj, 2))
+    gR_k = np.zeros((nproj, 2, 3))
     for k in prange(nproj):
         model = np.zeros((ny, nx))
         ex = np.empty((ng, 2 * rad + 1))
@@ -516,8 +525,10 @@ def _projection_kernel_impl(pos, sp, H, B, kw, ks2, R2, meas, x0, y0, px, cutoff
         uu = np.empty(n)
         ww = np.empty(n)
         for j in range(n):
-            uu[j] = R2[k, 0, 0] * pos[j, 0] + R2[k, 0, 1] * pos[j, 1] + R2[k, 0, 2] * pos[j, 2]
-            ww[j] = R2[k, 1, 0] * pos[j, 0] + R2[k, 1, 1] * pos[j, 1] + R2[k, 1, 2] * pos[j, 2]
+            uu[j] = (R2[k, 0, 0] * pos[j, 0] + R2[k, 0, 1] * pos[j, 1] + R2[k, 0, 2] * pos[j, 2]
+                     + shifts[k, 0])
+            ww[j] = (R2[k, 1, 0] * pos[j, 0] + R2[k, 1, 1] * pos[j, 1] + R2[k, 1, 2] * pos[j, 2]
+                     + shifts[k, 1])
             s = sp[j]
             ci = int(round((uu[j] - x0) / px))
             cj = int(round((ww[j] - y0) / px))
@@ -606,6 +617,10 @@ def _projection_kernel_impl(pos, sp, H, B, kw, ks2, R2, meas, x0, y0, px, cutoff
                         nsum += val * val
             for a in range(3):
                 gpos_k[k, j, a] = gu * R2[k, 0, a] + gw * R2[k, 1, a]
+                gR_k[k, 0, a] += gu * pos[j, a]
+                gR_k[k, 1, a] += gw * pos[j, a]
+            gsh_k[k, 0] += gu
+            gsh_k[k, 1] += gw
             if mode == 2:
                 gH_k[k, s] += gh
                 gB_k[k, s] += gb
@@ -625,7 +640,7 @@ def _projection_kernel_impl(pos, sp, H, B, kw, ks2, R2, meas, x0, y0, px, cutoff
         loss += loss_k[k]
         l1s += l1_k[k]
     return (loss, l1s, gpos_k.sum(axis=0), gH_k.sum(axis=0), gB_k.sum(axis=0),
-            fis_k.sum(axis=0), dot_k.sum(axis=0), nrm_k.sum(axis=0))
+            fis_k.sum(axis=0), dot_k.sum(axis=0), nrm_k.sum(axis=0), gsh_k, gR_k)
 
 
 projection_kernel = jit()(_projection_kernel_impl)

@@ -193,8 +193,10 @@ def greedy_accept_reference(order, positions, min_distance):
 
 # ----------------------------------------------------------------------------- refinement
 def atom_projections_reference(pos_xyz, species_index, H, B, kernel_w, kernel_s, euler_deg,
-                               shape_yx, pixel_A, x0_A=None, y0_A=None):
+                               shape_yx, pixel_A, x0_A=None, y0_A=None, shifts_xy=None):
     """Dense model projections ``(n_proj, ny, nx)`` of Gaussian atoms (no cut-off).
+
+    ``shifts_xy`` (n_proj, 2) Å: projection k's atoms are displaced by it in the image.
 
     Atom of species s: 3D Gaussian of peak height ``H[s]`` and variance
     ``v = B[s] / (8 π²)``; projected along z (after R = Rz(φ)Ry(θ)Rz(ψ)) and convolved with
@@ -208,6 +210,8 @@ def atom_projections_reference(pos_xyz, species_index, H, B, kernel_w, kernel_s,
     for k, e in enumerate(np.asarray(euler_deg, float)):
         R = rotation_matrix_zyz(*np.radians(e))
         uv = np.asarray(pos_xyz, float) @ R.T
+        if shifts_xy is not None:
+            uv[:, :2] += np.asarray(shifts_xy, float)[k]
         for j in range(len(pos_xyz)):
             s = species_index[j]
             v = B[s] / (8 * math.pi**2)
@@ -219,9 +223,9 @@ def atom_projections_reference(pos_xyz, species_index, H, B, kernel_w, kernel_s,
 
 
 def projection_loss_reference(pos_xyz, species_index, H, B, kernel_w, kernel_s, euler_deg,
-                              measured, pixel_A):
+                              measured, pixel_A, shifts_xy=None):
     """0.5 Σ (model − measured)² and Σ |model − measured| of the dense model."""
     m = atom_projections_reference(pos_xyz, species_index, H, B, kernel_w, kernel_s,
-                                   euler_deg, measured.shape[1:], pixel_A)
+                                   euler_deg, measured.shape[1:], pixel_A, shifts_xy=shifts_xy)
     r = m - measured
     return 0.5 * float((r**2).sum()), float(np.abs(r).sum())
