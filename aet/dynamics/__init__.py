@@ -5,6 +5,14 @@ Pure functions on arrays / model Datasets; the facade is :class:`aet.NucleusTrac
 """
 
 from .export import write_extxyz_series
+from .local_order import (
+    gaussian_weights,
+    local_order,
+    min_nucleus_size,
+    null_cluster_sizes,
+    variant_order,
+    variant_tables,
+)
 from .nuclei import (
     NUCLEUS_COLUMNS,
     find_nuclei,
@@ -26,10 +34,12 @@ from .registration import (
 from .series import order_values, register_series, track
 from .tracking import EVENT_TYPES, TrackResult, link_nuclei, track_nuclei
 
-__all__ = ["EVENT_TYPES", "NUCLEUS_COLUMNS", "RigidTransform", "TrackResult", "apply_transform",
-           "common_grid", "find_nuclei", "kabsch", "link_nuclei", "match_atoms",
-           "nearest_neighbour_distance", "order_field", "order_fields", "order_values",
-           "plot_lineage", "plot_order_slices", "plot_sizes", "principal_axes",
-           "register_rigid", "register_series", "rotation_angle_deg", "smooth_order",
-           "surface_atoms", "track",
-           "track_nuclei", "write_extxyz_series"]
+__all__ = [
+    "EVENT_TYPES", "NUCLEUS_COLUMNS", "RigidTransform", "TrackResult", "apply_transform",
+    "common_grid", "find_nuclei", "gaussian_weights", "kabsch", "link_nuclei", "local_order",
+    "match_atoms", "min_nucleus_size", "nearest_neighbour_distance", "null_cluster_sizes",
+    "order_field", "order_fields", "order_values", "plot_lineage", "plot_order_slices",
+    "plot_sizes", "principal_axes", "register_rigid", "register_series", "rotation_angle_deg",
+    "smooth_order", "surface_atoms", "track", "track_nuclei", "variant_order", "variant_tables",
+    "write_extxyz_series"
+]

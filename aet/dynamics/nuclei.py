@@ -93,7 +93,7 @@ def smooth_order(positions, order, *, sigma_A: float, truncate: float = 3.0) -> 
 def find_nuclei(positions, order, *, threshold: float = 0.3, cutoff_A: float | None = None,
                 min_atoms: int = 13, smooth_A: float | None = None,
                 min_peak_order: float | None = None, core_tolerance: float = 0.1,
-                surface_depth: float = 0.95, min_surface_atoms: int = 2
+                surface_depth: float = 0.95, min_surface_atoms: int = 2, variant=None
                 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Label the nuclei (connected high-order regions) of one atomic model.
 
@@ -125,6 +125,10 @@ def find_nuclei(positions, order, *, threshold: float = 0.3, cutoff_A: float | N
         (:func:`surface_atoms`).
     min_surface_atoms : int
         A nucleus with at least this many surface atoms is located at the surface.
+    variant : (n,) array_like of int, optional
+        Ordered variant of each atom (e.g. ``local_variant`` of
+        :func:`aet.dynamics.local_order`): two atoms are connected only when their variants
+        are equal, so a nucleus is one ordered variant. Default: variants are ignored.
 
     Returns
     -------
@@ -176,7 +180,14 @@ def find_nuclei(positions, order, *, threshold: float = 0.3, cutoff_A: float | N
     pairs = tree.query_pairs(cutoff_A, output_type="ndarray")
     surface = surface_atoms(pos, d_nn_A=d_nn, surface_depth=surface_depth)
     hi = np.nan_to_num(o, nan=-np.inf) >= threshold
-    keep = pairs[hi[pairs[:, 0]] & hi[pairs[:, 1]]]
+    keep = hi[pairs[:, 0]] & hi[pairs[:, 1]]
+    if variant is not None:
+        var = np.asarray(variant).reshape(-1)
+        if var.shape[0] != n:
+            raise ValueError(f"variant has {var.shape[0]} values but there are {n} atoms; "
+                             f"pass one variant per atom (or variant=None)")
+        keep &= var[pairs[:, 0]] == var[pairs[:, 1]]
+    keep = pairs[keep]
     g = coo_matrix((np.ones(len(keep)), (keep[:, 0], keep[:, 1])), shape=(n, n))
     _, comp = connected_components(g, directed=False)
     comp = np.where(hi, comp, -1)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from .local_order import _local_order, min_nucleus_size, null_cluster_sizes
 from .nuclei import find_nuclei
 from .registration import match_atoms, register_rigid, rotation_angle_deg
 from .tracking import TrackResult, track_nuclei
@@ -196,12 +197,14 @@ def register_series(models: Sequence[xr.Dataset], *, reference: int = 0,
 def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: str | None = None,
           kind="L10", threshold: float = 0.3, registered: bool = False,
           matches: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-          match_radius_A: float = 1.0, cutoff_A: float | None = None, min_atoms: int = 13,
-          smooth_A: float | None = None, min_peak_order: float | None = None,
-          core_tolerance: float = 0.1, surface_depth: float = 0.95,
-          min_overlap_atoms: int = 3, min_overlap_fraction: float = 0.2,
-          min_change_atoms: int = 5, change_fraction: float = 0.2,
-          registration: dict | None = None) -> tuple[TrackResult, xr.Dataset | None]:
+          match_radius_A: float = 1.0, cutoff_A: float | None = None,
+          min_atoms: int | str = 13, smooth_A: float | None = None,
+          min_peak_order: float | None = None, core_tolerance: float = 0.1,
+          surface_depth: float = 0.95, min_overlap_atoms: int = 3,
+          min_overlap_fraction: float = 0.2, min_change_atoms: int = 5,
+          change_fraction: float = 0.2, registration: dict | None = None,
+          local_order_sigma_A: float | None = None, false_positive_rate: float = 0.01,
+          n_null: int = 20, null_seed=0) -> tuple[TrackResult, xr.Dataset | None]:
     """Find the nuclei of every model and track them across times.
 
     Parameters
@@ -211,7 +214,9 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
     times_min : sequence of float
         Times in minutes (strictly increasing).
     order, kind : str
-        Which per-atom order parameter (see :func:`order_values`).
+        Which per-atom order parameter (see :func:`order_values`). With
+        ``local_order_sigma_A`` the order array is not used: ``kind`` names the ordered
+        phase(s) of the local order.
     threshold : float
         Order threshold of a nucleus (default 0.3).
     registered : bool
@@ -222,15 +227,29 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
     match_radius_A : float
         Pair radius of the correspondence.
     cutoff_A, min_atoms, smooth_A, min_peak_order, core_tolerance, surface_depth
-        Options of :func:`~aet.dynamics.find_nuclei`.
+        Options of :func:`~aet.dynamics.find_nuclei`. ``min_atoms="null"`` (with
+        ``local_order_sigma_A``) derives the smallest nucleus from the random-alloy null
+        distribution of the models themselves (:func:`~aet.dynamics.null_cluster_sizes`,
+        :func:`~aet.dynamics.min_nucleus_size`) at ``false_positive_rate``.
     min_overlap_atoms, min_overlap_fraction, min_change_atoms, change_fraction
         Options of :func:`~aet.dynamics.track_nuclei`.
     registration : dict, optional
         Options of :func:`~aet.dynamics.register_rigid`.
+    local_order_sigma_A : float, optional
+        When given, nuclei are found on the variant-resolved local order computed from each
+        model's species and positions (:func:`~aet.dynamics.local_order`, Gaussian σ in Å,
+        ``kind`` as phases; 3 Å recommended), and atoms connect only within one variant. This
+        is the estimator for measured models: the raw per-atom order of a random alloy
+        fluctuates as strongly as a small nucleus.
+    false_positive_rate, n_null, null_seed
+        With ``min_atoms="null"``: allowed expected number of random-alloy clusters per model,
+        number of species permutations (cycling through the models) and their seed.
 
     Returns
     -------
     result : TrackResult
+        ``result.params`` holds the options, and with ``min_atoms="null"`` the derived
+        ``min_atoms`` and the null fit (``null``).
     summary : xarray.Dataset or None
         The registration summary (None when registration was skipped).
     """
@@ -251,17 +270,45 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
         else:
             models, summary, matches = register_series(models, match_radius_A=match_radius_A,
                                                        **(registration or {}))
+    local = parts = None
+    if local_order_sigma_A is not None:
+        local, parts = zip(*[_local_order(ds, kind=kind, sigma_A=local_order_sigma_A)
+                             for ds in models])
+    null_info = None
+    if isinstance(min_atoms, str):
+        if min_atoms != "null":
+            raise ValueError(f"min_atoms must be a whole number of atoms or 'null', got "
+                             f"{min_atoms!r}")
+        if local_order_sigma_A is None:
+            raise ValueError("min_atoms='null' needs local_order_sigma_A (the null "
+                             "distribution is that of the local order); pass e.g. "
+                             "local_order_sigma_A=3.0, or an integer min_atoms")
+        null = null_cluster_sizes(list(parts), n_permutations=n_null, kind=kind,
+                                  sigma_A=local_order_sigma_A, threshold=threshold,
+                                  cutoff_A=cutoff_A, seed=null_seed)
+        min_atoms, null_info = min_nucleus_size(null, false_positive_rate=false_positive_rate,
+                                                min_peak_order=min_peak_order)
     labels, tables = [], []
-    for ds in models:
-        lab, tb = find_nuclei(_positions(ds), order_values(ds, order=order, kind=kind),
-                              threshold=threshold, cutoff_A=cutoff_A, min_atoms=min_atoms,
-                              smooth_A=smooth_A, min_peak_order=min_peak_order,
-                              core_tolerance=core_tolerance,
-                              surface_depth=surface_depth)
+    for t, ds in enumerate(models):
+        variant = None
+        if local is not None:
+            lo = local[t]
+            o = np.asarray(lo["local_order"].values, dtype=np.float64)
+            variant = np.asarray(lo["local_variant"].values)
+        else:
+            o = order_values(ds, order=order, kind=kind)
+        lab, tb = find_nuclei(_positions(ds), o, threshold=threshold, cutoff_A=cutoff_A,
+                              min_atoms=min_atoms, smooth_A=smooth_A,
+                              min_peak_order=min_peak_order, core_tolerance=core_tolerance,
+                              surface_depth=surface_depth, variant=variant)
         labels.append(lab)
         tables.append(tb)
     result = track_nuclei(labels, tables, matches, times_min=times,
                           min_overlap_atoms=min_overlap_atoms,
                           min_overlap_fraction=min_overlap_fraction,
                           min_change_atoms=min_change_atoms, change_fraction=change_fraction)
+    result.params.update({"threshold": float(threshold), "min_atoms": int(min_atoms),
+                          "local_order_sigma_A": local_order_sigma_A})
+    if null_info is not None:
+        result.params["null"] = {**null_info, "false_positive_rate": false_positive_rate}
     return result, summary

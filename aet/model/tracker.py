@@ -77,12 +77,16 @@ class NucleusTracker:
     Nuclei are regions of order ≥ ``threshold`` (default 0.3) in the per-atom order array.
     Smooth order arrays (e.g. a fitted field) can be used as they are. Raw per-atom order
     parameters computed from the 12 neighbours of each atom (``aet.analysis.
-    order_parameters``) fluctuate by about ±0.3 in a random alloy; pass ``smooth_A≈3`` (the
-    order field at the atoms) and ``min_peak_order≈0.5`` to :meth:`track`. Nuclei of fewer
-    than ~40 atoms in a 50/50 random matrix are then at the statistical detection limit: on
-    ``aet.simulate.nucleation_series`` (nuclei of 11–150 atoms) about half of the true events
-    are recovered from computed order parameters, all of them from the true ordered-atom labels
-    (``benchmarks/bench_dynamics.py``).
+    order_parameters``) fluctuate by about ±0.3 in a random alloy, as much as a small nucleus.
+    For measured models pass ``local_order_sigma_A=3.0`` to :meth:`track`: nuclei are then
+    found on the variant-resolved local order computed from the species
+    (:func:`aet.dynamics.local_order`), and ``min_atoms="null"`` sets the smallest nucleus
+    from the random-alloy null distribution of the models themselves at a 1 % false-positive
+    rate (:func:`aet.dynamics.min_nucleus_size`). Nuclei of ≳ 70 atoms in a 50/50 random
+    matrix are then detected: on ``aet.simulate.nucleation_series(size_scale=2,
+    diameter_A=100)`` (nuclei of 112–1224 atoms) every true event is recovered with no
+    phantom (``benchmarks/bench_dynamics.py``); the default series' nuclei of 11–25 atoms are
+    below that random-alloy limit.
     """
 
     __slots__ = ("_models", "_times", "_order", "_kind", "_attrs", "_registered", "_summary",
@@ -266,7 +270,8 @@ class NucleusTracker:
         """
         from .. import dynamics
 
-        tr = self.with_order()
+        # the local order (local_order_sigma_A) is computed from species: no order array needed
+        tr = self if kw.get("local_order_sigma_A") is not None else self.with_order()
         tr = tr if tr.is_registered else tr.register()
         params = {"threshold": threshold, "order": tr._order, "kind": self._kind, **kw}
         res, _ = dynamics.track(tr._registered, times_min=self._times, order=tr._order,

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["fcc_particle", "planted_order", "random_rotation", "synthetic_series"]
+__all__ = ["fcc_particle", "noise_only_series", "planted_order", "random_rotation",
+           "synthetic_series"]
 
 
 def fcc_particle(radius_A: float = 20.0, *, a_A: float = 3.85) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +124,53 @@ def synthetic_series(nuclei_per_time: Sequence[Mapping[str, Sequence]], *,
         ts.append(shift)
         names.append(list(nuc))
     return models, {"R": Rs, "t": ts, "names": names}
+
+
+def noise_only_series(series, time_index: int, *, n_times: int = 4,
+                      position_jitter_A: float = 0.2, species_error_rate: float = 0.01,
+                      rotation_deg: float = 6.0, translation_A: float = 2.0, seed: int = 0):
+    """The true model of one time of a :func:`aet.simulate.nucleation_series`, measured again
+    at ``n_times`` times: nothing changes but the measurement noise.
+
+    Each measurement applies, as ``nucleation_series`` does, a random rigid motion (RMS angle
+    ``rotation_deg`` about a random axis, translation ``translation_A`` per axis; none at the
+    first time), a random atom order, Gaussian position jitter and species flips Fe ↔ Pt at
+    ``species_error_rate``, all drawn afresh.
+
+    Returns
+    -------
+    models : list of aet.AtomicModel
+        With per-atom ``atom_id``; attrs ``annealing_time_min`` = 0, 1, 2, ...
+    truth_nucleus : list of (n,) int ndarrays
+        True nucleus id of each measured atom (−1 none), the same nuclei at every time.
+    """
+    from scipy.spatial.transform import Rotation
+
+    from ..model.atomicmodel import AtomicModel
+
+    rng = np.random.default_rng(seed)
+    truth = series.truth_models[time_index]
+    ref = np.asarray(truth.positions, dtype=float)
+    sp = np.asarray(truth.species).astype(str)
+    nid = np.asarray(truth["nucleus_id"])
+    models, tn = [], []
+    for t in range(n_times):
+        if t == 0:
+            R, sh = np.eye(3), np.zeros(3)
+        else:
+            ang = np.radians(rotation_deg) * rng.normal()
+            axis = Rotation.random(random_state=rng).apply([0.0, 0.0, 1.0])
+            R = Rotation.from_rotvec(ang * axis).as_matrix()
+            sh = rng.normal(0.0, translation_A, 3)
+        perm = rng.permutation(ref.shape[0])
+        pos = ref[perm] @ R.T + sh + rng.normal(0.0, position_jitter_A, ref.shape)
+        msp = sp[perm].copy()
+        flip = rng.random(msp.size) < species_error_rate
+        msp[flip] = np.where(msp[flip] == "Fe", "Pt", "Fe")
+        models.append(AtomicModel(pos, msp, arrays={"atom_id": perm},
+                                  annealing_time_min=float(t)))
+        tn.append(nid[perm])
+    return models, tn
 
 
 def _s(c, r):
