@@ -22,7 +22,10 @@ translation of the model explains shifts ``R2_k t`` and a rigid rotation about y
 common δθ (δψ); these directions are projected out of the alignment parameters, so the model
 keeps the data's frame (shift corrections are orthogonal to every ``R2_k t``, angle
 corrections have zero mean in θ and ψ; a common δφ — an in-plane tilt-axis rotation — is
-measurable and kept).
+measurable and kept); after each fit the translation the shifts still hold at the new angles
+is moved into the model exactly. What no projection determines (δφ − δψ at θ = 0, where both
+rotate about the beam) is pinned by a weak Tikhonov term relative to the data curvature
+(``alignment_damping``).
 
 Uncertainty: the 3×3 Gauss–Newton block of each atom ``F_j = Σ J_jᵀ J_j`` (the curvature of the
 fit in that atom's position) scaled by the residual variance gives the Cramér–Rao covariance

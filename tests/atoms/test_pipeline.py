@@ -53,18 +53,45 @@ def test_atom_stages_reach_the_targets_on_a_reconstructed_like_volume(rng):
 
 @pytest.mark.slow
 def test_end_to_end_standard_nonlinear_benchmark():
+    """Raw frames → register → background → align → RESIRE → trace → classify → refine with
+    the per-projection alignment (shifts, φ/θ/ψ corrections) and atoms added/removed from the
+    residual.
+
+    Measured (seed 0): classified recall 98.8 % (12 dim Fe missed: 7 traced but as dim as
+    noise peaks, 5 not traced, 3 of them 2.0 Å from a neighbour), 24.5 pm; refined without
+    the alignment 24.4 pm; with it and add/remove: recall 99.8 %, precision 100 %, species
+    100 %, 21.6 pm, of which the bulk is a rigid rotation about the beam by the tilt-axis
+    rotation α (1.26°): align() de-rotates the images by α but the angles stay (0, θ, 0),
+    so the reconstruction frame is the truth's turned by α (a gauge no projection sees);
+    after a rigid rotation fit 7.7 pm. Fitted δθ match the planted errors to 0.04° RMS.
+    """
     bench = simulate.fept_benchmark("standard", seed=0, nonlinear=True)
     # background (detector offset, support film) must go before alignment and reconstruction:
     # the atom model has no offset term
     aligned = bench.tilt_series.register_frames().remove_background().align()
     vol = aligned.denoise().reconstruct(method="resire", n_iter=100)
     model = vol.trace_atoms(min_distance_A=2.0).classify(["Fe", "Pt"], volume=vol)
-    refined = model.refine(aligned)
-    s = bench.score(refined)
-    print("end-to-end standard/non-linear:", s)
+    refined = model.refine(aligned, refine_alignment=("shifts", "angles"), add_remove=True)
+    res = refined.provenance[-1]["result"]
+    s_cl, s = bench.score(model), bench.score(refined)
+    s_rot = bench.score(refined, allow_rotation=True)
+    rot_deg = float(np.degrees(np.arctan2(s_rot.rotation[1, 0], s_rot.rotation[0, 0])))
+    dth = np.asarray(res["dtheta_deg"])
+    true_dth = bench.alignment["dtheta_deg"].values
+    th_err = float(np.sqrt(np.mean((dth - (true_dth - true_dth.mean())) ** 2)))
+    print("end-to-end standard/non-linear\nclassified:", s_cl, "\nrefined:", s,
+          f"\nafter a rigid rotation fit ({rot_deg:.2f}° about z): {s_rot.rmsd_pm:.1f} pm; "
+          f"δθ error {th_err:.3f}° RMS; R-factor {res['r_factor_start']:.4f} → "
+          f"{res['r_factor']:.4f}; added {res['n_added']}, removed {res['n_removed']}")
     assert s.recall >= 0.99 and s.precision >= 0.99
-    assert s.rmsd_pm <= 22.0
     assert s.species_accuracy >= 0.99
+    assert s.rmsd_pm <= 22.0 and s.rmsd_pm < s_cl.rmsd_pm
+    assert res["r_factor"] < res["r_factor_start"]
+    # the frame: turned about the beam by the tilt-axis rotation (+ mean δψ), nothing else
+    alpha = bench.alignment.attrs["tilt_axis_rotation_deg"]
+    assert abs(abs(rot_deg) - alpha) < 0.2
+    assert s_rot.rmsd_pm <= 10.0
+    assert th_err < 0.1
 
 
 @pytest.mark.slow
