@@ -82,7 +82,7 @@ class NucleusTracker:
     found on the variant-resolved local order computed from the species
     (:func:`aet.dynamics.local_order`), and ``min_atoms="null"`` sets the smallest nucleus
     from the random-alloy null distribution of the models themselves at a 1 % false-positive
-    rate (:func:`aet.dynamics.min_nucleus_size`). Nuclei of ≳ 70 atoms in a 50/50 random
+    rate (:func:`aet.dynamics.min_nucleus_size`). Nuclei of ≳ 80 atoms in a 50/50 random
     matrix are then detected: on ``aet.simulate.nucleation_series(size_scale=2,
     diameter_A=100)`` (nuclei of 112–1224 atoms) every true event is recovered with no
     phantom (``benchmarks/bench_dynamics.py``); the default series' nuclei of 11–25 atoms are

@@ -132,3 +132,14 @@ def test_small_planted_nuclei_are_below_the_random_alloy_limit():
     smallest = int(sizes[sizes > 0].min().min())
     assert smallest <= 13 and min_atoms > 3 * smallest
     assert info["largest_null_cluster"] > 40
+
+
+def test_track_validates_min_atoms_and_local_order_options():
+    from aet.testing.dynamics import synthetic_series
+
+    models, _ = synthetic_series([{}, {}], radius_A=8.0, seed=1)
+    dss = [m.data for m in models]
+    with pytest.raises(ValueError, match="min_atoms must be a whole number of atoms or 'null'"):
+        aet.dynamics.track(dss, times_min=[0, 1], registered=True, min_atoms="auto")
+    with pytest.raises(ValueError, match="min_atoms='null' needs local_order_sigma_A"):
+        aet.dynamics.track(dss, times_min=[0, 1], registered=True, min_atoms="null")
