@@ -484,8 +484,8 @@ def _projection_kernel_impl(pos, sp, H, B, kw, ks2, R2, shifts, meas, x0, y0, px
     ‖m_j‖² (add/remove tests).
     Loss = ½ Σ (model − meas)²; also returns Σ |model − meas|.
     Returns ``(loss, l1, g_pos (n, 3), g_H (ns,), g_B (ns,), F (n, 3, 3), dot (n,),
-    nrm (n,), g_shifts (n_proj, 2), g_R2 (n_proj, 2, 3))`` (unused outputs are zeros of
-    length 1).
+    nrm (n,), g_shifts (n_proj, 2), g_R2 (n_proj, 2, 3))``; outputs a mode does not compute
+    are zeros (the per-atom ones then of length 1).
     """
     nproj, ny, nx = meas.shape
     n = pos.shape[0]

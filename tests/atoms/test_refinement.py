@@ -363,6 +363,13 @@ def test_alignment_refinement_recovers_planted_shifts_and_angles(rng):
     # the stored alignment is reused by uncertainty(): same Cramér–Rao figures as refine's
     again = aligned.uncertainty(ts)
     np.testing.assert_allclose(again["uncertainty"], aligned["uncertainty"], rtol=1e-6)
+    # ... and by a later refine (which then starts where this one ended), unless told not to
+    kw = {"fit_heights": False, "fit_positions": False, "uncertainty": False, "n_cycles": 1}
+    _, r_on = refine(aligned.data, ts.data, **kw)
+    _, r_off = refine(aligned.data, ts.data, use_stored_alignment=False, **kw)
+    assert r_on["r_factor_start"] == pytest.approx(res["r_factor"], rel=1e-9)
+    assert r_on["started_from_stored_alignment"] and r_on["shift_x_A"] == res["shift_x_A"]
+    assert r_off["r_factor_start"] > 1.3 * res["r_factor"] and "shift_x_A" not in r_off
 
 
 def test_refine_alignment_errors():
