@@ -149,3 +149,29 @@ def test_trilinear_method_is_still_available(rng):
     with pytest.raises(ValueError, match=r"method must be one of \('auto', 'shearwarp', "
                                          r"'trilinear'\), got 'cubic'"):
         Projector(EULER, (7, 8, 9), method="cubic")
+
+
+def test_general_angle_reconstruction_as_accurate_as_trilinear():
+    """RESIRE and SIRT from exact line integrals of Gaussian atoms at general Euler angles
+    (φ, ψ of a few degrees per projection, ±65° tilt) reach at least the accuracy the
+    trilinear ray caster gives, against the true volume."""
+    from aet.reconstruct import algorithms as alg
+    from aet.testing.reconstruct import fcc_positions, relative_error
+
+    rng = np.random.default_rng(5)
+    vs, sigma, n = 0.5, 0.5, 32
+    pos = fcc_positions(5.0)
+    th = np.linspace(-65, 65, 27)
+    eul = np.stack([rng.uniform(-4, 4, th.size), th, rng.uniform(-4, 4, th.size)], 1)
+    b = gaussian_atom_projections(pos, eul, (n, n), vs, sigma_A=sigma).astype(np.float32)
+    truth = gaussian_atoms_volume(pos, (n, n, n), vs, sigma_A=sigma).values
+    err = {}
+    for method in ("shearwarp", "trilinear"):
+        op = Projector(eul, (n, n, n), method=method)
+        for name in ("resire", "sirt"):
+            x, _ = getattr(alg, name)(op, op.to_internal_projections(b), n_iter=80)
+            err[method, name] = relative_error(op.from_internal_volume(x), truth)
+    # measured: RESIRE 0.175 (shear-warp) vs 0.193 (trilinear); SIRT 0.211 vs 0.211
+    assert err["shearwarp", "resire"] < 0.19
+    for name in ("resire", "sirt"):
+        assert err["shearwarp", name] < 1.03 * err["trilinear", name]
