@@ -1,17 +1,35 @@
 """Projection matching: refine per-projection shifts and Euler angles against reprojections.
 
-Each outer iteration (i) reconstructs the volume from the current series (SIRT with
-positivity on :mod:`aet.reconstruct`'s matched projector pair, warm-started from the previous
-volume), (ii) reprojects it at the current angles, (iii) measures every projection's residual
-displacement against its reprojection (subpixel cross-correlation) and (iv) updates each
-projection's Euler angles by one damped Gauss–Newton step on
-``‖a·P(V, e + δ) − b‖²`` with the Jacobian from central differences of reprojections.
+Each outer iteration (i) reconstructs the volume from the current series (RESIRE — gradient
+descent with Nesterov momentum and positivity — or SIRT, on :mod:`aet.reconstruct`'s matched
+projector pair, warm-started from the previous volume), (ii) reprojects it at the current
+angles, (iii) measures every projection's residual displacement against its reprojection
+(subpixel cross-correlation) and (iv) updates each projection's Euler angles by one damped
+Gauss–Newton step on ``‖a·P(V, e + δ) − b‖²`` with the Jacobian from central differences of
+reprojections. Every projection is compared with a reconstruction made *without* it (interleaved
+groups): a reconstruction from all projections partly fits their angle errors and hides them.
+
+Why the reconstructor matters (measured on ``fept_benchmark("standard")``, θ errors 0.27° RMS):
+the angle estimate is only as good as the volume it is made against. With the true volume the
+Gauss–Newton θ step recovers the planted errors to 0.05° RMS (the floor set by the trilinear
+projector's model error on ~1-voxel-wide atoms); with a leave-group-out reconstruction at the
+*true* angles the estimate scatters by 0.034° (RESIRE, 60 iterations). SIRT warm-started with
+20 iterations per outer iteration converges far more slowly than accelerated RESIRE and left
+θ at 0.24° RMS; RESIRE brings it to ≈ 0.09°. Binning the data to speed things up does not
+work with this projector: at 0.7 Å the atoms are too sharp for trilinear interpolation and the
+estimator's floor rises to 0.18–0.26° even with the true volume. The box is instead cropped to
+the object's field of view (``field_of_view="auto"``), which keeps full sampling.
 
 Gauge. A rigid translation or rotation of the whole object changes no projection's
 consistency, so it cannot be measured: the part of the shift updates explained by a 3D
 translation is removed, and so is the mean θ (rotation about y) and mean ψ correction. The
 tilt-axis in-plane rotation (a common φ) is measurable and kept. Compare refined angles with a
-truth after removing the mean offset (the reconstruction frame is defined by the mean).
+truth after removing the mean offset (the reconstruction frame is defined by the mean). A
+component of the θ errors linear in θ (a "stretch" of the angular scale) is only weakly
+determined — it changes every projection's consistency with its neighbours very little, and is
+pinned only by the atoms' real-space shape — and is the slowest to converge; it is *not*
+removed as a gauge (it is measurable, and the refined angles are compared with the truth after
+removing the mean only).
 """
 
 from __future__ import annotations
@@ -76,6 +94,65 @@ class _Sirt:
         return op.from_internal_volume(x)
 
 
+class _Resire:
+    """RESIRE (:func:`aet.reconstruct.algorithms.resire`: accelerated gradient descent with
+    positivity) on one geometry, warm-startable."""
+
+    def __init__(self, euler, vol_shape, det_shape):
+        from ..reconstruct import Projector
+
+        self.op = Projector(euler, vol_shape, detector_shape=det_shape)
+
+    def run(self, proj_ayx, n_iter, vol_zyx=None):
+        from ..reconstruct.algorithms import resire
+
+        op = self.op
+        x0 = None if vol_zyx is None else op.to_internal_volume(vol_zyx)
+        x, _ = resire(op, op.to_internal_projections(proj_ayx), n_iter=int(n_iter), x0=x0)
+        return op.from_internal_volume(x)
+
+
+_RECONSTRUCTORS = {"resire": _Resire, "sirt": _Sirt}
+
+
+def _extent(profile: np.ndarray, threshold: float) -> int:
+    """Largest distance (pixels) from index ``n // 2`` of a value above ``threshold·max``."""
+    n = len(profile)
+    p = np.convolve(profile, np.ones(3) / 3, mode="same")
+    above = np.flatnonzero(p > threshold * p.max()) if p.max() > 0 else np.array([], int)
+    if above.size == 0:
+        return n // 2
+    return int(np.max(np.abs(above - n // 2)))
+
+
+def field_of_view_box(data: np.ndarray, *, threshold: float = 0.05,
+                      margin: float = 0.06) -> tuple[int, int]:
+    """Size ``(my, mx)`` in pixels of the centred box that holds an isolated object in every
+    projection of a background-removed ``(angle, y, x)`` stack.
+
+    The object's half-extent from the centre pixel ``n // 2`` is where the column (x) and row
+    (y) sums exceed ``threshold`` × their maximum (x: the largest over all projections, y: the
+    sum over projections); ``margin`` (fraction of the image, at least 6 pixels) is added on
+    each side for the residual shifts. The box is centred on index ``n // 2``, so its own
+    index ``m // 2`` is the same physical origin (DESIGN.md).
+    """
+    n, ny, nx = data.shape
+    cols = np.clip(data.sum(axis=1), 0, None).max(axis=0)
+    rows = np.clip(data.sum(axis=(0, 2)), 0, None)
+    out = []
+    for prof, m in ((rows, ny), (cols, nx)):
+        h = _extent(prof, threshold) + max(6, int(np.ceil(margin * m)))
+        out.append(int(min(m, 2 * h + 1 + (2 * h + 1) % 2)))
+    return out[0], out[1]
+
+
+def _crop(arr: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """Centred crop of the last two axes to ``box`` (index n // 2 → m // 2)."""
+    ny, nx = arr.shape[-2:]
+    y0, x0 = ny // 2 - box[0] // 2, nx // 2 - box[1] // 2
+    return arr[..., y0:y0 + box[0], x0:x0 + box[1]]
+
+
 def _forward(vol, euler, det_shape):
     from ..reconstruct import forward_project
 
@@ -83,9 +160,10 @@ def _forward(vol, euler, det_shape):
 
 
 def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", "theta"),
-                        sirt_iter: int = 30, sirt_iter_warm: int = 10, step_deg: float = 0.2,
-                        max_step_deg: float = 0.5, damping: float = 1e-3,
-                        volume_depth: int | None = None, upsample_factor: int = 50,
+                        method: str = "resire", recon_iter: int = 60, recon_iter_warm: int = 20,
+                        step_deg: float = 0.2, max_step_deg: float = 0.5,
+                        damping: float = 1e-3, volume_depth: int | None = None,
+                        field_of_view="auto", upsample_factor: int = 50,
                         tol_shift_A: float = 0.005, tol_angle_deg: float = 0.005,
                         n_groups: int = 5, interpolation: str = "fourier",
                         reconstructor=None):
@@ -101,8 +179,13 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
         Maximum outer iterations.
     refine : sequence of str
         Any of ``"shifts"``, ``"phi"``, ``"theta"``, ``"psi"``.
-    sirt_iter, sirt_iter_warm : int
-        SIRT iterations of the first and of the warm-started later reconstructions.
+    method : {"resire", "sirt"}
+        Reconstruction inside the loop (both with positivity, warm-started). RESIRE (Nesterov-
+        accelerated) reaches a far better volume in the same number of iterations, and the angle
+        estimates are only as good as that volume (standard benchmark, θ: 0.24° RMS with SIRT,
+        ≈ 0.09° with RESIRE).
+    recon_iter, recon_iter_warm : int
+        Iterations of the first and of the warm-started later reconstructions.
     step_deg : float
         Finite-difference step of the angle Jacobian (degrees).
     max_step_deg : float
@@ -111,7 +194,13 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
         Relative Levenberg damping of the Gauss–Newton step (stabilises φ/ψ near θ = 0, where
         only φ + ψ is measurable).
     volume_depth : int, optional
-        z size of the reconstruction box in pixels (default: the detector width).
+        z size of the reconstruction box in pixels (default: the width of the field of view).
+    field_of_view : "auto", None or (int, int)
+        Centred ``(my, mx)`` box (pixels) of the images the matching works on: ``"auto"``
+        finds an isolated object's extent in the background-removed data
+        (:func:`field_of_view_box`), ``None`` uses the whole image (extended objects). Only
+        speed changes: the data keep full sampling and the refined shifts are applied to the
+        whole images.
     upsample_factor : int
         Subpixel precision (1/upsample_factor pixel) of the shift registration.
     tol_shift_A, tol_angle_deg : float
@@ -124,7 +213,7 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
         How the refined shifts are applied to the data.
     reconstructor : callable, optional
         ``reconstructor(proj_ayx, euler_deg, volume_shape, volume_or_None) -> volume_zyx``
-        (voxel units = pixels) replacing the built-in warm-started SIRT.
+        (voxel units = pixels; projections cropped to the field of view) replacing ``method``.
 
     Returns
     -------
@@ -145,6 +234,12 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
                          f"'phi', 'theta', 'psi'")
     if int(n_iter) < 1:
         raise ValueError(f"projection_matching: n_iter must be ≥ 1, got {n_iter!r}")
+    if method not in _RECONSTRUCTORS:
+        raise ValueError(f"projection_matching: method must be one of {sorted(_RECONSTRUCTORS)}, "
+                         f"got {method!r}")
+    if int(recon_iter) < 1 or int(recon_iter_warm) < 1:
+        raise ValueError(f"projection_matching: recon_iter and recon_iter_warm must be ≥ 1, got "
+                         f"{recon_iter!r}, {recon_iter_warm!r}")
     if not (0 < step_deg <= 5):
         raise ValueError(f"projection_matching: step_deg must be in (0, 5], got {step_deg!r}")
     px = pixel_size(da)
@@ -155,8 +250,23 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
     if np.any(np.all(data == 0, axis=(1, 2))):
         raise ValueError("projection_matching: some projections are all zero; remove them "
                          "with ts.isel(angle=[...])")
-    nz = int(volume_depth or nx)
-    vol_shape = (nz, ny, nx)
+    if isinstance(field_of_view, str) and field_of_view == "auto":
+        box = field_of_view_box(data)
+    elif field_of_view is None:
+        box = (ny, nx)
+    else:
+        try:
+            box = tuple(int(v) for v in field_of_view)
+        except (TypeError, ValueError):
+            box = ()
+        if len(box) != 2 or not (3 <= box[0] <= ny and 3 <= box[1] <= nx):
+            raise ValueError(f"projection_matching: field_of_view must be 'auto', None or "
+                             f"(my, mx) pixels within the image {(ny, nx)}, got "
+                             f"{field_of_view!r}")
+    my, mx = box
+    nz = int(volume_depth or mx)
+    vol_shape = (nz, my, mx)
+    Recon = _RECONSTRUCTORS[method]
     euler0 = euler_deg(da)
     euler = euler0.copy()
     shifts = np.zeros((n, 2))  # [y, x] pixels: content displacement
@@ -166,8 +276,8 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
     history = []
     vols: list = [None] * k_groups
     for it in range(int(n_iter)):
-        cur = np.stack([shift_image(data[i], -shifts[i], interpolation=interpolation)
-                        for i in range(n)])
+        cur = _crop(np.stack([shift_image(data[i], -shifts[i], interpolation=interpolation)
+                              for i in range(n)]), box)
         d_shift = np.zeros((n, 2))
         d_ang = np.zeros((n, 3))
         scale = np.zeros(n)
@@ -176,15 +286,14 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
             # reconstruct without this group's projections (no self-consistency bias),
             # warm-started from the previous iteration's volume of the same group
             keep = np.setdiff1d(np.arange(n), members)
-            n_sirt = sirt_iter if vols[g] is None else sirt_iter_warm
+            n_rec = recon_iter if vols[g] is None else recon_iter_warm
             if reconstructor is None:
-                vols[g] = _Sirt(euler[keep], vol_shape, (ny, nx)).run(cur[keep], n_sirt,
-                                                                      vols[g])
+                vols[g] = Recon(euler[keep], vol_shape, box).run(cur[keep], n_rec, vols[g])
             else:
                 vols[g] = np.asarray(reconstructor(cur[keep], euler[keep].copy(), vol_shape,
                                                    vols[g]), dtype=np.float64)
             vol = vols[g]
-            rp = _forward(vol, euler[members], (ny, nx))
+            rp = _forward(vol, euler[members], box)
             reproj[members] = rp
             for j, i in enumerate(members):
                 scale[i] = np.vdot(rp[j], cur[i]) / max(np.vdot(rp[j], rp[j]), 1e-300)
@@ -199,8 +308,8 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
                         e = euler[members].copy()
                         e[:, k] += sgn * step_deg
                         trial.append(e)
-                tp = _forward(vol, np.concatenate(trial), (ny, nx)).reshape(
-                    len(ang_idx), 2, len(members), ny, nx)
+                tp = _forward(vol, np.concatenate(trial), box).reshape(
+                    len(ang_idx), 2, len(members), my, mx)
                 for j, i in enumerate(members):
                     J = np.stack([(tp[q, 0, j] - tp[q, 1, j]).ravel() / (2 * step_deg)
                                   for q in range(len(ang_idx))], axis=1) * scale[i]
@@ -250,5 +359,7 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
     result = {"shift_x_A": (shifts[:, 1] * px).tolist(),
               "shift_y_A": (shifts[:, 0] * px).tolist(),
               "dphi_deg": dE[:, 0].tolist(), "dtheta_deg": dE[:, 1].tolist(),
-              "dpsi_deg": dE[:, 2].tolist(), "convergence": history, "converged": converged}
+              "dpsi_deg": dE[:, 2].tolist(), "convergence": history, "converged": converged,
+              "method": method if reconstructor is None else "custom",
+              "field_of_view_px": [int(my), int(mx)]}
     return out, result

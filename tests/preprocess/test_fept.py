@@ -70,8 +70,8 @@ def test_small_align_then_projection_matching_shifts(small):
     aligned = prepared.align(tilt_axis=alpha)
     err0 = _residual_px(aligned, b, alpha)
     assert np.all(err0 < 0.4), err0  # centre of mass + common line: 0.22, 0.17 px
-    matched = aligned.match_projections(refine=("shifts",), n_iter=3, sirt_iter=30,
-                                        sirt_iter_warm=10, n_groups=3)
+    matched = aligned.match_projections(refine=("shifts",), n_iter=3, recon_iter=30,
+                                        recon_iter_warm=10, n_groups=3)
     err = _residual_px(matched, b, alpha)
     assert np.all(err < 0.1), err  # measured 0.058, 0.064 px
     conv = matched.provenance[-1]["result"]["convergence"]
@@ -131,7 +131,7 @@ def test_standard_targets():
     assert abs(est - _effective_axis(b)) < 0.1  # measured 0.097°
     alpha = b.alignment.attrs["tilt_axis_rotation_deg"]
     aligned = prepared.align(tilt_axis=alpha)
-    matched = aligned.match_projections(refine=("shifts",), n_iter=4, sirt_iter=50,
-                                        sirt_iter_warm=20)
+    matched = aligned.match_projections(refine=("shifts",), n_iter=4, recon_iter=50,
+                                        recon_iter_warm=20)
     err = _residual_px(matched, b, alpha)
     assert np.all(err < 0.1), err  # measured 0.073, 0.069 px
