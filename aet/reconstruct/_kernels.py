@@ -559,14 +559,16 @@ def _sw_warp_bp(row_img, geo_j, ipad):
 @jit()
 def _sw_shear_bp(ibuf, geo, idx, vk, k0, k1):
     """Adjoint of :func:`_sw_shear_fp` for slices k0 ≤ k < k1 of ``vk`` (nk, na, nb), unpadded,
-    summed over the projections ``idx`` (adds): a gather from each intermediate image."""
+    summed over the projections ``idx`` (adds): a gather from each intermediate image.
+    Projection-major within the block of slices: an intermediate image is read from memory
+    once per block and reused from cache for its neighbouring slices."""
     nk, na, nb = vk.shape
     ck = nk // 2
     ca = na // 2
     cb = nb // 2
     B = SW_BORDER
-    for k in range(k0, k1):
-        for q in range(idx.shape[0]):
+    for q in range(idx.shape[0]):
+        for k in range(k0, k1):
             j = idx[q]
             g = geo[j]
             NA = int(g[4])
@@ -595,53 +597,73 @@ def _sw_shear_bp(ibuf, geo, idx, vk, k0, k1):
 
 
 @jit()
-def fp_shearwarp(vp, geo, idx, ibuf, out):
-    """Serial shear-warp forward projection of the projections ``idx`` (adds into out)."""
+def _fp_sw_group(vp, geo, idx, q0, q1, ibuf, out):
+    """Projections idx[q0:q1] together, slice-major: each slice is read from memory once for
+    the whole group and reused from cache (the intermediate images of a small group and one
+    slice fit in L2)."""
     nk = vp.shape[0]
-    for q in range(idx.shape[0]):
+    for q in range(q0, q1):
+        _ipad(ibuf, geo, idx[q])[...] = 0
+    for k in range(nk):
+        for q in range(q0, q1):
+            j = idx[q]
+            _sw_shear_fp(vp, geo[j], _ipad(ibuf, geo, j), k, k + 1)
+    for q in range(q0, q1):
         j = idx[q]
-        ip = _ipad(ibuf, geo, j)
-        ip[...] = 0
-        _sw_shear_fp(vp, geo[j], ip, 0, nk)
-        _sw_warp_fp(ip, geo[j], out[j])
-
-
-@jit(parallel=True)
-def fp_shearwarp_par(vp, geo, idx, ibuf, out):
-    """Parallel :func:`fp_shearwarp`, one projection per task."""
-    nk = vp.shape[0]
-    for q in prange(idx.shape[0]):
-        j = idx[q]
-        ip = _ipad(ibuf, geo, j)
-        ip[...] = 0
-        _sw_shear_fp(vp, geo[j], ip, 0, nk)
-        _sw_warp_fp(ip, geo[j], out[j])
+        _sw_warp_fp(_ipad(ibuf, geo, j), geo[j], out[j])
 
 
 @jit()
-def bp_shearwarp(proj, geo, idx, ibuf, vk):
-    """Serial adjoint of :func:`fp_shearwarp`: ``vk`` (nk, na, nb) in the (k, a, b) layout, adds."""
-    for q in range(idx.shape[0]):
-        j = idx[q]
-        _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
-    _sw_shear_bp(ibuf, geo, idx, vk, 0, vk.shape[0])
+def fp_shearwarp(vp, geo, idx, ibuf, out, group):
+    """Serial shear-warp forward projection of the projections ``idx`` (adds into out),
+    ``group`` projections at a time."""
+    n = idx.shape[0]
+    for q0 in range(0, n, group):
+        _fp_sw_group(vp, geo, idx, q0, min(n, q0 + group), ibuf, out)
 
 
 @jit(parallel=True)
-def bp_shearwarp_par(proj, geo, idx, ibuf, vk):
+def fp_shearwarp_par(vp, geo, idx, ibuf, out, group):
+    """Parallel :func:`fp_shearwarp`, one group of projections per task."""
+    n = idx.shape[0]
+    ntask = (n + group - 1) // group
+    for t in prange(ntask):
+        q0 = t * group
+        _fp_sw_group(vp, geo, idx, q0, min(n, q0 + group), ibuf, out)
+
+
+@jit()
+def bp_shearwarp(proj, geo, idx, ibuf, vk, kblock):
+    """Serial adjoint of :func:`fp_shearwarp`: ``vk`` (nk, na, nb) in the (k, a, b) layout,
+    adds; the gather runs ``kblock`` slices at a time."""
+    for q in range(idx.shape[0]):
+        j = idx[q]
+        _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
+    nk = vk.shape[0]
+    for k0 in range(0, nk, kblock):
+        _sw_shear_bp(ibuf, geo, idx, vk, k0, min(nk, k0 + kblock))
+
+
+@jit(parallel=True)
+def bp_shearwarp_par(proj, geo, idx, ibuf, vk, kblock):
     """Parallel :func:`bp_shearwarp`: warps in parallel over projections, then the gather in
-    parallel over slices."""
+    parallel over blocks of slices (each slice written by one task: no conflicts)."""
     for q in prange(idx.shape[0]):
         j = idx[q]
         _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
-    for k in prange(vk.shape[0]):
-        _sw_shear_bp(ibuf, geo, idx, vk, k, k + 1)
+    nk = vk.shape[0]
+    nblock = (nk + kblock - 1) // kblock
+    for t in prange(nblock):
+        _sw_shear_bp(ibuf, geo, idx, vk, t * kblock, min(nk, (t + 1) * kblock))
 
 
 @jit()
-def _pad_permute_block(vol, axis, vp, z0, z1):
+def pad_permute(vol, axis, vp):
+    """Copy ``vol`` (z, y, x) into the padded principal-axis layout ``vp`` (interior only; the
+    zero border is the caller's): axis 2 → (z, y, x), 1 → (y, z, x), 0 → (x, z, y). Serial:
+    a copy is memory-bound, and a parallel region costs more than it saves on a busy machine."""
     nz, ny, nx = vol.shape
-    for z in range(z0, z1):
+    for z in range(nz):
         if axis == 2:
             for y in range(ny):
                 for x in range(nx):
@@ -657,9 +679,10 @@ def _pad_permute_block(vol, axis, vp, z0, z1):
 
 
 @jit()
-def _permute_add_block(vk, axis, vol, z0, z1):
+def permute_add(vk, axis, vol):
+    """Add ``vk`` in the (unpadded) principal-axis layout of ``axis`` into ``vol`` (z, y, x)."""
     nz, ny, nx = vol.shape
-    for z in range(z0, z1):
+    for z in range(nz):
         if axis == 2:
             for y in range(ny):
                 for x in range(nx):
@@ -672,30 +695,3 @@ def _permute_add_block(vk, axis, vol, z0, z1):
             for y in range(ny):
                 for x in range(nx):
                     vol[z, y, x] += vk[x, z, y]
-
-
-@jit()
-def pad_permute(vol, axis, vp):
-    """Copy ``vol`` (z, y, x) into the padded principal-axis layout ``vp`` (interior only; the
-    zero border is the caller's): axis 2 → (z, y, x), 1 → (y, z, x), 0 → (x, z, y)."""
-    _pad_permute_block(vol, axis, vp, 0, vol.shape[0])
-
-
-@jit(parallel=True)
-def pad_permute_par(vol, axis, vp):
-    """Parallel :func:`pad_permute` over z."""
-    for z in prange(vol.shape[0]):
-        _pad_permute_block(vol, axis, vp, z, z + 1)
-
-
-@jit()
-def permute_add(vk, axis, vol):
-    """Add ``vk`` in the (unpadded) principal-axis layout of ``axis`` into ``vol`` (z, y, x)."""
-    _permute_add_block(vk, axis, vol, 0, vol.shape[0])
-
-
-@jit(parallel=True)
-def permute_add_par(vk, axis, vol):
-    """Parallel :func:`permute_add` over z."""
-    for z in prange(vol.shape[0]):
-        _permute_add_block(vk, axis, vol, z, z + 1)

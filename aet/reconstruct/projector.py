@@ -133,6 +133,10 @@ def shear_warp_geometry(euler_deg, volume_shape, detector_shape):
 
 
 _MIN_PARALLEL_WORK = 4_000_000
+#: most projections a forward task shears slice by slice together (cache reuse of a slice)
+SW_GROUP = 4
+#: most slices a back-projection task gathers together (cache reuse of intermediate images)
+SW_KBLOCK = 4
 
 
 class Projector:
@@ -250,17 +254,29 @@ class Projector:
             else:
                 K.fp_single_axis(vol, self._cos, self._sin, out)
         elif self.method == "shearwarp":
-            pad = K.pad_permute_par if self.parallel else K.pad_permute
             fp = K.fp_shearwarp_par if self.parallel else K.fp_shearwarp
             for ax, idx in self._sw_groups:
                 vp = self._sw_buffer(("pad", ax), 2)
-                pad(vol, ax, vp)
-                fp(vp, self._sw_geo, idx, self._sw_ipads, out)
+                K.pad_permute(vol, ax, vp)
+                fp(vp, self._sw_geo, idx, self._sw_ipads, out, self._sw_group(len(idx)))
         elif self.parallel:
             K.fp_euler_par(vol, self._Ms, out)
         else:
             K.fp_euler(vol, self._Ms, out)
         return out
+
+    def _sw_group(self, n):
+        """Projections per forward task: as many as share each slice read from memory while
+        every thread still gets work (``SW_GROUP`` at most)."""
+        nth = numba.get_num_threads() if self.parallel else 1
+        return int(max(1, min(SW_GROUP, n // max(1, 2 * nth))))
+
+    def _sw_kblock(self, axis):
+        """Slices per back-projection task: ``SW_KBLOCK`` while every thread gets work."""
+        nz, ny, nx = self.volume_shape
+        nk = (nx, ny, nz)[axis]
+        nth = numba.get_num_threads() if self.parallel else 1
+        return int(max(1, min(SW_KBLOCK, nk // max(1, 4 * nth))))
 
     def _sw_buffer(self, key, pad):
         """Volume in the principal-axis layout of ``key[1]`` (zero border of ``pad // 2``),
@@ -288,15 +304,14 @@ class Projector:
                 K.bp_single_axis(proj, self._cos, self._sin, out)
         elif self.method == "shearwarp":
             bp = K.bp_shearwarp_par if self.parallel else K.bp_shearwarp
-            add = K.permute_add_par if self.parallel else K.permute_add
             for ax, idx in self._sw_groups:
                 if ax == 2:
-                    bp(proj, self._sw_geo, idx, self._sw_ipads, out)
+                    bp(proj, self._sw_geo, idx, self._sw_ipads, out, self._sw_kblock(ax))
                 else:
                     vk = self._sw_buffer(("acc", ax), 0)
                     vk[...] = 0
-                    bp(proj, self._sw_geo, idx, self._sw_ipads, vk)
-                    add(vk, ax, out)
+                    bp(proj, self._sw_geo, idx, self._sw_ipads, vk, self._sw_kblock(ax))
+                    K.permute_add(vk, ax, out)
         elif self.parallel and numba.get_num_threads() > 1:
             acc = self._scratch(shape, extra=1)
             acc[...] = 0
