@@ -371,6 +371,8 @@ class ProjectionProblem:
         else:
             Q, scale = np.zeros((0, 0)), np.zeros(0)
         npos = pos0.size if fit_pos else 0
+        if npos + Q.shape[1] == 0:  # e.g. a mean-free δθ of a single projection
+            return np.array(pos, dtype=np.float64)
         best = self._tracker()
         mu = self._angle_damping(pos, H, B, angle_idx, alignment_damping)
 
