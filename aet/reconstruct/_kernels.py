@@ -497,11 +497,15 @@ def _sw_warp_fp(ipad, geo_j, out2d):
             a0w, a1w, a2w, a3w = keys_weights(fa - ia)
             b0w, b1w, b2w, b3w = keys_weights(fb - ib)
             c = ib + B - 1
-            acc = np.float32(0.0)
-            for m in range(4):
-                wa = a0w if m == 0 else (a1w if m == 1 else (a2w if m == 2 else a3w))
-                r = ipad[ia + B - 1 + m]
-                acc += wa * (b0w * r[c] + b1w * r[c + 1] + b2w * r[c + 2] + b3w * r[c + 3])
+            r = ia + B - 1
+            acc = (a0w * (b0w * ipad[r, c] + b1w * ipad[r, c + 1] + b2w * ipad[r, c + 2]
+                          + b3w * ipad[r, c + 3])
+                   + a1w * (b0w * ipad[r + 1, c] + b1w * ipad[r + 1, c + 1]
+                            + b2w * ipad[r + 1, c + 2] + b3w * ipad[r + 1, c + 3])
+                   + a2w * (b0w * ipad[r + 2, c] + b1w * ipad[r + 2, c + 1]
+                            + b2w * ipad[r + 2, c + 2] + b3w * ipad[r + 2, c + 3])
+                   + a3w * (b0w * ipad[r + 3, c] + b1w * ipad[r + 3, c + 1]
+                            + b2w * ipad[r + 3, c + 2] + b3w * ipad[r + 3, c + 3]))
             orow[ud] += scale * acc
 
 
@@ -538,14 +542,13 @@ def _sw_warp_bp(row_img, geo_j, ipad):
             a0w, a1w, a2w, a3w = keys_weights(fa - ia)
             b0w, b1w, b2w, b3w = keys_weights(fb - ib)
             c = ib + B - 1
-            for m in range(4):
-                wa = a0w if m == 0 else (a1w if m == 1 else (a2w if m == 2 else a3w))
+            r = ia + B - 1
+            for m, wa in ((0, a0w), (1, a1w), (2, a2w), (3, a3w)):
                 g = wa * val
-                r = ipad[ia + B - 1 + m]
-                r[c] += b0w * g
-                r[c + 1] += b1w * g
-                r[c + 2] += b2w * g
-                r[c + 3] += b3w * g
+                ipad[r + m, c] += b0w * g
+                ipad[r + m, c + 1] += b1w * g
+                ipad[r + m, c + 2] += b2w * g
+                ipad[r + m, c + 3] += b3w * g
     for ib in range(NB + 2 * B):
         for m in range(B):
             ipad[m, ib] = 0
