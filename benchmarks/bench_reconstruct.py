@@ -69,7 +69,7 @@ def bench_projectors(n, n_proj=47, trilinear=None):
             counts[key] = Projector(euler, (n, n, n),
                                     method="trilinear").interpolations_per_forward()
         ni = counts[key]
-        repeat = 1 if method == "trilinear" else 3
+        repeat = 1 if method == "trilinear" else 7
         tf = _timeit(lambda op=op, v=v, p=p: op.forward(v, out=p), repeat=repeat)
         tb = _timeit(lambda op=op, p=p, b=b: op.adjoint(p, out=b), repeat=repeat)
         rows.append((name, tf, tb, ni))
