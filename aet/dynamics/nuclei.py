@@ -13,6 +13,10 @@ Per nucleus (one row of the table):
   smaller than ``volume_A3`` because it passes through the outer atoms' centres);
 - the *core*: the atoms whose order is within ``core_tolerance`` of the nucleus' maximum, its
   order-weighted centre ``core_x/y/z_A``, and ``n_core``;
+- ``n_ordered``: atoms of the nucleus with order ``≥ ordered_level`` (default 0.5, the middle
+  display contour): its ordered body without the rim, a size that a random blob touching the
+  rim at the threshold does not change (use it to classify growth / shrinkage of nuclei found
+  on a noisy order field, :func:`aet.dynamics.track_nuclei` ``size_column``);
 - ``max_order``, ``mean_order``; ``order_gradient_per_A``: least-squares slope of order against
   distance from the core centre (Å⁻¹; negative when order falls from core to boundary);
 - ``location``: ``"surface"`` when at least ``min_surface_atoms`` atoms of the nucleus are
@@ -35,7 +39,7 @@ __all__ = ["NUCLEUS_COLUMNS", "find_nuclei", "nearest_neighbour_distance", "smoo
 NUCLEUS_COLUMNS = ("nucleus", "n_atoms", "volume_A3", "hull_volume_A3", "centroid_x_A",
                    "centroid_y_A", "centroid_z_A", "core_x_A", "core_y_A", "core_z_A",
                    "n_core", "max_order", "mean_order", "order_gradient_per_A",
-                   "radius_of_gyration_A", "n_surface_atoms", "location")
+                   "radius_of_gyration_A", "n_surface_atoms", "location", "n_ordered")
 
 
 def nearest_neighbour_distance(positions) -> float:
@@ -93,8 +97,8 @@ def smooth_order(positions, order, *, sigma_A: float, truncate: float = 3.0) -> 
 def find_nuclei(positions, order, *, threshold: float = 0.3, cutoff_A: float | None = None,
                 min_atoms: int = 13, smooth_A: float | None = None,
                 min_peak_order: float | None = None, core_tolerance: float = 0.1,
-                surface_depth: float = 0.95, min_surface_atoms: int = 2, variant=None
-                ) -> tuple[np.ndarray, pd.DataFrame]:
+                surface_depth: float = 0.95, min_surface_atoms: int = 2, variant=None,
+                ordered_level: float = 0.5) -> tuple[np.ndarray, pd.DataFrame]:
     """Label the nuclei (connected high-order regions) of one atomic model.
 
     Parameters
@@ -129,6 +133,8 @@ def find_nuclei(positions, order, *, threshold: float = 0.3, cutoff_A: float | N
         Ordered variant of each atom (e.g. ``local_variant`` of
         :func:`aet.dynamics.local_order`): two atoms are connected only when their variants
         are equal, so a nucleus is one ordered variant. Default: variants are ignored.
+    ordered_level : float
+        Order level of the ``n_ordered`` column (atoms of the nucleus at or above it).
 
     Returns
     -------
@@ -163,6 +169,7 @@ def find_nuclei(positions, order, *, threshold: float = 0.3, cutoff_A: float | N
         min_peak_order = _check_number("min_peak_order", min_peak_order, lo=0.0, hi=1.0)
     min_atoms = _check_number("min_atoms", min_atoms, lo=1, integer=True)
     core_tolerance = _check_number("core_tolerance", core_tolerance, lo=0.0, hi=1.0)
+    ordered_level = _check_number("ordered_level", ordered_level, lo=0.0, hi=1.0)
     surface_depth = _check_number("surface_depth", surface_depth, lo=0.0)
     min_surface_atoms = _check_number("min_surface_atoms", min_surface_atoms, lo=1,
                                       integer=True)
@@ -204,11 +211,12 @@ def find_nuclei(positions, order, *, threshold: float = 0.3, cutoff_A: float | N
     for k, m in enumerate(members):
         labels[m] = k
         rows.append(_describe(k, m, pos, o, surface, v_atom, core_tolerance,
-                              min_surface_atoms))
+                              min_surface_atoms, ordered_level))
     table = pd.DataFrame(rows, columns=list(NUCLEUS_COLUMNS)) if rows else _empty_table()
     table.attrs.update({"n_surface_atoms_particle": int(surface.sum()), "threshold": threshold,
                         "smooth_A": smooth_A, "min_peak_order": min_peak_order,
                         "cutoff_A": float(cutoff_A), "min_atoms": int(min_atoms),
+                        "ordered_level": ordered_level,
                         "d_nn_A": d_nn, "v_atom_A3": v_atom})
     return labels, table
 
@@ -263,7 +271,8 @@ def _empty_table() -> pd.DataFrame:
                          for c in NUCLEUS_COLUMNS})
 
 
-def _describe(k, m, pos, o, surface, v_atom, core_tolerance, min_surface_atoms) -> dict:
+def _describe(k, m, pos, o, surface, v_atom, core_tolerance, min_surface_atoms,
+              ordered_level) -> dict:
     p = pos[m]
     om = o[m]
     centroid = p.mean(0)
@@ -288,4 +297,5 @@ def _describe(k, m, pos, o, surface, v_atom, core_tolerance, min_surface_atoms) 
             "mean_order": float(om.mean()), "order_gradient_per_A": slope,
             "radius_of_gyration_A": float(np.sqrt(((p - centroid) ** 2).sum(1).mean())),
             "n_surface_atoms": n_surf,
-            "location": "surface" if n_surf >= min_surface_atoms else "interior"}
+            "location": "surface" if n_surf >= min_surface_atoms else "interior",
+            "n_ordered": int(np.count_nonzero(om >= ordered_level))}

@@ -204,7 +204,8 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
           min_overlap_fraction: float = 0.2, min_change_atoms: int = 5,
           change_fraction: float = 0.2, registration: dict | None = None,
           local_order_sigma_A: float | None = None, false_positive_rate: float = 0.01,
-          n_null: int = 20, null_seed=0) -> tuple[TrackResult, xr.Dataset | None]:
+          n_null: int = 20, null_seed=0, ordered_level: float = 0.5,
+          size_column: str = "n_atoms") -> tuple[TrackResult, xr.Dataset | None]:
     """Find the nuclei of every model and track them across times.
 
     Parameters
@@ -231,8 +232,12 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
         ``local_order_sigma_A``) derives the smallest nucleus from the random-alloy null
         distribution of the models themselves (:func:`~aet.dynamics.null_cluster_sizes`,
         :func:`~aet.dynamics.min_nucleus_size`) at ``false_positive_rate``.
-    min_overlap_atoms, min_overlap_fraction, min_change_atoms, change_fraction
-        Options of :func:`~aet.dynamics.track_nuclei`.
+    min_overlap_atoms, min_overlap_fraction, min_change_atoms, change_fraction, size_column
+        Options of :func:`~aet.dynamics.track_nuclei` (``size_column="n_ordered"``: classify
+        growth / shrinkage on the atoms above ``ordered_level``, robust on a computed order
+        field).
+    ordered_level : float
+        Level of the ``n_ordered`` column of the nucleus tables (default 0.5).
     registration : dict, optional
         Options of :func:`~aet.dynamics.register_rigid`.
     local_order_sigma_A : float, optional
@@ -300,13 +305,15 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
         lab, tb = find_nuclei(_positions(ds), o, threshold=threshold, cutoff_A=cutoff_A,
                               min_atoms=min_atoms, smooth_A=smooth_A,
                               min_peak_order=min_peak_order, core_tolerance=core_tolerance,
-                              surface_depth=surface_depth, variant=variant)
+                              surface_depth=surface_depth, variant=variant,
+                              ordered_level=ordered_level)
         labels.append(lab)
         tables.append(tb)
     result = track_nuclei(labels, tables, matches, times_min=times,
                           min_overlap_atoms=min_overlap_atoms,
                           min_overlap_fraction=min_overlap_fraction,
-                          min_change_atoms=min_change_atoms, change_fraction=change_fraction)
+                          min_change_atoms=min_change_atoms, change_fraction=change_fraction,
+                          size_column=size_column)
     result.params.update({"threshold": float(threshold), "min_atoms": int(min_atoms),
                           "local_order_sigma_A": local_order_sigma_A})
     if null_info is not None:

@@ -17,7 +17,10 @@ Events of a step ``t-1 → t`` (one row each in ``events``):
                 n_{t-1})``
 ==============  =========================================================================
 
-A one-to-one link below both thresholds is *stable* (listed in ``links``, not an event).
+A one-to-one link below both thresholds is *stable* (listed in ``links``, not an event). The
+size ``n`` of these two rules is the nucleus table's ``size_column`` (default ``n_atoms``;
+``n_ordered``, the atoms above the 0.5 contour, is the robust choice for nuclei found on a
+noisy, computed order field, whose rim gains or loses random blobs at the threshold).
 
 Tracks: a track continues through one-to-one links; at a merge the child continues the
 track of the parent it shares most atoms with, at a division the child sharing most atoms
@@ -199,7 +202,7 @@ def track_nuclei(labels: Sequence[np.ndarray], tables: Sequence[pd.DataFrame],
                  matches: Sequence[tuple[np.ndarray, np.ndarray]], *,
                  times_min: Sequence[float], min_overlap_atoms: int = 3,
                  min_overlap_fraction: float = 0.2, min_change_atoms: int = 5,
-                 change_fraction: float = 0.2) -> TrackResult:
+                 change_fraction: float = 0.2, size_column: str = "n_atoms") -> TrackResult:
     """Link nuclei between consecutive times and classify the events.
 
     Parameters
@@ -216,6 +219,9 @@ def track_nuclei(labels: Sequence[np.ndarray], tables: Sequence[pd.DataFrame],
         Link criterion.
     min_change_atoms, change_fraction : int, float
         Growth/shrinkage thresholds of a one-to-one link (see the module docstring).
+    size_column : str
+        Column of the nucleus tables whose change classifies growth / shrinkage
+        (``"n_atoms"`` or ``"n_ordered"``).
 
     Returns
     -------
@@ -226,6 +232,9 @@ def track_nuclei(labels: Sequence[np.ndarray], tables: Sequence[pd.DataFrame],
         raise ValueError(f"labels ({nt}), tables ({len(tables)}), times_min ({len(times_min)}) "
                          f"need one entry per time and matches ({len(matches)}) one per step")
     times = np.asarray(times_min, dtype=float)
+    if any(size_column not in tb.columns for tb in tables):
+        raise ValueError(f"size_column {size_column!r} is not a column of the nucleus tables; "
+                         f"pass 'n_atoms' or 'n_ordered'")
     track_of: list[dict[int, int]] = []
     parent_track: dict[int, int] = {}
     start_kind: dict[int, str] = {}
@@ -255,6 +264,8 @@ def track_nuclei(labels: Sequence[np.ndarray], tables: Sequence[pd.DataFrame],
         cur_ids = [int(k) for k in tables[s]["nucleus"].tolist()]
         size_prev = dict(zip(prev_ids, tables[s - 1]["n_atoms"].astype(int).tolist()))
         size_cur = dict(zip(cur_ids, tables[s]["n_atoms"].astype(int).tolist()))
+        grade_prev = dict(zip(prev_ids, tables[s - 1][size_column].astype(float).tolist()))
+        grade_cur = dict(zip(cur_ids, tables[s][size_column].astype(float).tolist()))
         children = {p: [] for p in prev_ids}
         parents = {c: [] for c in cur_ids}
         ov = {}
@@ -311,8 +322,8 @@ def track_nuclei(labels: Sequence[np.ndarray], tables: Sequence[pd.DataFrame],
             cs = children[p]
             if len(cs) == 1 and len(parents[cs[0]]) == 1:
                 c = cs[0]
-                dn = size_cur[c] - size_prev[p]
-                tol = max(min_change_atoms, change_fraction * size_prev[p])
+                dn = grade_cur[c] - grade_prev[p]
+                tol = max(min_change_atoms, change_fraction * grade_prev[p])
                 kind = "growth" if dn >= tol else "shrinkage" if dn <= -tol else "stable"
                 steps_kind[prev_track[p]].append(kind)
                 if kind != "stable":
@@ -375,6 +386,7 @@ def track_nuclei(labels: Sequence[np.ndarray], tables: Sequence[pd.DataFrame],
         atom_tracks.append(np.where(lab >= 0, lut[np.clip(lab, 0, None)], -1))
     params = {"min_overlap_atoms": min_overlap_atoms,
               "min_overlap_fraction": min_overlap_fraction,
-              "min_change_atoms": min_change_atoms, "change_fraction": change_fraction}
+              "min_change_atoms": min_change_atoms, "change_fraction": change_fraction,
+              "size_column": size_column}
     return TrackResult(nuclei, links, events, tracks, [np.asarray(x) for x in labels],
                        atom_tracks, times, params)

@@ -152,3 +152,28 @@ def test_track_validates_inputs():
         track_nuclei([np.zeros(3)], [], [], times_min=[1])
     with pytest.raises(ValueError, match="times_min must be finite and strictly increasing"):
         aet.dynamics.track([aet.AtomicModel(np.eye(3), "Fe").data] * 2, times_min=[2, 1])
+
+
+def test_growth_on_the_ordered_body_ignores_rim_blobs():
+    # a nucleus whose core (order 0.8, 33 atoms) stays while a blob at 0.35 joins its rim:
+    # n_atoms grows by > 20 %, n_ordered (atoms >= 0.5) does not
+    g = np.arange(-5, 6) * 2.7
+    pos = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    r = np.linalg.norm(pos, axis=1)
+    core = np.where(r < 6.0, 0.8, 0.0)
+    blob = core.copy()
+    blob[(np.linalg.norm(pos - [8.1, 0, 0], axis=1) < 4.0) & (r >= 6.0)] = 0.35
+    labs, tabs = [], []
+    for o in (core, blob):
+        lab, tab = find_nuclei(pos, o, cutoff_A=3.0, min_atoms=5)
+        labs.append(lab)
+        tabs.append(tab)
+    assert tabs[0].n_ordered[0] == tabs[1].n_ordered[0] == tabs[0].n_atoms[0] == 33
+    assert tabs[1].n_atoms[0] >= 1.2 * 33
+    ident = (np.arange(len(pos)), np.arange(len(pos)))
+    by_atoms = track_nuclei(labs, tabs, [ident], times_min=[1, 2])
+    assert by_atoms.events["event"].tolist() == ["growth"]
+    by_body = track_nuclei(labs, tabs, [ident], times_min=[1, 2], size_column="n_ordered")
+    assert len(by_body.events) == 0 and by_body.params["size_column"] == "n_ordered"
+    with pytest.raises(ValueError, match="size_column 'volume' is not a column"):
+        track_nuclei(labs, tabs, [ident], times_min=[1, 2], size_column="volume")
