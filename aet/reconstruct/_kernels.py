@@ -617,47 +617,70 @@ def _fp_sw_group(vp, geo, idx, q0, q1, ibuf, out):
 
 
 @jit()
-def fp_shearwarp(vp, geo, idx, ibuf, out, group):
-    """Serial shear-warp forward projection of the projections ``idx`` (adds into out),
-    ``group`` projections at a time."""
-    n = idx.shape[0]
-    for q0 in range(0, n, group):
-        _fp_sw_group(vp, geo, idx, q0, min(n, q0 + group), ibuf, out)
-
-
-@jit(parallel=True)
-def fp_shearwarp_par(vp, geo, idx, ibuf, out, group):
-    """Parallel :func:`fp_shearwarp`, one group of projections per task."""
-    n = idx.shape[0]
-    ntask = (n + group - 1) // group
-    for t in prange(ntask):
-        q0 = t * group
-        _fp_sw_group(vp, geo, idx, q0, min(n, q0 + group), ibuf, out)
+def _pick(axis, a2, a1, a0):
+    """The array of principal axis ``axis`` (2 = z, 1 = y, 0 = x)."""
+    if axis == 2:
+        return a2
+    if axis == 1:
+        return a1
+    return a0
 
 
 @jit()
-def bp_shearwarp(proj, geo, idx, ibuf, vk, kblock):
-    """Serial adjoint of :func:`fp_shearwarp`: ``vk`` (nk, na, nb) in the (k, a, b) layout,
-    adds; the gather runs ``kblock`` slices at a time."""
-    for q in range(idx.shape[0]):
-        j = idx[q]
-        _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
-    nk = vk.shape[0]
-    for k0 in range(0, nk, kblock):
-        _sw_shear_bp(ibuf, geo, idx, vk, k0, min(nk, k0 + kblock))
+def _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf, out):
+    q0 = tasks[t, 1]
+    q1 = tasks[t, 2]
+    _fp_sw_group(_pick(tasks[t, 0], vpz, vpy, vpx), geo, order, q0, q1, ibuf, out)
+
+
+@jit()
+def fp_shearwarp(vpz, vpy, vpx, geo, order, tasks, ibuf, out):
+    """Serial shear-warp forward projection (adds into ``out`` (n, nyd, nxd)).
+
+    ``vpz``, ``vpy``, ``vpx``: the padded volume in the layout of each principal axis (a
+    dummy where no projection uses it); ``order``: projection indices grouped by axis;
+    ``tasks`` (ntask, 3) int64: (axis, q0, q1) — projections ``order[q0:q1]`` share that axis
+    and are sheared slice by slice together."""
+    for t in range(tasks.shape[0]):
+        _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf, out)
 
 
 @jit(parallel=True)
-def bp_shearwarp_par(proj, geo, idx, ibuf, vk, kblock):
-    """Parallel :func:`bp_shearwarp`: warps in parallel over projections, then the gather in
-    parallel over blocks of slices (each slice written by one task: no conflicts)."""
-    for q in prange(idx.shape[0]):
-        j = idx[q]
+def fp_shearwarp_par(vpz, vpy, vpx, geo, order, tasks, ibuf, out):
+    """Parallel :func:`fp_shearwarp`: one parallel region, one task per group."""
+    for t in prange(tasks.shape[0]):
+        _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf, out)
+
+
+@jit()
+def _bp_sw_task(ibuf, geo, order, ktasks, t, vkz, vky, vkx):
+    ax = ktasks[t, 0]
+    _sw_shear_bp(ibuf, geo, order[ktasks[t, 3]:ktasks[t, 4]], _pick(ax, vkz, vky, vkx),
+                 ktasks[t, 1], ktasks[t, 2])
+
+
+@jit()
+def bp_shearwarp(proj, geo, order, ktasks, ibuf, vkz, vky, vkx):
+    """Serial adjoint of :func:`fp_shearwarp` (adds): the transposed warps, then the gathers
+    into ``vkz``/``vky``/``vkx`` (unpadded principal-axis layouts; ``vkz`` is (z, y, x)).
+    ``ktasks`` (ntask, 5) int64: (axis, k0, k1, q0, q1) — slices [k0, k1) of that axis's
+    volume gather from projections ``order[q0:q1]``."""
+    for q in range(order.shape[0]):
+        j = order[q]
         _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
-    nk = vk.shape[0]
-    nblock = (nk + kblock - 1) // kblock
-    for t in prange(nblock):
-        _sw_shear_bp(ibuf, geo, idx, vk, t * kblock, min(nk, (t + 1) * kblock))
+    for t in range(ktasks.shape[0]):
+        _bp_sw_task(ibuf, geo, order, ktasks, t, vkz, vky, vkx)
+
+
+@jit(parallel=True)
+def bp_shearwarp_par(proj, geo, order, ktasks, ibuf, vkz, vky, vkx):
+    """Parallel :func:`bp_shearwarp`: warps in parallel over projections, then the gathers in
+    parallel over blocks of slices (each slice written by one task: no conflicts)."""
+    for q in prange(order.shape[0]):
+        j = order[q]
+        _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
+    for t in prange(ktasks.shape[0]):
+        _bp_sw_task(ibuf, geo, order, ktasks, t, vkz, vky, vkx)
 
 
 @jit()

@@ -215,6 +215,7 @@ class Projector:
                 np.column_stack([self._sw_geo, offsets[:-1].astype(np.float64)]))
             self._sw_ipads = np.zeros(int(offsets[-1]), np.float32)
             self._sw_buf = {}
+            self._sw_plan()
 
     # -- layouts ----------------------------------------------------------------------------
     @property
@@ -254,29 +255,42 @@ class Projector:
             else:
                 K.fp_single_axis(vol, self._cos, self._sin, out)
         elif self.method == "shearwarp":
+            vps = [self._sw_dummy] * 3
+            for ax, _ in self._sw_groups:
+                vps[2 - ax] = self._sw_buffer(("pad", ax), 2)
+                K.pad_permute(vol, ax, vps[2 - ax])
             fp = K.fp_shearwarp_par if self.parallel else K.fp_shearwarp
-            for ax, idx in self._sw_groups:
-                vp = self._sw_buffer(("pad", ax), 2)
-                K.pad_permute(vol, ax, vp)
-                fp(vp, self._sw_geo, idx, self._sw_ipads, out, self._sw_group(len(idx)))
+            fp(*vps, self._sw_geo, self._sw_order, self._sw_tasks, self._sw_ipads, out)
         elif self.parallel:
             K.fp_euler_par(vol, self._Ms, out)
         else:
             K.fp_euler(vol, self._Ms, out)
         return out
 
-    def _sw_group(self, n):
-        """Projections per forward task: as many as share each slice read from memory while
-        every thread still gets work (``SW_GROUP`` at most)."""
+    def _sw_plan(self):
+        """Task lists of the shear-warp kernels: projections grouped by principal axis; a
+        forward task shears up to ``SW_GROUP`` projections slice by slice together (a slice is
+        read from memory once for all of them), a back-projection task gathers up to
+        ``SW_KBLOCK`` slices (an intermediate image is read once for all of them) — fewer
+        while that would leave a thread without work."""
         nth = numba.get_num_threads() if self.parallel else 1
-        return int(max(1, min(SW_GROUP, n // max(1, 2 * nth))))
-
-    def _sw_kblock(self, axis):
-        """Slices per back-projection task: ``SW_KBLOCK`` while every thread gets work."""
         nz, ny, nx = self.volume_shape
-        nk = (nx, ny, nz)[axis]
-        nth = numba.get_num_threads() if self.parallel else 1
-        return int(max(1, min(SW_KBLOCK, nk // max(1, 4 * nth))))
+        sizes = (nx, ny, nz)
+        order, tasks, ktasks = [], [], []
+        for ax, idx in self._sw_groups:
+            q0 = len(order)
+            order.extend(idx.tolist())
+            g = int(max(1, min(SW_GROUP, len(idx) // max(1, 2 * nth))))
+            for q in range(q0, len(order), g):
+                tasks.append((ax, q, min(len(order), q + g)))
+            nk = sizes[ax]
+            kb = int(max(1, min(SW_KBLOCK, nk // max(1, 4 * nth))))
+            for k in range(0, nk, kb):
+                ktasks.append((ax, k, min(nk, k + kb), q0, len(order)))
+        self._sw_order = np.asarray(order, np.int64)
+        self._sw_tasks = np.asarray(tasks, np.int64).reshape(-1, 3)
+        self._sw_ktasks = np.asarray(ktasks, np.int64).reshape(-1, 5)
+        self._sw_dummy = np.zeros((1, 1, 1), np.float32)
 
     def _sw_buffer(self, key, pad):
         """Volume in the principal-axis layout of ``key[1]`` (zero border of ``pad // 2``),
@@ -303,15 +317,16 @@ class Projector:
             else:
                 K.bp_single_axis(proj, self._cos, self._sin, out)
         elif self.method == "shearwarp":
+            vks = [out, self._sw_dummy, self._sw_dummy]
+            for ax, _ in self._sw_groups:
+                if ax != 2:
+                    vks[2 - ax] = self._sw_buffer(("acc", ax), 0)
+                    vks[2 - ax][...] = 0
             bp = K.bp_shearwarp_par if self.parallel else K.bp_shearwarp
-            for ax, idx in self._sw_groups:
-                if ax == 2:
-                    bp(proj, self._sw_geo, idx, self._sw_ipads, out, self._sw_kblock(ax))
-                else:
-                    vk = self._sw_buffer(("acc", ax), 0)
-                    vk[...] = 0
-                    bp(proj, self._sw_geo, idx, self._sw_ipads, vk, self._sw_kblock(ax))
-                    K.permute_add(vk, ax, out)
+            bp(proj, self._sw_geo, self._sw_order, self._sw_ktasks, self._sw_ipads, *vks)
+            for ax, _ in self._sw_groups:
+                if ax != 2:
+                    K.permute_add(vks[2 - ax], ax, out)
         elif self.parallel and numba.get_num_threads() > 1:
             acc = self._scratch(shape, extra=1)
             acc[...] = 0
