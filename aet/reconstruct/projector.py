@@ -148,6 +148,10 @@ class Projector:
     / :meth:`from_internal_volume` (and the projection twins) to convert from/to the public
     layout. Iterative solvers run entirely in the internal layout.
 
+    An instance keeps work buffers between calls (the shear-warp pair's padded volumes and
+    intermediate images: about one to three volumes plus one detector-sized image per
+    projection), so one instance must not be called from two threads at once.
+
     Parameters
     ----------
     euler_deg : array_like
