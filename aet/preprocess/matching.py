@@ -15,7 +15,12 @@ Gauss–Newton θ step recovers the planted errors to 0.05° RMS (the floor set 
 projector's model error on ~1-voxel-wide atoms); with a leave-group-out reconstruction at the
 *true* angles the estimate scatters by 0.034° (RESIRE, 60 iterations). SIRT warm-started with
 20 iterations per outer iteration converges far more slowly than accelerated RESIRE and left
-θ at 0.24° RMS; RESIRE brings it to ≈ 0.09°. Binning the data to speed things up does not
+θ at 0.24° RMS; RESIRE brings it to 0.10°, and refining each image's in-plane rotation φ as
+well (cheap, see ``refine``) to 0.085° in 6 outer iterations, 134 s on 2 cores (the former
+SIRT loop took ≈ 370 s for 4 shift-only iterations). The remaining error is the estimator's
+floor on these data: at the *true* angles the leave-group-out estimate scatters by 0.075°
+(noise, the unrefined ψ·sin θ tilt about x, residual scan distortion), against 0.034° on
+noise-free data with θ errors only. Binning the data to speed things up does not
 work with this projector: at 0.7 Å the atoms are too sharp for trilinear interpolation and the
 estimator's floor rises to 0.18–0.26° even with the true volume. The box is instead cropped to
 the object's field of view (``field_of_view="auto"``), which keeps full sampling.
@@ -153,13 +158,28 @@ def _crop(arr: np.ndarray, box: tuple[int, int]) -> np.ndarray:
     return arr[..., y0:y0 + box[0], x0:x0 + box[1]]
 
 
+def rotate_image(img: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Rotate ``img`` (y, x) in-plane by ``angle_deg`` about the pixel ``(ny // 2, nx // 2)``,
+    counter-clockwise in (x, y) (content at (x, y) moves to R(angle)·(x, y), as R_z(φ) of
+    DESIGN.md acting on a projection); cubic spline, edges continued."""
+    from scipy import ndimage
+
+    a = np.radians(float(angle_deg))
+    c, s_ = np.cos(a), np.sin(a)
+    M = np.array([[c, -s_], [s_, c]])  # (y, x) of the input sampled at an output pixel
+    centre = np.array([img.shape[0] // 2, img.shape[1] // 2], dtype=np.float64)
+    return ndimage.affine_transform(np.asarray(img, dtype=np.float64), M,
+                                    offset=centre - M @ centre, order=3, mode="nearest")
+
+
 def _forward(vol, euler, det_shape):
     from ..reconstruct import forward_project
 
     return np.asarray(forward_project(vol, euler, detector_shape=det_shape), dtype=np.float64)
 
 
-def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", "theta"),
+def projection_matching(da: xr.DataArray, *, n_iter: int = 8,
+                        refine=("shifts", "phi", "theta"),
                         method: str = "resire", recon_iter: int = 60, recon_iter_warm: int = 20,
                         step_deg: float = 0.2, max_step_deg: float = 0.5,
                         damping: float = 1e-3, volume_depth: int | None = None,
@@ -178,7 +198,13 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
     n_iter : int
         Maximum outer iterations.
     refine : sequence of str
-        Any of ``"shifts"``, ``"phi"``, ``"theta"``, ``"psi"``.
+        Any of ``"shifts"``, ``"phi"``, ``"theta"``, ``"psi"``. While ψ ≡ 0 and is not refined,
+        φ — a rotation of each projection image about the beam, since R_z(φ) acts after the sum
+        along z — is refined by de-rotating the images, which keeps the fast single-axis
+        projector; refining ψ needs the general (≈ 10× slower) projector. On the standard
+        benchmark refining φ too brings θ from 0.10° to 0.085° RMS (the images' in-plane
+        rotation φ + ψ·cos θ from 0.38° to 0.13° RMS) and halves the run time (faster
+        convergence).
     method : {"resire", "sirt"}
         Reconstruction inside the loop (both with positivity, warm-started). RESIRE (Nesterov-
         accelerated) reaches a far better volume in the same number of iterations, and the angle
@@ -271,13 +297,28 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
     euler = euler0.copy()
     shifts = np.zeros((n, 2))  # [y, x] pixels: content displacement
     ang_idx = [_PARAMS[p] for p in refine if p in _PARAMS]
+    # φ acts after the sum along z: R_z(φ) is an in-plane rotation of the projection image.
+    # With ψ ≡ 0 (and not refined) the data are de-rotated by φ and the reconstruction keeps
+    # the fast single-axis projector; φ's Jacobian is that of an image rotation.
+    in_plane = "psi" not in refine and bool(np.all(euler[:, 2] == 0))
+
+    def geom(e):
+        if not in_plane:
+            return e
+        e = e.copy()
+        e[:, 0] = 0.0
+        return e
     k_groups = int(min(max(n_groups, 2), n))
     groups = [np.arange(g, n, k_groups) for g in range(k_groups)]
     history = []
     vols: list = [None] * k_groups
     for it in range(int(n_iter)):
-        cur = _crop(np.stack([shift_image(data[i], -shifts[i], interpolation=interpolation)
-                              for i in range(n)]), box)
+        cur = np.stack([shift_image(data[i], -shifts[i], interpolation=interpolation)
+                        for i in range(n)])
+        if in_plane:
+            cur = np.stack([rotate_image(c, -euler[i, 0]) if euler[i, 0] != 0 else c
+                            for i, c in enumerate(cur)])
+        cur = _crop(cur, box)
         d_shift = np.zeros((n, 2))
         d_ang = np.zeros((n, 3))
         scale = np.zeros(n)
@@ -288,12 +329,13 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
             keep = np.setdiff1d(np.arange(n), members)
             n_rec = recon_iter if vols[g] is None else recon_iter_warm
             if reconstructor is None:
-                vols[g] = Recon(euler[keep], vol_shape, box).run(cur[keep], n_rec, vols[g])
+                vols[g] = Recon(geom(euler[keep]), vol_shape, box).run(cur[keep], n_rec,
+                                                                       vols[g])
             else:
-                vols[g] = np.asarray(reconstructor(cur[keep], euler[keep].copy(), vol_shape,
+                vols[g] = np.asarray(reconstructor(cur[keep], geom(euler[keep]), vol_shape,
                                                    vols[g]), dtype=np.float64)
             vol = vols[g]
-            rp = _forward(vol, euler[members], box)
+            rp = _forward(vol, geom(euler[members]), box)
             reproj[members] = rp
             for j, i in enumerate(members):
                 scale[i] = np.vdot(rp[j], cur[i]) / max(np.vdot(rp[j], rp[j]), 1e-300)
@@ -302,17 +344,26 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
                                                       upsample_factor=upsample_factor,
                                                       coarse_sigma_px=1.0 / px)
             if ang_idx:
+                by_proj = [k for k in ang_idx if not (in_plane and k == 0)]
                 trial = []
-                for k in ang_idx:
+                for k in by_proj:
                     for sgn in (1.0, -1.0):
-                        e = euler[members].copy()
+                        e = geom(euler[members])
                         e[:, k] += sgn * step_deg
                         trial.append(e)
                 tp = _forward(vol, np.concatenate(trial), box).reshape(
-                    len(ang_idx), 2, len(members), my, mx)
+                    len(by_proj), 2, len(members), my, mx) if by_proj else None
                 for j, i in enumerate(members):
-                    J = np.stack([(tp[q, 0, j] - tp[q, 1, j]).ravel() / (2 * step_deg)
-                                  for q in range(len(ang_idx))], axis=1) * scale[i]
+                    cols = []
+                    for k in ang_idx:
+                        if k in by_proj:
+                            q = by_proj.index(k)
+                            cols.append((tp[q, 0, j] - tp[q, 1, j]).ravel() / (2 * step_deg))
+                        else:  # in-plane φ: derivative of the image rotation
+                            cols.append((rotate_image(rp[j], step_deg)
+                                         - rotate_image(rp[j], -step_deg)).ravel()
+                                        / (2 * step_deg))
+                    J = np.stack(cols, axis=1) * scale[i]
                     # residual of the data moved by this iteration's shift update
                     r0 = (scale[i] * rp[j] - shift_image(cur[i], -d_shift[i],
                                                          interpolation=interpolation)).ravel()
@@ -323,6 +374,11 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8, refine=("shifts", 
         resid = float(np.sqrt(np.sum((scale[:, None, None] * reproj - cur) ** 2)
                               / np.sum(cur**2)))
         if "shifts" in refine:
+            if in_plane:  # measured in the de-rotated frame: back to the data's frame
+                a = np.radians(euler[:, 0])
+                dy, dx = d_shift[:, 0].copy(), d_shift[:, 1].copy()
+                d_shift = np.stack([dx * np.sin(a) + dy * np.cos(a),
+                                    dx * np.cos(a) - dy * np.sin(a)], axis=1)
             d_shift = _remove_translation_gauge(d_shift, euler)
             shifts += d_shift
         if ang_idx:
