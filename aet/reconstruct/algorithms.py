@@ -98,14 +98,33 @@ def _r1(res, b_abs_sum):
     return float(np.abs(res).sum() / b_abs_sum) if b_abs_sum > 0 else float("nan")
 
 
-class _Holdout:
-    """Early stopping by cross-validation: a random ``fraction`` of detector pixels is left out
-    of the data term; the iterate whose residual on them is lowest is kept, and the iterations
-    stop after ``patience`` iterations without improvement (noise is being fitted)."""
+HOLDOUT_BY = ("pixels", "projections")
 
-    def __init__(self, shape, fraction, seed, patience):
-        rng = np.random.default_rng(seed)
-        self.hold = (rng.random(shape) < fraction).astype(np.float32)
+
+class _Holdout:
+    """Early stopping by cross-validation: a ``fraction`` of the data is left out of the data
+    term; the iterate whose residual on it is lowest is kept, and the iterations stop after
+    ``patience`` iterations without improvement (noise is being fitted).
+
+    ``by="pixels"``: random detector pixels (``seed``). ``by="projections"``: whole projections,
+    every m-th by tilt angle (m = round(1 / fraction), interleaved from the middle of the first
+    gap, at least one). A held-out pixel is predicted by its fitted neighbours, so its residual
+    keeps falling after the error against the object has started to grow (noise amplified along
+    poorly measured directions barely shows in the measured ones); a held-out projection tests
+    the object between the measured angles and stops nearer the error minimum (RESIRE, measured
+    at 128³ × 47, ±69°, 2 % noise: error minimum 0.272 at 33 iterations; 5 % of the pixels pick
+    47 with 0.313, 1/8 of the projections 36 with 0.281, and 0.275 after ``refit``)."""
+
+    def __init__(self, shape, fraction, seed, patience, by="pixels", theta=None):
+        if by == "pixels":
+            rng = np.random.default_rng(seed)
+            self.hold = (rng.random(shape) < fraction).astype(np.float32)
+        else:
+            n = shape[0]
+            m = max(2, int(round(1.0 / fraction)))
+            order = np.argsort(np.arange(n) if theta is None else np.asarray(theta))
+            self.hold = np.zeros(shape, np.float32)
+            self.hold[order[m // 2::m]] = 1.0
         self.fit = np.float32(1.0) - self.hold
         self.n = max(1.0, float(self.hold.sum()))
         self.patience = int(patience)
@@ -129,23 +148,33 @@ class _Holdout:
         return self.patience > 0 and self.bad >= self.patience
 
 
-def _holdout_for(b, holdout, seed, patience):
+def _holdout_for(b, holdout, seed, patience, by="pixels", theta=None):
     if not holdout:
         return None
     if not 0 < holdout < 0.5:
         raise ValueError(f"holdout must be a fraction in (0, 0.5), got {holdout!r}")
-    return _Holdout(b.shape, holdout, seed, patience)
+    if by not in HOLDOUT_BY:
+        raise ValueError(f"holdout_by must be one of {HOLDOUT_BY}, got {by!r}")
+    if by == "projections" and b.shape[0] < 4:
+        raise ValueError(f"holdout_by='projections' needs at least 4 projections, got "
+                         f"{b.shape[0]}; use holdout_by='pixels'")
+    return _Holdout(b.shape, holdout, seed, patience, by, theta)
 
 
 def sirt(op: Projector, b: np.ndarray, *, n_iter: int = 100, relaxation: float = 1.0,
          positivity: bool = True, support=None, x0=None, tol: float = 0.0, holdout: float = 0.0,
-         patience: int = 5, seed=0, progress=None, callback=None):
+         patience: int = 5, seed=0, progress=None, callback=None, holdout_by: str = "pixels",
+         refit: bool = False):
     """SIRT: x ← x + λ C Aᵀ R (b − A x), R = 1/(A 1), C = 1/(Aᵀ 1) (+ positivity/support).
 
-    ``holdout`` > 0: early stopping on that fraction of left-out detector pixels (see
-    :func:`resire`).
+    ``holdout`` > 0: early stopping on that fraction of left-out detector pixels or projections
+    (``holdout_by``), optionally ``refit`` on all the data (see :func:`resire`).
     """
-    ho = _holdout_for(b, holdout, seed, patience)
+    if holdout and refit:
+        return _refit(sirt, op, b, n_iter=n_iter, relaxation=relaxation, positivity=positivity,
+                      support=support, x0=x0, tol=tol, holdout=holdout, patience=patience,
+                      seed=seed, progress=progress, callback=callback, holdout_by=holdout_by)
+    ho = _holdout_for(b, holdout, seed, patience, holdout_by, op.euler[:, 1])
     ones_v = np.ones(op.internal_volume_shape, np.float32)
     row = op.forward(ones_v)
     R = np.where(row > 1e-6, 1.0 / np.maximum(row, 1e-6), 0.0).astype(np.float32)
@@ -195,7 +224,7 @@ def lipschitz_bound(op: Projector, weight=None) -> float:
 def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
            positivity: bool = True, support=None, weight=None, accelerate: bool = True,
            x0=None, tol: float = 0.0, holdout: float = 0.0, patience: int = 5, seed=0,
-           progress=None, callback=None):
+           progress=None, callback=None, holdout_by: str = "pixels", refit: bool = False):
     """RESIRE: gradient descent on ½ Σ_θ ‖W (A_θ O − b_θ)‖² with positivity and support.
 
     The step is ``step / L`` with L = max(AᵀWA·1) ≥ ‖AᵀWA‖, which for a single tilt axis is
@@ -208,8 +237,17 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
     term and returns the iterate with the lowest RMS residual on them, stopping after
     ``patience`` iterations without improvement — unregularised least squares semi-converges
     on noisy data, and this picks the stopping point from the data themselves.
+    ``holdout_by="projections"`` leaves out whole projections (every 1/``holdout``-th by angle)
+    instead, which stops nearer the error minimum (see ``_Holdout``); ``refit`` then runs again
+    on all the data for the chosen number of iterations (about twice the time; the data left
+    out no longer cost accuracy).
     """
-    ho = _holdout_for(b, holdout, seed, patience)
+    if holdout and refit:
+        return _refit(resire, op, b, n_iter=n_iter, step=step, positivity=positivity,
+                      support=support, weight=weight, accelerate=accelerate, x0=x0, tol=tol,
+                      holdout=holdout, patience=patience, seed=seed, progress=progress,
+                      callback=callback, holdout_by=holdout_by)
+    ho = _holdout_for(b, holdout, seed, patience, holdout_by, op.euler[:, 1])
     if ho is not None:
         weight = ho.fit if weight is None else weight * ho.fit
     L = lipschitz_bound(op, weight)
@@ -259,6 +297,18 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
         x = _constrain(ho.best_x, positivity, support)
         rec.update(holdout_rms=ho.record, best_iteration=ho.best_it)
     return x, rec
+
+
+def _refit(solver, op, b, *, n_iter, callback, **kw):
+    """Choose the iteration count on held-out data, then iterate that often on all of it."""
+    _, rec = solver(op, b, n_iter=n_iter, **kw)
+    # best_iteration counts updates for RESIRE, updates + 1 for SIRT (its record's convention)
+    k = max(1, int(rec["best_iteration"]) - (solver is sirt))
+    kw.update(holdout=0.0, patience=0)
+    x, rec2 = solver(op, b, n_iter=k, callback=callback, **kw)
+    rec2.update(holdout_rms=rec["holdout_rms"], best_iteration=k, refit=True,
+                holdout_n_iter=rec["n_iter"], time_s=rec["time_s"] + rec2["time_s"])
+    return x, rec2
 
 
 def r1_per_projection(op: Projector, x: np.ndarray, b: np.ndarray, weight=None) -> np.ndarray:

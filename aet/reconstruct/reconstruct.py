@@ -65,6 +65,7 @@ def reconstruct(da: xr.DataArray, *, method: str = "genfire", n_iter: int | None
                 oversampling: float = 2.0, interpolation_cutoff: float = 0.5,
                 resolution_extension: str | None = "suppression",
                 r_free_fraction: float = 0.05, holdout: float = 0.05, patience: int = 5,
+                holdout_by: str = "pixels", refit: bool = False,
                 tol: float = 0.0, fsc: bool = False, seed=0, progress=None):
     """Reconstruct a volume from a tilt series.
 
@@ -107,6 +108,14 @@ def reconstruct(da: xr.DataArray, *, method: str = "genfire", n_iter: int | None
         RESIRE/SIRT early stopping: this fraction of detector pixels (random, ``seed``) is left
         out of the data term and the iterate with the lowest residual on them is returned,
         after ``patience`` iterations without improvement (0 disables it: run ``n_iter``).
+    holdout_by : {"pixels", "projections"}
+        What is held out: random detector pixels, or whole projections (every
+        1/``holdout``-th by tilt angle), which stops nearer the error minimum (RESIRE at
+        128³ × 47, ±69°, 2 % noise: minimum 0.272 at 33 iterations; pixels (0.05) pick 47 with
+        0.313, projections (0.125) 36 with 0.281, with ``refit`` 0.275).
+    refit : bool
+        After choosing the iteration count on held-out data, iterate that often again on all
+        the data (≈ 2× the time).
     tol : float
         Stop an iterative method when R1 changes by less than ``tol`` (relative).
     fsc : bool
@@ -159,7 +168,8 @@ def reconstruct(da: xr.DataArray, *, method: str = "genfire", n_iter: int | None
     sup = _check_support(support, vol_shape)
     opts = dict(method=method, n_iter=n_iter, positivity=positivity, filter=filter, step=step,
                 accelerate=accelerate, relaxation=relaxation, tol=tol, progress=progress,
-                holdout=holdout, patience=patience, seed=seed)
+                holdout=holdout, patience=patience, holdout_by=holdout_by, refit=refit,
+                seed=seed)
     attrs = {k: v for k, v in da.attrs.items()
              if k not in ("pixel_size_A", "aet_class", "provenance", "units")}
     data = da.data
@@ -173,7 +183,7 @@ def reconstruct(da: xr.DataArray, *, method: str = "genfire", n_iter: int | None
     t0 = time.perf_counter()
     if isinstance(support, str):
         first = _run(b, euler, vol_shape, None, dict(opts, method="wbp", progress=False),
-                     single)[0]
+                     single, r1=False)[0]
         sup = estimate_support(first, threshold=support_threshold)
     if method == "genfire":
         vol, rec = genfire(b, euler, vol_shape, oversampling=oversampling, n_iter=n_iter,
@@ -198,8 +208,8 @@ def reconstruct(da: xr.DataArray, *, method: str = "genfire", n_iter: int | None
             positivity=positivity, filter=filter, step=step, accelerate=accelerate,
             relaxation=relaxation, oversampling=oversampling,
             interpolation_cutoff=interpolation_cutoff, resolution_extension=resolution_extension,
-            r_free_fraction=r_free_fraction, holdout=holdout, patience=patience, tol=tol,
-            seed=seed, progress=progress)
+            r_free_fraction=r_free_fraction, holdout=holdout, patience=patience,
+            holdout_by=holdout_by, refit=refit, tol=tol, seed=seed, progress=progress)
     if sup is not None:
         result["support_voxels"] = int(np.count_nonzero(sup))
     if crop and pad_x:
@@ -228,8 +238,8 @@ def _check_support(support, vol_shape):
     return s
 
 
-def _run(b, euler, vol_shape, sup, opts, single, parallel=True):
-    """In-memory WBP/SIRT/RESIRE: returns (vol zyx, record, r1 per projection)."""
+def _run(b, euler, vol_shape, sup, opts, single, parallel=True, r1=True):
+    """In-memory WBP/SIRT/RESIRE: returns (vol zyx, record, r1 per projection or None)."""
     nyd, nxd = b.shape[1:]
     op = Projector(euler, vol_shape, detector_shape=(nyd, nxd), parallel=parallel,
                    single_axis=single)
@@ -244,14 +254,16 @@ def _run(b, euler, vol_shape, sup, opts, single, parallel=True):
         x, rec = alg.sirt(op, bi, n_iter=opts["n_iter"], relaxation=opts["relaxation"],
                           positivity=opts["positivity"], support=s_int, tol=opts["tol"],
                           holdout=opts["holdout"], patience=opts["patience"], seed=opts["seed"],
+                          holdout_by=opts["holdout_by"], refit=opts["refit"],
                           progress=opts["progress"])
     else:
         x, rec = alg.resire(op, bi, n_iter=opts["n_iter"], step=opts["step"],
                             positivity=opts["positivity"], support=s_int,
                             accelerate=opts["accelerate"], tol=opts["tol"],
                             holdout=opts["holdout"], patience=opts["patience"],
+                            holdout_by=opts["holdout_by"], refit=opts["refit"],
                             seed=opts["seed"], progress=opts["progress"])
-    r1p = alg.r1_per_projection(op, x, bi)
+    r1p = alg.r1_per_projection(op, x, bi) if r1 else None
     return op.from_internal_volume(x), rec, r1p
 
 
@@ -274,7 +286,8 @@ def _lazy_single_axis(data, euler, vol_shape, sup, opts, crop, pad_x):
 def _reconstruct_block(proj, sup=None, *, euler, nz, nxv, opts, crop_x, out_nx):
     b = np.asarray(proj, dtype=np.float32)
     _check_finite(b)
-    vol, _, _ = _run(b, euler, (nz, b.shape[1], nxv), sup, opts, True, parallel=False)
+    # no per-projection R1 here: a lazy result has no record to put it in (one projection less)
+    vol, _, _ = _run(b, euler, (nz, b.shape[1], nxv), sup, opts, True, parallel=False, r1=False)
     if crop_x:
         vol = vol[:, :, crop_x:crop_x + out_nx]
     return np.ascontiguousarray(vol)
