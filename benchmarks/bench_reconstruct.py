@@ -155,6 +155,9 @@ def bench_methods(n, n_proj=47, noise=0.02, peers=True, genfire_python=None, onl
         run("wbp", lambda: (op.from_internal_volume(alg.wbp(op, b)[0]), {}))
         run("sirt (holdout stop)", lambda: _fi(op, *alg.sirt(op, b, n_iter=500, holdout=0.05)))
     run("resire (holdout stop)", lambda: _fi(op, *alg.resire(op, b, n_iter=300, holdout=0.05)))
+    if not only_peers:
+        run("resire (proj. holdout)", lambda: _fi(op, *alg.resire(
+            op, b, n_iter=300, holdout=0.125, holdout_by="projections")))
     run("resire 30 it", lambda: _fi(op, *alg.resire(op, b, n_iter=30)))
     if not only_peers:
         run("genfire 50 it os2", lambda: genfire(ph["projections"], euler, (n, n, n), n_iter=50))
