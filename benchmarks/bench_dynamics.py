@@ -131,7 +131,8 @@ def nucleation_series_check(seeds) -> dict | None:
 
 
 COMPUTED = {"local_order_sigma_A": 3.0, "min_atoms": "null", "false_positive_rate": 0.01,
-            "threshold": 0.3, "min_change_atoms": 2, "change_fraction": 0.1}
+            "threshold": 0.3, "size_column": "n_ordered", "min_change_atoms": 2,
+            "change_fraction": 0.15}
 LARGE = {"rotation_deg": 6.0, "translation_A": 2.0, "size_scale": 2.0, "diameter_A": 100.0}
 
 
