@@ -386,12 +386,16 @@ def bp_euler_par(proj, Ms, acc):
 # The volume is read in a layout (k, a, b) with b innermost and a one-voxel zero border in a
 # and b ("padded"), so the stencil needs no bounds tests: z-principal (z, y, x), y-principal
 # (y, z, x), x-principal (x, z, y). The intermediate image of projection j lives in
-# a flat float32 buffer ``ibuf`` from offset geo[j, 11], C-contiguous (NA + 2·SW_BORDER,
+# a flat float32 buffer ``ibuf`` from offset geo[j, 12], C-contiguous (NA + 2·SW_BORDER,
 # NB + 2·SW_BORDER) with a zero border (contiguous rows are what lets the stencil vectorise);
 # I[ia, ib] = ipad[ia + SW_BORDER, ib + SW_BORDER] sits at A = ia + a0, B = ib + b0.
 # ``geo`` holds per projection (float64):
-#   0 s_a, 1 s_b, 2 a0, 3 b0, 4 NA, 5 NB, 6 dA/du, 7 dA/dv, 8 dB/du, 9 dB/dv, 10 1/|d_k|,
-#   11 offset of its intermediate image in ``ibuf``.
+#   0 s_a, 1 s_b, 2 a0, 3 b0, 4 NA, 5 NB, 6 dA/du, 7 dA/dv, 8 dB/du, 9 dB/dv,
+#   10 weight/|d_k|, 11 projection index, 12 offset of its intermediate image in ``ibuf``.
+# Rows of ``geo`` are *entries* (a projection sliced along one axis): one per projection,
+# two with weights summing to 1 near a 45° tie of two axes (continuity in the angles); they
+# are in projection order, ``estart[j]:estart[j + 1]`` are projection j's. Shears run per
+# entry, warps per projection (its entries add into the same detector image).
 # The back projector runs the transposed steps in reverse order: scatter of the warp, then a
 # gather over each volume slice (parallel over slices, no write conflicts).
 
@@ -429,10 +433,10 @@ def keys_weights(t):
 @jit()
 def _ipad(ibuf, geo, j):
     """C-contiguous (NA + 2·SW_BORDER, NB + 2·SW_BORDER) intermediate image of projection j
-    (a view of the flat buffer ``ibuf``; its start offset is ``geo[j, 11]``)."""
+    (a view of the flat buffer ``ibuf``; its start offset is ``geo[j, 12]``)."""
     h = int(geo[j, 4]) + 2 * SW_BORDER
     w = int(geo[j, 5]) + 2 * SW_BORDER
-    o = int(geo[j, 11])
+    o = int(geo[j, 12])
     return ibuf[o:o + h * w].reshape((h, w))
 
 
@@ -600,7 +604,7 @@ def _sw_shear_bp(ibuf, geo, idx, vk, k0, k1):
 
 
 @jit()
-def _fp_sw_group(vp, geo, idx, q0, q1, ibuf, out):
+def _fp_sw_group(vp, geo, idx, q0, q1, ibuf):
     """Projections idx[q0:q1] together, slice-major: each slice is read from memory once for
     the whole group and reused from cache (the intermediate images of a small group and one
     slice fit in L2)."""
@@ -611,9 +615,6 @@ def _fp_sw_group(vp, geo, idx, q0, q1, ibuf, out):
         for q in range(q0, q1):
             j = idx[q]
             _sw_shear_fp(vp, geo[j], _ipad(ibuf, geo, j), k, k + 1)
-    for q in range(q0, q1):
-        j = idx[q]
-        _sw_warp_fp(_ipad(ibuf, geo, j), geo[j], out[j])
 
 
 @jit()
@@ -627,29 +628,40 @@ def _pick(axis, a2, a1, a0):
 
 
 @jit()
-def _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf, out):
+def _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf):
     q0 = tasks[t, 1]
     q1 = tasks[t, 2]
-    _fp_sw_group(_pick(tasks[t, 0], vpz, vpy, vpx), geo, order, q0, q1, ibuf, out)
+    _fp_sw_group(_pick(tasks[t, 0], vpz, vpy, vpx), geo, order, q0, q1, ibuf)
 
 
 @jit()
-def fp_shearwarp(vpz, vpy, vpx, geo, order, tasks, ibuf, out):
+def _fp_sw_warps(geo, estart, ibuf, out, j):
+    for e in range(estart[j], estart[j + 1]):
+        _sw_warp_fp(_ipad(ibuf, geo, e), geo[e], out[j])
+
+
+@jit()
+def fp_shearwarp(vpz, vpy, vpx, geo, estart, order, tasks, ibuf, out):
     """Serial shear-warp forward projection (adds into ``out`` (n, nyd, nxd)).
 
     ``vpz``, ``vpy``, ``vpx``: the padded volume in the layout of each principal axis (a
-    dummy where no projection uses it); ``order``: projection indices grouped by axis;
-    ``tasks`` (ntask, 3) int64: (axis, q0, q1) — projections ``order[q0:q1]`` share that axis
-    and are sheared slice by slice together."""
+    dummy where no entry uses it); ``order``: entry indices grouped by axis; ``tasks``
+    (ntask, 3) int64: (axis, q0, q1) — entries ``order[q0:q1]`` share that axis and are
+    sheared slice by slice together; then each projection warps its entries."""
     for t in range(tasks.shape[0]):
-        _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf, out)
+        _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf)
+    for j in range(out.shape[0]):
+        _fp_sw_warps(geo, estart, ibuf, out, j)
 
 
 @jit(parallel=True)
-def fp_shearwarp_par(vpz, vpy, vpx, geo, order, tasks, ibuf, out):
-    """Parallel :func:`fp_shearwarp`: one parallel region, one task per group."""
+def fp_shearwarp_par(vpz, vpy, vpx, geo, estart, order, tasks, ibuf, out):
+    """Parallel :func:`fp_shearwarp`: shears one group per task, then warps one projection
+    per task (no two tasks write the same detector image)."""
     for t in prange(tasks.shape[0]):
-        _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf, out)
+        _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf)
+    for j in prange(out.shape[0]):
+        _fp_sw_warps(geo, estart, ibuf, out, j)
 
 
 @jit()
@@ -660,25 +672,29 @@ def _bp_sw_task(ibuf, geo, order, ktasks, t, vkz, vky, vkx):
 
 
 @jit()
-def bp_shearwarp(proj, geo, order, ktasks, ibuf, vkz, vky, vkx):
+def _bp_sw_warps(proj, geo, estart, ibuf, j):
+    for e in range(estart[j], estart[j + 1]):
+        _sw_warp_bp(proj[j], geo[e], _ipad(ibuf, geo, e))
+
+
+@jit()
+def bp_shearwarp(proj, geo, estart, order, ktasks, ibuf, vkz, vky, vkx):
     """Serial adjoint of :func:`fp_shearwarp` (adds): the transposed warps, then the gathers
     into ``vkz``/``vky``/``vkx`` (unpadded principal-axis layouts; ``vkz`` is (z, y, x)).
     ``ktasks`` (ntask, 5) int64: (axis, k0, k1, q0, q1) — slices [k0, k1) of that axis's
-    volume gather from projections ``order[q0:q1]``."""
-    for q in range(order.shape[0]):
-        j = order[q]
-        _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
+    volume gather from entries ``order[q0:q1]``."""
+    for j in range(proj.shape[0]):
+        _bp_sw_warps(proj, geo, estart, ibuf, j)
     for t in range(ktasks.shape[0]):
         _bp_sw_task(ibuf, geo, order, ktasks, t, vkz, vky, vkx)
 
 
 @jit(parallel=True)
-def bp_shearwarp_par(proj, geo, order, ktasks, ibuf, vkz, vky, vkx):
+def bp_shearwarp_par(proj, geo, estart, order, ktasks, ibuf, vkz, vky, vkx):
     """Parallel :func:`bp_shearwarp`: warps in parallel over projections, then the gathers in
     parallel over blocks of slices (each slice written by one task: no conflicts)."""
-    for q in prange(order.shape[0]):
-        j = order[q]
-        _sw_warp_bp(proj[j], geo[j], _ipad(ibuf, geo, j))
+    for j in prange(proj.shape[0]):
+        _bp_sw_warps(proj, geo, estart, ibuf, j)
     for t in prange(ktasks.shape[0]):
         _bp_sw_task(ibuf, geo, order, ktasks, t, vkz, vky, vkx)
 

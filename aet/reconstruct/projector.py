@@ -14,8 +14,9 @@ Discretisations (:class:`Projector` ``method``):
   ``benchmarks/bench_reconstruct.py``), as fast as the single-axis path. It differs from
   trilinear ray casting by interpolation blur only: on Gaussian atoms of σ = 1.2 voxels
   2-6 % (relative L2), as close to the exact line integrals as trilinear itself, no shift of
-  the atoms (tests/reconstruct/test_euler_fast.py). The principal axis switches where the ray
-  is at 45° to two axes; the operator jumps there by ~0.4 % (what a 0.2° turn changes).
+  the atoms (tests/reconstruct/test_euler_fast.py). Where the ray is within ~1.5° of 45° to
+  two axes both slicings are computed and blended (:func:`axis_weights`), so the operator is
+  continuous in the angles (a hard switch would jump by ~0.4 %, what a 0.2° turn changes).
 - ``"trilinear"``: trilinear ray casting in unit steps along every ray (the slow exact twin of
   ``tests/reference/reconstruct.py``).
 
@@ -31,8 +32,9 @@ import numpy as np
 from ..model._meta import rotation_matrices as _rotation_matrices
 from . import _kernels as K
 
-__all__ = ["METHODS", "Projector", "back_project", "euler_as_array", "forward_project",
-           "is_single_axis_euler", "rotation_matrices", "shear_warp_geometry"]
+__all__ = ["METHODS", "Projector", "axis_weights", "back_project", "euler_as_array",
+           "forward_project", "is_single_axis_euler", "rotation_matrices",
+           "shear_warp_geometry"]
 
 #: discretisations of the general-angle projector pair
 METHODS = ("auto", "shearwarp", "trilinear")
@@ -74,6 +76,10 @@ def rotation_matrices(euler_deg) -> np.ndarray:
 _LAYOUT = {2: (2, 1, 0), 1: (1, 2, 0), 0: (0, 2, 1)}
 
 
+#: band of the axis blend: |d_second| / |d_principal| above 1 − SW_BLEND mixes both axes
+SW_BLEND = 0.05
+
+
 def principal_axis(d) -> int:
     """Volume axis (x, y, z) = (0, 1, 2) closest to the ray direction ``d`` (ties: z, x, y)."""
     ax, ay, az = (abs(float(c)) for c in d)
@@ -82,8 +88,29 @@ def principal_axis(d) -> int:
     return 0 if ax >= ay - 1e-9 else 1
 
 
+def axis_weights(d):
+    """``[(axis, weight), ...]``: the slicing axes of ray direction ``d`` and their weights.
+
+    The principal axis alone, except near a tie with the second one (|d_2| / |d_1| = r above
+    1 − ``SW_BLEND``, a band of ~±1.5° around 45°): then both, with weights
+    ½ + ½(1 − r)/SW_BLEND and the rest, so the operator varies continuously with the angles
+    where the principal axis switches (without the blend it jumps by ~0.4 % there)."""
+    k1 = principal_axis(d)
+    rest = [a for a in (2, 0, 1) if a != k1]
+    k2 = rest[0] if abs(d[rest[0]]) >= abs(d[rest[1]]) - 1e-9 else rest[1]
+    r = abs(d[k2]) / abs(d[k1])
+    if r <= 1.0 - SW_BLEND:
+        return [(k1, 1.0)]
+    w1 = min(1.0, 0.5 + 0.5 * (1.0 - r) / SW_BLEND)
+    return [(k1, w1), (k2, 1.0 - w1)]
+
+
 def shear_warp_geometry(euler_deg, volume_shape, detector_shape):
-    """Per-projection parameters of the shear-warp projector.
+    """Per-entry parameters of the shear-warp projector.
+
+    An *entry* is one projection sliced along one axis; a projection has one entry, or two
+    (weights summing to 1) where its ray is within ~1.5° of 45° to two axes
+    (:func:`axis_weights`). Entries are in projection order.
 
     Parameters
     ----------
@@ -94,14 +121,15 @@ def shear_warp_geometry(euler_deg, volume_shape, detector_shape):
 
     Returns
     -------
-    axis : ndarray of int64, shape (n,)
-        Principal volume axis of each projection, (x, y, z) = (0, 1, 2).
-    geo : ndarray of float64, shape (n, 11)
+    axis : ndarray of int64, shape (n_entries,)
+        Slicing axis of each entry, (x, y, z) = (0, 1, 2).
+    geo : ndarray of float64, shape (n_entries, 12)
         s_a, s_b (shear per slice), a0, b0 (intermediate-grid origin, voxels relative to the
         volume centre), NA, NB (grid size), dA/du, dA/dv, dB/du, dB/dv (detector → grid
-        affine map), 1/|d_k| (step length per slice); see ``_kernels.py``. The grid is the
-        part of the sheared slices' footprint that the detector reads, so a detector narrower
-        than the box (padded films) costs only its own field of view.
+        affine map), weight/|d_k| (weight × step length per slice), projection index; see
+        ``_kernels.py``. The grid is the part of the sheared slices' footprint that the
+        detector reads, so a detector narrower than the box (padded films) costs only its
+        own field of view.
     """
     e = euler_as_array(euler_deg)
     M = np.transpose(rotation_matrices(e), (0, 2, 1))
@@ -111,30 +139,30 @@ def shear_warp_geometry(euler_deg, volume_shape, detector_shape):
     us = np.array([-(nxd // 2), nxd - 1 - nxd // 2], float)
     vs = np.array([-(nyd // 2), nyd - 1 - nyd // 2], float)
     uu, vv = np.meshgrid(us, vs)
-    axis = np.empty(len(e), np.int64)
-    geo = np.zeros((len(e), 11))
+    axis, geo = [], []
     for j in range(len(e)):
         d = M[j, :, 2]
-        k, a, b = _LAYOUT[principal_axis(d)]
-        axis[j] = k
-        s_a, s_b = d[a] / d[k], d[b] / d[k]
-        g = (M[j, a, 0] - M[j, k, 0] * s_a, M[j, a, 1] - M[j, k, 1] * s_a,
-             M[j, b, 0] - M[j, k, 0] * s_b, M[j, b, 1] - M[j, k, 1] * s_b)
-        kc = np.array([-(sizes[k] // 2), sizes[k] - 1 - sizes[k] // 2], float)
-        origin = []
-        for ax_i, s_i, gu, gv in ((a, s_a, g[0], g[1]), (b, s_b, g[2], g[3])):
-            c = sizes[ax_i] // 2
-            # support: some slice has a tap inside the box, (-1, n) in absolute index
-            sup_lo = np.floor(np.min(-1.0 - c - kc * s_i))
-            sup_hi = np.ceil(np.max(sizes[ax_i] - c - kc * s_i))
-            # the detector's footprint, with the -1 ... +2 taps of the cubic warp
-            det = gu * uu + gv * vv
-            lo = max(sup_lo, np.floor(det.min()) - 1)
-            hi = min(sup_hi, np.floor(det.max()) + 2)
-            origin.append((lo, max(0.0, hi - lo + 1)))
-        geo[j] = (s_a, s_b, origin[0][0], origin[1][0], origin[0][1], origin[1][1], *g,
-                  1.0 / abs(d[k]))
-    return axis, geo
+        for k_ax, weight in axis_weights(d):
+            k, a, b = _LAYOUT[k_ax]
+            s_a, s_b = d[a] / d[k], d[b] / d[k]
+            g = (M[j, a, 0] - M[j, k, 0] * s_a, M[j, a, 1] - M[j, k, 1] * s_a,
+                 M[j, b, 0] - M[j, k, 0] * s_b, M[j, b, 1] - M[j, k, 1] * s_b)
+            kc = np.array([-(sizes[k] // 2), sizes[k] - 1 - sizes[k] // 2], float)
+            origin = []
+            for ax_i, s_i, gu, gv in ((a, s_a, g[0], g[1]), (b, s_b, g[2], g[3])):
+                c = sizes[ax_i] // 2
+                # support: some slice has a tap inside the box, (-1, n) in absolute index
+                sup_lo = np.floor(np.min(-1.0 - c - kc * s_i))
+                sup_hi = np.ceil(np.max(sizes[ax_i] - c - kc * s_i))
+                # the detector's footprint, with the -1 ... +2 taps of the cubic warp
+                det = gu * uu + gv * vv
+                lo = max(sup_lo, np.floor(det.min()) - 1)
+                hi = min(sup_hi, np.floor(det.max()) + 2)
+                origin.append((lo, max(0.0, hi - lo + 1)))
+            axis.append(k)
+            geo.append((s_a, s_b, origin[0][0], origin[1][0], origin[0][1], origin[1][1], *g,
+                        weight / abs(d[k]), j))
+    return np.asarray(axis, np.int64), np.asarray(geo, np.float64).reshape(-1, 12)
 
 
 _MIN_PARALLEL_WORK = 4_000_000
@@ -223,6 +251,8 @@ class Projector:
             self._sw_geo = np.ascontiguousarray(
                 np.column_stack([self._sw_geo, offsets[:-1].astype(np.float64)]))
             self._sw_ipads = np.zeros(int(offsets[-1]), np.float32)
+            self._sw_estart = np.searchsorted(self._sw_geo[:, 11],
+                                              np.arange(self.n_angles + 1)).astype(np.int64)
             self._sw_buf = {}
             self._sw_plan()
 
@@ -269,7 +299,8 @@ class Projector:
                 vps[2 - ax] = self._sw_buffer(("pad", ax), 2)
                 K.pad_permute(vol, ax, vps[2 - ax])
             fp = K.fp_shearwarp_par if self.parallel else K.fp_shearwarp
-            fp(*vps, self._sw_geo, self._sw_order, self._sw_tasks, self._sw_ipads, out)
+            fp(*vps, self._sw_geo, self._sw_estart, self._sw_order, self._sw_tasks,
+               self._sw_ipads, out)
         elif self.parallel:
             K.fp_euler_par(vol, self._Ms, out)
         else:
@@ -332,7 +363,8 @@ class Projector:
                     vks[2 - ax] = self._sw_buffer(("acc", ax), 0)
                     vks[2 - ax][...] = 0
             bp = K.bp_shearwarp_par if self.parallel else K.bp_shearwarp
-            bp(proj, self._sw_geo, self._sw_order, self._sw_ktasks, self._sw_ipads, *vks)
+            bp(proj, self._sw_geo, self._sw_estart, self._sw_order, self._sw_ktasks,
+               self._sw_ipads, *vks)
             for ax, _ in self._sw_groups:
                 if ax != 2:
                     K.permute_add(vks[2 - ax], ax, out)

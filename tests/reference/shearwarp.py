@@ -9,8 +9,10 @@ in the order of the kernel's layouts, the projection is
     I(A, B) = Σ_k V_bilinear(k, A + kc·d_a/d_k, B + kc·d_b/d_k)   (kc = k − n_k // 2)
 
 on an integer (A, B) grid (here simply a grid large enough for everything), I resampled by
-cubic convolution (Keys, a = −1/2), zero outside the box and the grid. The back projector is
-the explicit transpose (``np.add.at`` scatters of the same weights in reverse order).
+cubic convolution (Keys, a = −1/2), zero outside the box and the grid. Near a tie of the two
+largest |d| components (ratio r > 1 − 0.05) the projection is the blend w·P_k1 + (1 − w)·P_k2,
+w = ½ + ½(1 − r)/0.05. The back projector is the explicit transpose (``np.add.at`` scatters
+of the same weights in reverse order).
 """
 
 from __future__ import annotations
@@ -28,14 +30,25 @@ def _keys(t):
             ((-1.5 * t + 2) * t + 0.5) * t, (0.5 * t - 0.5) * t * t]
 
 
-def _setup(euler_deg, vol_shape, det_shape):
+def _entries(euler_deg):
+    """[(axis, weight)] of one projection."""
+    R = rotation_matrix_zyz(*np.radians(np.asarray(euler_deg, dtype=float)))
+    d = np.abs(R.T[:, 2])
+    pref = [2, 0, 1]  # ties (within 1e-9) go to z, then x, then y
+    k1 = next(i for i in pref if d[i] >= d.max() - 1e-9)
+    rest = [i for i in pref if i != k1]
+    k2 = rest[0] if d[rest[0]] >= d[rest[1]] - 1e-9 else rest[1]
+    r = d[k2] / d[k1]
+    if r <= 0.95:
+        return [(k1, 1.0)]
+    w = min(1.0, 0.5 + 0.5 * (1 - r) / 0.05)
+    return [(k1, w), (k2, 1 - w)]
+
+
+def _setup(euler_deg, vol_shape, det_shape, p):
     R = rotation_matrix_zyz(*np.radians(np.asarray(euler_deg, dtype=float)))
     M = R.T
     d = M[:, 2]
-    if abs(d[2]) >= max(abs(d[0]), abs(d[1])) - 1e-9:
-        p = 2
-    else:
-        p = 0 if abs(d[0]) >= abs(d[1]) - 1e-9 else 1
     k, a, b = _LAYOUT[p]
     nz, ny, nx = vol_shape
     sizes = (nx, ny, nz)
@@ -93,17 +106,18 @@ def forward_shearwarp_reference(vol_zyx, euler_list, det_shape=None):
     det_shape = vol.shape[1:] if det_shape is None else tuple(det_shape)
     out = []
     for e in np.asarray(euler_list, dtype=float).reshape(-1, 3):
-        g = _setup(e, vol.shape, det_shape)
-        V = _kab(vol, g)
-        nk = V.shape[0]
-        img = np.zeros((len(g["grid"]),) * 2)
-        for k in range(nk):
-            for oka, okb, ra, rb, w in _slice_taps(g, k - nk // 2):
-                img[np.ix_(oka, okb)] += w * V[k][np.ix_(ra, rb)]
         p = np.zeros(det_shape)
-        for ok, ra, rb, w in _warp_taps(g):
-            p[ok] += w * img[ra, rb]
-        out.append(p * g["scale"])
+        for axis, weight in _entries(e):
+            g = _setup(e, vol.shape, det_shape, axis)
+            V = _kab(vol, g)
+            nk = V.shape[0]
+            img = np.zeros((len(g["grid"]),) * 2)
+            for k in range(nk):
+                for oka, okb, ra, rb, w in _slice_taps(g, k - nk // 2):
+                    img[np.ix_(oka, okb)] += w * V[k][np.ix_(ra, rb)]
+            for ok, ra, rb, w in _warp_taps(g):
+                p[ok] += weight * g["scale"] * w * img[ra, rb]
+        out.append(p)
     return np.stack(out)
 
 
@@ -112,13 +126,14 @@ def back_shearwarp_reference(proj, euler_list, vol_shape):
     proj = np.asarray(proj, dtype=np.float64)
     vol = np.zeros(vol_shape)
     for p, e in zip(proj, np.asarray(euler_list, dtype=float).reshape(-1, 3)):
-        g = _setup(e, vol_shape, p.shape)
-        img = np.zeros((len(g["grid"]),) * 2)
-        for ok, ra, rb, w in _warp_taps(g):
-            np.add.at(img, (ra, rb), w * p[ok] * g["scale"])
-        V = _kab(vol, g)  # a view: adds land in vol
-        nk = V.shape[0]
-        for k in range(nk):
-            for oka, okb, ra, rb, w in _slice_taps(g, k - nk // 2):
-                np.add.at(V[k], np.ix_(ra, rb), w * img[np.ix_(oka, okb)])
+        for axis, weight in _entries(e):
+            g = _setup(e, vol_shape, p.shape, axis)
+            img = np.zeros((len(g["grid"]),) * 2)
+            for ok, ra, rb, w in _warp_taps(g):
+                np.add.at(img, (ra, rb), weight * g["scale"] * w * p[ok])
+            V = _kab(vol, g)  # a view: adds land in vol
+            nk = V.shape[0]
+            for k in range(nk):
+                for oka, okb, ra, rb, w in _slice_taps(g, k - nk // 2):
+                    np.add.at(V[k], np.ix_(ra, rb), w * img[np.ix_(oka, okb)])
     return vol
