@@ -395,7 +395,7 @@ def bp_euler_par(proj, Ms, acc):
 # Rows of ``geo`` are *entries* (a projection sliced along one axis): one per projection,
 # two with weights summing to 1 near a 45° tie of two axes (continuity in the angles); they
 # are in projection order, ``estart[j]:estart[j + 1]`` are projection j's. Shears run per
-# entry, warps per projection (its entries add into the same detector image).
+# entry; a blended projection's warps run after all shears (both add into its image).
 # The back projector runs the transposed steps in reverse order: scatter of the warp, then a
 # gather over each volume slice (parallel over slices, no write conflicts).
 
@@ -628,16 +628,26 @@ def _pick(axis, a2, a1, a0):
 
 
 @jit()
-def _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf):
+def _fp_sw_task(vpz, vpy, vpx, geo, estart, order, tasks, t, ibuf, out):
+    """Shear the entries of task t, then warp those that are their projection's only entry
+    (no other task writes that detector image)."""
     q0 = tasks[t, 1]
     q1 = tasks[t, 2]
     _fp_sw_group(_pick(tasks[t, 0], vpz, vpy, vpx), geo, order, q0, q1, ibuf)
+    for q in range(q0, q1):
+        e = order[q]
+        j = int(geo[e, 11])
+        if estart[j + 1] - estart[j] == 1:
+            _sw_warp_fp(_ipad(ibuf, geo, e), geo[e], out[j])
 
 
 @jit()
-def _fp_sw_warps(geo, estart, ibuf, out, j):
-    for e in range(estart[j], estart[j + 1]):
-        _sw_warp_fp(_ipad(ibuf, geo, e), geo[e], out[j])
+def _fp_sw_blended_warps(geo, estart, ibuf, out):
+    """Warp the projections with two entries (blended axes; a few at most), serially."""
+    for j in range(out.shape[0]):
+        if estart[j + 1] - estart[j] > 1:
+            for e in range(estart[j], estart[j + 1]):
+                _sw_warp_fp(_ipad(ibuf, geo, e), geo[e], out[j])
 
 
 @jit()
@@ -647,21 +657,18 @@ def fp_shearwarp(vpz, vpy, vpx, geo, estart, order, tasks, ibuf, out):
     ``vpz``, ``vpy``, ``vpx``: the padded volume in the layout of each principal axis (a
     dummy where no entry uses it); ``order``: entry indices grouped by axis; ``tasks``
     (ntask, 3) int64: (axis, q0, q1) — entries ``order[q0:q1]`` share that axis and are
-    sheared slice by slice together; then each projection warps its entries."""
+    sheared slice by slice together."""
     for t in range(tasks.shape[0]):
-        _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf)
-    for j in range(out.shape[0]):
-        _fp_sw_warps(geo, estart, ibuf, out, j)
+        _fp_sw_task(vpz, vpy, vpx, geo, estart, order, tasks, t, ibuf, out)
+    _fp_sw_blended_warps(geo, estart, ibuf, out)
 
 
 @jit(parallel=True)
 def fp_shearwarp_par(vpz, vpy, vpx, geo, estart, order, tasks, ibuf, out):
-    """Parallel :func:`fp_shearwarp`: shears one group per task, then warps one projection
-    per task (no two tasks write the same detector image)."""
+    """Parallel :func:`fp_shearwarp`: one parallel region, a group of entries per task."""
     for t in prange(tasks.shape[0]):
-        _fp_sw_task(vpz, vpy, vpx, geo, order, tasks, t, ibuf)
-    for j in prange(out.shape[0]):
-        _fp_sw_warps(geo, estart, ibuf, out, j)
+        _fp_sw_task(vpz, vpy, vpx, geo, estart, order, tasks, t, ibuf, out)
+    _fp_sw_blended_warps(geo, estart, ibuf, out)
 
 
 @jit()
