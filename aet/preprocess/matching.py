@@ -13,17 +13,21 @@ Why the reconstructor matters (measured on ``fept_benchmark("standard")``, θ er
 the angle estimate is only as good as the volume it is made against. With the true volume the
 Gauss–Newton θ step recovers the planted errors to 0.05° RMS (the floor set by the trilinear
 projector's model error on ~1-voxel-wide atoms); with a leave-group-out reconstruction at the
-*true* angles the estimate scatters by 0.034° (RESIRE, 60 iterations). SIRT warm-started with
-20 iterations per outer iteration converges far more slowly than accelerated RESIRE and left
-θ at 0.24° RMS; RESIRE brings it to 0.10°, and refining each image's in-plane rotation φ as
-well (cheap, see ``refine``) to 0.085° in 6 outer iterations, 134 s on 2 cores (the former
+*true* angles the estimate scatters by 0.034° (RESIRE, 60 iterations). SIRT warm-started with 20
+iterations per outer iteration converges far more slowly than accelerated RESIRE and left θ at
+0.24° RMS; RESIRE brings it to 0.10°, and refining each image's in-plane rotation φ as well
+(cheap, see ``refine``) to 0.085° in 6 outer iterations, 125–150 s on 2 shared cores (the former
 SIRT loop took ≈ 370 s for 4 shift-only iterations). The remaining error is the estimator's
 floor on these data: at the *true* angles the leave-group-out estimate scatters by 0.075°
 (noise, the unrefined ψ·sin θ tilt about x, residual scan distortion), against 0.034° on
-noise-free data with θ errors only. Binning the data to speed things up does not
-work with this projector: at 0.7 Å the atoms are too sharp for trilinear interpolation and the
-estimator's floor rises to 0.18–0.26° even with the true volume. The box is instead cropped to
-the object's field of view (``field_of_view="auto"``), which keeps full sampling.
+noise-free data with θ errors only. Of the 0.085°, a component linear in θ (0.08° at ±69°) is
+the weakly determined mode below; without it 0.071° remains. θ refinement needs dense angular
+sampling and a large enough object: on ``fept_benchmark("small")`` (15 projections 10° apart, an
+18 Å particle) it does not help (0.29° → 0.31°) while shifts and φ still improve — refine
+``("shifts", "phi")`` there. Binning the data to speed things up does not work with this
+projector: at 0.7 Å the atoms are too sharp for trilinear interpolation and the estimator's
+floor rises to 0.18–0.26° even with the true volume. The box is instead cropped to the object's
+field of view (``field_of_view="auto"``), which keeps full sampling.
 
 Gauge. A rigid translation or rotation of the whole object changes no projection's
 consistency, so it cannot be measured: the part of the shift updates explained by a 3D
