@@ -91,8 +91,8 @@ COMPUTED = {"local_order_sigma_A": 3.0, "min_atoms": "null", "false_positive_rat
             "change_fraction": 0.15}
 # Growth / shrinkage from a computed field: a nucleus' atom count above 0.3 gains or loses
 # random blobs at its rim (up to ~20 % with nothing changed), so the change is measured on its
-# ordered body (n_ordered: atoms >= 0.5). With nothing changed that moves by <= 7 % (noise-only
-# series, seeds 0-4), a planted growth/shrinkage (>= 28 % in true atoms) by >= 33 %; the
+# ordered body (n_ordered: atoms >= 0.5). With nothing changed that moves by <= 10 % (noise-only
+# series, seeds 0-4: 5-9.5 %), a planted growth/shrinkage (>= 28 % in true atoms) by >= 33 %; the
 # threshold 15 % sits between (the script's own 10 % is for exact sizes).
 
 
