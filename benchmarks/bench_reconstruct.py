@@ -6,6 +6,14 @@ and every method at 128³ × 47 projections (fcc particle of Gaussian atoms, 0.3
     python benchmarks/bench_reconstruct.py --size 256 # also 256³ (RESIRE, GENFIRE)
     python benchmarks/bench_reconstruct.py --quick    # 64³ smoke run
     python benchmarks/bench_reconstruct.py --out-of-core 512 --iterations 30  # lazy, to Zarr
+    python benchmarks/bench_reconstruct.py --peers-only 128  # aet RESIRE vs ASTRA and GENFIRE
+
+Peers, each skipped with a printed line when absent: svmbir and ASTRA (``pip install
+svmbir astra-toolbox``; ASTRA's CPU SIRT runs per y-slice, 100 iterations, 2 processes) and the
+published GENFIRE code, which needs its own virtual environment (numpy < 1.24):
+``bash benchmarks/setup_genfire_env.sh`` builds it under ~/.cache/aet/genfire-venv (found there
+automatically; elsewhere pass ``--genfire-python PATH``) and the benchmark runs it in a
+subprocess with its defaults (100 iterations, oversampling 3), reporting its peak RSS.
 
 Errors are ‖v − truth‖ / ‖truth‖ inside the particle (truth > 10 % of max, dilated 2 voxels)
 and over the whole box. Times are wall-clock on this machine (numba compiled beforehand).
