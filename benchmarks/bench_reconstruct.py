@@ -142,6 +142,7 @@ def bench_methods(n, n_proj=47, noise=0.02, peers=True, genfire_python=None, onl
     euler = np.stack([0 * ph["angles"], ph["angles"], 0 * ph["angles"]], 1)
     op = Projector(ph["angles"], (n, n, n))
     b = op.to_internal_projections(ph["projections"])
+    op.adjoint(op.forward(np.zeros(op.internal_volume_shape, np.float32)))  # JIT outside clocks
     results = {}
 
     def run(name, f):
