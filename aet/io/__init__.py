@@ -58,6 +58,9 @@ def open(path, *, format: str | None = None, kind: str | None = None, **metadata
     if kind is not None and kind not in ("tilt_series", "volume", "model"):
         raise ValueError(f"kind must be 'tilt_series', 'volume' or 'model', got {kind!r}")
     fmt = format_for(p, format)
+    from ._h5probe import check_hdf5
+
+    check_hdf5(p)  # a damaged HDF5 header can crash or hang the C library: probe it first
     return fmt.read(p, kind=kind, **metadata)
 
 
