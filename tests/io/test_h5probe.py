@@ -41,6 +41,18 @@ def test_child_crash_and_hang_become_corrupt_file_errors(tmp_path, monkeypatch):
         _h5probe.check_hdf5(p, timeout_s=1)
 
 
+def test_hollow_dataset_is_reported_and_a_compressed_one_is_not(tmp_path):
+    p = tmp_path / "hollow.h5"
+    with h5py.File(p, "w") as f:  # 1 GiB declared, nothing written
+        f.create_dataset("data", shape=(64, 2048, 2048), dtype="float32", chunks=(1, 64, 64))
+    with pytest.raises(CorruptFileError, match=r"declares 1073741824 bytes, stores 0"):
+        _h5probe.check_hdf5(p)
+    q = tmp_path / "zeros.h5"
+    with h5py.File(q, "w") as f:  # 8 MiB of zeros, gzip: small but honest
+        f.create_dataset("data", data=np.zeros((8, 512, 512), "float32"), compression="gzip")
+    _h5probe.check_hdf5(q)
+
+
 def test_non_hdf5_skips_the_child(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("no child process for a non-HDF5 file")
@@ -57,4 +69,15 @@ def test_flipped_byte_that_segfaulted_h5py_is_reported(shared_data, tmp_path):
     p = tmp_path / "damaged.emd"
     p.write_bytes(bytes(raw))
     with pytest.raises(CorruptFileError, match="crashed the HDF5 library"):
+        aet.open(p, pixel_size_A=1.0)
+
+
+def test_flipped_shape_byte_that_took_24_gb_is_reported(shared_data, tmp_path):
+    """Byte 10818 flipped turns a 3×3×3 dataset into 3×3×16711683: RosettaSciIO's reader then
+    peaked at 24 GB and was killed by the OOM killer."""
+    raw = bytearray((shared_data / "io_samples" / "example_signal.emd").read_bytes())
+    raw[10818] ^= 0xFF
+    p = tmp_path / "damaged.emd"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFileError, match="declares far more data than the file holds"):
         aet.open(p, pixel_size_A=1.0)
