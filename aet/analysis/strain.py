@@ -99,6 +99,11 @@ def _grid(pos: np.ndarray, spacing: float, margin: float):
     return tuple(n), coords
 
 
+def _noise_coefficient(density_per_A3: float) -> float:
+    """``16 π^{3/2} ρ``: var(e_ii) = σ_pos² / (this · σ⁵) deep inside (see strain_noise)."""
+    return 16 * np.pi ** 1.5 * density_per_A3
+
+
 def strain_noise(sigma_A: float = DEFAULT_SIGMA_A, *, position_noise_A: float,
                  density_per_A3: float) -> dict:
     """Predicted noise (1σ) of the strain field deep inside a particle.
@@ -119,7 +124,7 @@ def strain_noise(sigma_A: float = DEFAULT_SIGMA_A, *, position_noise_A: float,
                   ("density_per_A3", density_per_A3)):
         if not (np.isfinite(v) and v > 0):
             raise ValueError(f"{nm} must be > 0, got {v!r}")
-    normal = position_noise_A / np.sqrt(16 * np.pi ** 1.5 * density_per_A3 * sigma_A ** 5)
+    normal = position_noise_A / np.sqrt(_noise_coefficient(density_per_A3) * sigma_A ** 5)
     return {"normal": float(normal), "shear": float(normal / np.sqrt(2))}
 
 
@@ -153,7 +158,7 @@ def sigma_for_precision(strain_precision: float, *, position_noise_A: float,
                   ("density_per_A3", density_per_A3)):
         if not (np.isfinite(v) and v > 0):
             raise ValueError(f"{nm} must be > 0, got {v!r}")
-    s5 = position_noise_A ** 2 / (16 * np.pi ** 1.5 * density_per_A3 * strain_precision ** 2)
+    s5 = position_noise_A ** 2 / (_noise_coefficient(density_per_A3) * strain_precision ** 2)
     return float(s5 ** 0.2)
 
 

@@ -18,6 +18,15 @@ def _h5(path, userblock=0):
     return path
 
 
+def _flipped_sample(shared_data, tmp_path, byte):
+    """RosettaSciIO's example_signal.emd with one byte inverted, written to tmp_path."""
+    raw = bytearray((shared_data / "io_samples" / "example_signal.emd").read_bytes())
+    raw[byte] ^= 0xFF
+    p = tmp_path / "damaged.emd"
+    p.write_bytes(bytes(raw))
+    return p
+
+
 def test_signature_found_at_start_and_after_a_user_block(tmp_path):
     assert _h5probe.is_hdf5(_h5(tmp_path / "a.h5"))
     assert _h5probe.is_hdf5(_h5(tmp_path / "b.h5", userblock=512))  # MATLAB v7.3 layout
@@ -64,20 +73,12 @@ def test_non_hdf5_skips_the_child(tmp_path, monkeypatch):
 def test_flipped_byte_that_segfaulted_h5py_is_reported(shared_data, tmp_path):
     """Byte 857 of RosettaSciIO's example_signal.emd, flipped, crashed the interpreter
     inside h5py's attribute read (found by tests/io/test_fuzz.py)."""
-    raw = bytearray((shared_data / "io_samples" / "example_signal.emd").read_bytes())
-    raw[857] ^= 0xFF
-    p = tmp_path / "damaged.emd"
-    p.write_bytes(bytes(raw))
     with pytest.raises(CorruptFileError, match="crashed the HDF5 library"):
-        aet.open(p, pixel_size_A=1.0)
+        aet.open(_flipped_sample(shared_data, tmp_path, 857), pixel_size_A=1.0)
 
 
 def test_flipped_shape_byte_that_took_24_gb_is_reported(shared_data, tmp_path):
     """Byte 10818 flipped turns a 3×3×3 dataset into 3×3×16711683: RosettaSciIO's reader then
     peaked at 24 GB and was killed by the OOM killer."""
-    raw = bytearray((shared_data / "io_samples" / "example_signal.emd").read_bytes())
-    raw[10818] ^= 0xFF
-    p = tmp_path / "damaged.emd"
-    p.write_bytes(bytes(raw))
     with pytest.raises(CorruptFileError, match="declares far more data than the file holds"):
-        aet.open(p, pixel_size_A=1.0)
+        aet.open(_flipped_sample(shared_data, tmp_path, 10818), pixel_size_A=1.0)
