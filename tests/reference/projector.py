@@ -23,3 +23,14 @@ def project_volume_reference(vol_zyx: np.ndarray, euler_deg) -> np.ndarray:
     coords = np.stack([src[2] + nz // 2, src[1] + ny // 2, src[0] + nx // 2])
     rotated = ndimage.map_coordinates(vol_zyx, coords, order=1, mode="constant", cval=0.0)
     return rotated.reshape(nz, ny, nx).sum(axis=0)
+
+
+def adjoint_mismatch(op, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Relative ``|⟨Ax, y⟩ − ⟨x, Aᵀy⟩|`` of a projector pair ``op`` (``forward``/``adjoint``)
+    for the given pair and for ``(|x|, |y|)`` (no cancellation: float32 rounding only)."""
+    out = []
+    for a, b in ((x, y), (np.abs(x), np.abs(y))):
+        lhs = float(np.vdot(op.forward(a).astype(np.float64), b))
+        rhs = float(np.vdot(a.astype(np.float64), op.adjoint(b)))
+        out.append(abs(lhs - rhs) / abs(lhs))
+    return out[0], out[1]
