@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 import aet  # noqa: E402
 from aet.dynamics import rotation_angle_deg  # noqa: E402
-from aet.testing.dynamics import score_events  # noqa: E402
+from aet.testing.dynamics import score_series  # noqa: E402
 
 OUT = Path(os.environ.get("AET_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="aet-tutorial-03-"))
 OUT.mkdir(parents=True, exist_ok=True)
@@ -131,12 +131,8 @@ print("event counts:", result.event_counts())
 # links the same names.
 
 # %%
-names = [series.nucleus_names[k] for k in sorted(series.nucleus_names)]
-truth_nucleus = [np.asarray(series.truth_models[t]["nucleus_id"])[np.asarray(m["atom_id"])]
-                 for t, m in enumerate(series.models)]
-planted = [(e.time_index, e.type, tuple(names[p] for p in e.parents),
-            tuple(names[c] for c in e.children)) for e in series.events]
-sc = score_events(result, truth_nucleus, [names] * len(series.models), planted)
+sc = score_series(result, series)
+planted = sc["planted"]
 print(f"true events recovered: {sc['recovered']:.0%} of {len(planted)}; "
       f"phantom events: {sc['phantoms']}")
 if sc["missed"]:
@@ -155,7 +151,7 @@ computed = aet.NucleusTracker(series.models, times_min=series.times_min,
                               kind=("L10", "L12")).register()
 res_c = computed.track(threshold=0.3, smooth_A=3.0, min_peak_order=0.5, min_change_atoms=2,
                        change_fraction=0.1)
-sc_c = score_events(res_c, truth_nucleus, [names] * len(series.models), planted)
+sc_c = score_series(res_c, series)
 print(f"computed order: recovered {sc_c['recovered']:.0%}, phantoms {sc_c['phantoms']}")
 
 # %% [markdown]

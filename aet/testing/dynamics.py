@@ -243,6 +243,20 @@ def score_events(result, truth_nucleus: Sequence[np.ndarray], names: Sequence[Se
             "detected": detected}
 
 
+def score_series(result, series) -> dict:
+    """:func:`score_events` of a tracking ``result`` against the planted events of a
+    :func:`aet.simulate.nucleation_series`: each measured atom's true nucleus comes from its
+    ``atom_id``; the dict also holds ``planted`` (the true events as scored) and
+    ``truth_nucleus`` (per time, each measured atom's true nucleus index, -1 outside)."""
+    names = [series.nucleus_names[k] for k in sorted(series.nucleus_names)]
+    tn = [np.asarray(series.truth_models[t]["nucleus_id"])[np.asarray(m["atom_id"])]
+          for t, m in enumerate(series.models)]
+    planted = [(e.time_index, e.type, tuple(names[p] for p in e.parents),
+                tuple(names[c] for c in e.children)) for e in series.events]
+    return {**score_events(result, tn, [names] * len(series.models), planted),
+            "planted": planted, "truth_nucleus": tn}
+
+
 def evaluate_nucleation_series(series=None, *, seed: int = 0, series_kw=None, kind="L10",
                                **track_kw):
     """Track :func:`aet.simulate.nucleation_series` and score against its true events.
@@ -258,14 +272,9 @@ def evaluate_nucleation_series(series=None, *, seed: int = 0, series_kw=None, ki
         seed=seed, **(series_kw or {}))
     reg = aet.NucleusTracker(s.models, times_min=s.times_min, kind=kind).register()
     res = reg.track(**track_kw)
-    names = [s.nucleus_names[k] for k in sorted(s.nucleus_names)]
-    tn = []
-    for t, m in enumerate(s.models):
-        nid = np.asarray(s.truth_models[t]["nucleus_id"])
-        tn.append(nid[np.asarray(m["atom_id"])])
-    planted = [(e.time_index, e.type, tuple(names[p] for p in e.parents),
-                tuple(names[c] for c in e.children)) for e in s.events]
-    sc = score_events(res, tn, [names] * len(s.models), planted)
+    sc = score_series(res, s)
+    planted = sc.pop("planted")
+    sc.pop("truth_nucleus")
     rot, sh = [], []
     summ = reg.registration
     for t, mo in enumerate(s.rigid_motions):

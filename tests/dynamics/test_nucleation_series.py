@@ -6,7 +6,7 @@ import pytest
 
 import aet
 from aet.dynamics import match_atoms, register_rigid, rotation_angle_deg
-from aet.testing.dynamics import score_events
+from aet.testing.dynamics import score_series
 
 nucleation_series = pytest.importorskip("aet.simulate").nucleation_series
 
@@ -53,12 +53,8 @@ def test_true_events_recovered_from_true_order_labels(series):
     # the script's own definitions: growth/shrinkage at a 10 % change, no size floor (nucleus
     # J shrinks to ~11 atoms, below the default min_atoms=13 that guards against noise)
     res = tracker.track(threshold=0.3, min_change_atoms=2, change_fraction=0.1, min_atoms=5)
-    names = [s.nucleus_names[k] for k in sorted(s.nucleus_names)]
-    tn = [np.asarray(s.truth_models[t]["nucleus_id"])[np.asarray(m["atom_id"])]
-          for t, m in enumerate(s.models)]
-    planted = [(e.time_index, e.type, tuple(names[p] for p in e.parents),
-                tuple(names[c] for c in e.children)) for e in s.events]
-    sc = score_events(res, tn, [names] * len(s.models), planted)
+    sc = score_series(res, s)
+    planted = sc["planted"]
     assert sc["recovered"] >= 0.95, sc["missed"]
     assert sc["phantoms"] == 0, sc["phantom_events"]
     # every type of the script is there, merge and division included
@@ -109,12 +105,8 @@ def test_events_recovered_from_computed_order(large_series):
     assert int(s.nucleus_sizes().replace(0, np.nan).min().min()) >= 100
     tracker = aet.NucleusTracker(s.models, times_min=s.times_min, kind=("L10", "L12"))
     res = tracker.track(**COMPUTED)
-    names = [s.nucleus_names[k] for k in sorted(s.nucleus_names)]
-    tn = [np.asarray(s.truth_models[t]["nucleus_id"])[np.asarray(m["atom_id"])]
-          for t, m in enumerate(s.models)]
-    planted = [(e.time_index, e.type, tuple(names[p] for p in e.parents),
-                tuple(names[c] for c in e.children)) for e in s.events]
-    sc = score_events(res, tn, [names] * len(s.models), planted)
+    sc = score_series(res, s)
+    planted, tn = sc["planted"], sc["truth_nucleus"]
     assert sc["recovered"] >= 0.95, sc["missed"]
     assert sc["phantoms"] == 0, sc["phantom_events"]
     assert {e[1] for e in planted} == set(aet.dynamics.EVENT_TYPES)
