@@ -83,17 +83,6 @@ def _tilt_groups(h5) -> list[tuple[str, int]]:
     return found
 
 
-def is_emd_tilt_series(path) -> bool:
-    """True when ``path`` is a Berkeley EMD file with a group holding an angle axis."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as h5:
-            return bool(_tilt_groups(h5))
-    except OSError:
-        return False
-
-
 def _spacing_A(d) -> float | None:
     from .tiff import unit_to_angstrom
 
@@ -124,15 +113,29 @@ def read(path: Path, *, kind=None, group: str | None = None,
     import h5py
 
     try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise CorruptFileError(f"{str(path)!r} is not a readable HDF5/EMD file: {exc}") from None
-    with h5:
-        groups = _tilt_groups(h5)
+        with h5py.File(path, "r") as h5:
+            groups = _tilt_groups(h5)
+    except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError on damaged files
+        raise CorruptFileError(f"{str(path)!r} is not a readable HDF5/EMD file: "
+                               f"{type(exc).__name__}: {exc}") from None
     if not groups:
         from .rsciio_ import read as rsciio_read
 
         return rsciio_read(path, kind=kind, **metadata)
+    try:
+        arr, raw_angles, factor, name, k, layout, sy, sx = _read_group(path, groups, group)
+    except (MetadataError, CorruptFileError):
+        raise
+    except Exception as exc:
+        raise CorruptFileError(f"{str(path)!r}: the EMD tilt series could not be read: "
+                               f"{type(exc).__name__}: {exc}") from None
+    return _finish(path, arr, raw_angles, factor, name, k, layout, sy, sx, kind=kind,
+                   euler_convention=euler_convention, metadata=metadata)
+
+
+def _read_group(path, groups, group):
+    import h5py
+
     with h5py.File(path, "r") as h5:
         if group is not None:
             sel = [g for g in groups if g[0].strip("/") == str(group).strip("/")]
@@ -164,6 +167,11 @@ def read(path: Path, *, kind=None, group: str | None = None,
         arr = np.transpose(data, order)
         y_dim, x_dim = dims[order[1]], dims[order[2]]
         sy, sx = _spacing_A(y_dim), _spacing_A(x_dim)
+    return arr, raw_angles, factor, name, k, layout, sy, sx
+
+
+def _finish(path, arr, raw_angles, factor, name, k, layout, sy, sx, *, kind, euler_convention,
+            metadata):
     n = arr.shape[0]
     from .matlab import _orient_angles, euler_to_zyz
 
