@@ -234,7 +234,8 @@ def _report(folder: Path, result: DemoResult, bench, merged, aligned, vol, model
     strain = analysis["strain"]
     comps = [c for c in ("e_xx", "e_yy", "e_zz", "e_xy", "e_xz", "e_yz") if c in strain]
     if comps:
-        add("strain", "Strain components, central xy slice.",
+        ref = strain.attrs.get("reference", strain.attrs.get("structure", "fcc"))
+        add("strain", f"Strain components, central xy slice; reference: {ref}.",
             plot.field_slices(strain, comps, title="Strain"))
     order = analysis["order"]
     names = [v for v in ("order_L10_a", "order_L10_b", "order_L10_c") if v in order]
