@@ -283,7 +283,7 @@ def read_angles(source, *, n: int | None = None, frames_per_angle: int = 1,
             except ValueError:
                 raise ValueError(f"{name} {source!r} is neither a file nor a comma-separated "
                                  f"list of angles in degrees") from None
-            got = Angles(vals, f"{name} list")
+            got = Angles(vals, f"the comma-separated {name}")
         else:
             raise FileNotFoundError(f"{name}: no such angle file {str(source)!r}")
     else:
