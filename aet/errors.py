@@ -31,5 +31,5 @@ class MissingVariableError(AetError, KeyError):
 
 
 class AngleUnitWarning(UserWarning):
-    """Tilt angles look like radians (all |θ| < π/2 with ≥ 10 projections); aet reads
+    """Tilt angles look like radians (ten or more projections, all within ±π/2); aet reads
     degrees."""

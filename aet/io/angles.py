@@ -71,7 +71,7 @@ class Angles:
 def check_degrees(theta, source: str, *, stacklevel: int = 3) -> None:
     """Warn (:class:`~aet.errors.AngleUnitWarning`) when tilt angles look like radians.
 
-    The rule: at least :data:`RADIANS_MIN_PROJECTIONS` projections and every |θ| < π/2. A
+    The rule: at least :data:`RADIANS_MIN_PROJECTIONS` projections, all below π/2 in magnitude. A
     tilt series in degrees spans tens of degrees; one in radians stays within ±1.57.
     """
     t = np.asarray(theta, dtype=np.float64)
