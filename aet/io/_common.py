@@ -15,12 +15,13 @@ from ..model._meta import PROVENANCE_ATTR, get_provenance, with_provenance
 
 def make_object(array, *, path: Path, fmt: str, kind: str | None, metadata: dict[str, Any],
                 file_attrs: dict[str, Any] | None = None, file_angles=None,
-                default_kind: str | None = None):
+                default_kind: str | None = None, use_sidecar: bool = True):
     """Wrap a raw 2D/3D/4D array read from ``path`` as a TiltSeries or Volume.
 
     Precedence for angles and pixel size: ``metadata`` (the caller) > the file > a sidecar
-    (:func:`aet.io.angles.find_sidecar`). ``metadata["angles"]`` may be numbers or the path of
-    an angle file (:func:`aet.io.angles.read_angles`).
+    (:func:`aet.io.angles.find_sidecar`; not looked for when ``use_sidecar`` is False, e.g. for
+    a reconstruction lying beside its tilt series' ``.tlt``). ``metadata["angles"]`` may be
+    numbers or the path of an angle file (:func:`aet.io.angles.read_angles`).
     """
     from ..model.tiltseries import TiltSeries
     from ..model.volume import Volume
@@ -47,8 +48,7 @@ def make_object(array, *, path: Path, fmt: str, kind: str | None, metadata: dict
         angles = file_angles
         check_degrees(angles, f"the tilt angles in {str(path)!r}", stacklevel=4)
         src["angles"] = "file"
-    # a reconstruction (default_kind "volume") sits beside its series' .tlt: not its angles
-    if angles is None and kind != "volume" and not (kind is None and default_kind == "volume"):
+    if angles is None and kind != "volume" and use_sidecar:
         side = find_sidecar(path)
         if side is not None:
             got = read_angles(side, n=n_tilts, frames_per_angle=fpa)

@@ -193,8 +193,11 @@ def read(path: Path, *, kind=None, frames_per_angle: int | None = None, lazy: bo
             "Volume" in aet_label or path.suffix.lower() == ".rec" or int(header.ispg) >= 1):
         default = "volume"  # a reconstruction: its sections are z slices, not tilts
         file_angles = None if kind != "tilt_series" else file_angles
+    # an IMOD reconstruction (.rec) sits beside its series' .tlt: those are not its angles
+    reconstruction = path.suffix.lower() == ".rec" or "Volume" in aet_label
     return make_object(arr, path=path, fmt="mrc", kind=kind, metadata=metadata,
-                       file_attrs=file_attrs, file_angles=file_angles, default_kind=default)
+                       file_attrs=file_attrs, file_angles=file_angles, default_kind=default,
+                       use_sidecar=not reconstruction)
 
 
 def _label_value(label: str, key: str, conv):
