@@ -375,6 +375,29 @@ def test_readme_quick_start_is_two_commands_in_a_venv():
     assert "python -m venv" in text  # the quick start says to make a virtual environment
 
 
+def test_packaging_takes_only_aet_and_declares_what_aet_imports(tmp_path):
+    """``aet demo`` writes aet-demo-output/ into the checkout; ``pip install .`` must not
+    package it (``include = ["aet*"]`` did). Dependencies aet imports are declared; the
+    licence file matches pyproject."""
+    import tomllib
+
+    from setuptools import find_namespace_packages
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = cfg["tool"]["setuptools"]["packages"]["find"]["include"]
+    (tmp_path / "aet" / "io").mkdir(parents=True)
+    (tmp_path / "aet-demo-output" / "figures").mkdir(parents=True)
+    (tmp_path / "aet_notes").mkdir()
+    assert sorted(find_namespace_packages(str(tmp_path), include=include)) == ["aet", "aet.io"]
+    deps = " ".join(cfg["project"]["dependencies"])
+    for name in ("networkx", "netCDF4", "numba", "xarray"):
+        assert name in deps, name
+    assert "distributed" not in deps  # an extra: aet never imports it
+    assert cfg["project"]["optional-dependencies"]["distributed"] == ["distributed>=2025.1"]
+    assert cfg["project"]["license"] == {"text": "BSD-3-Clause"}
+    assert (ROOT / "LICENSE").read_text().startswith("BSD 3-Clause License")
+
+
 @pytest.mark.slow
 def test_fresh_install_readme_and_every_subcommand(tmp_path):
     """A fresh virtual environment, the README's two commands in sequence, then ``aet demo``,
