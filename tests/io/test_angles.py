@@ -285,3 +285,11 @@ def test_plain_berkeley_emd_still_goes_to_rosettasciio(shared_data):
         pytest.skip("io_samples absent")
     vol = aet.open(p, kind="volume", voxel_size_A=1.0)
     assert vol.shape == (3, 3, 3)
+
+
+def test_pixel_size_zero_is_an_error_not_the_header_value(tmp_path):
+    """pixel_size_A=0 used to fall through to the header's value silently."""
+    mrc = _write_mrc(tmp_path / "z.mrc", _stack(), voxel=0.35)
+    with pytest.raises(ValueError, match="pixel_size_A"):
+        aet.open(mrc, angles=THETA, pixel_size_A=0)
+    assert aet.open(mrc, angles=THETA).pixel_size_A == pytest.approx(0.35)
