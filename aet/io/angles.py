@@ -277,13 +277,12 @@ def read_angles(source, *, n: int | None = None, frames_per_angle: int = 1,
         p = Path(source)
         if p.exists():
             got = _from_path(p, euler_convention=euler_convention, variable=variable)
-        elif isinstance(source, str) and "," in source:
-            try:
-                vals = np.array([float(v) for v in source.split(",") if v.strip()])
-            except ValueError:
-                raise ValueError(f"{name} {source!r} is neither a file nor a comma-separated "
-                                 f"list of angles in degrees") from None
+        elif isinstance(source, str) and all(_is_float(v) for v in source.split(",")):
+            vals = np.array([float(v) for v in source.split(",")])
             got = Angles(vals, f"the comma-separated {name}")
+        elif isinstance(source, str) and "," in source:
+            raise ValueError(f"{name} {source!r} is neither a file nor a comma-separated "
+                             f"list of angles in degrees")
         else:
             raise FileNotFoundError(f"{name}: no such angle file {str(source)!r}")
     else:

@@ -293,3 +293,12 @@ def test_pixel_size_zero_is_an_error_not_the_header_value(tmp_path):
     with pytest.raises(ValueError, match="pixel_size_A"):
         aet.open(mrc, angles=THETA, pixel_size_A=0)
     assert aet.open(mrc, angles=THETA).pixel_size_A == pytest.approx(0.35)
+
+
+def test_comma_lists_and_missing_files(tmp_path):
+    assert read_angles("-30,0,30.5").values.tolist() == [-30.0, 0.0, 30.5]
+    assert read_angles("12").values.tolist() == [12.0]
+    with pytest.raises(ValueError, match="neither a file nor a comma-separated list"):
+        read_angles("-30,zero,30")
+    with pytest.raises(FileNotFoundError, match="no such angle file 'tilts.tlt'"):
+        read_angles("tilts.tlt")
