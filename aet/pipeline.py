@@ -45,8 +45,12 @@ class DemoResult:
         text of summary.txt, see :func:`aet.report.summary_text`)."""
         from .report import summary_text
 
-        return summary_text(title=f"aet demo ({self.size}): {self.n_true} true atoms",
-                            scores=self.scores, timings=self.timings).rstrip("\n")
+        return summary_text(title=_title(self.size, self.n_true), scores=self.scores,
+                            timings=self.timings).rstrip("\n")
+
+
+def _title(size: str, n_true: int) -> str:
+    return f"aet demo — simulated FePt nanoparticle ({size}), {n_true} true atoms"
 
 
 class _Stages:
@@ -219,5 +223,5 @@ def _report(folder: Path, result: DemoResult, bench, merged, aligned, vol, model
     return _write(folder, model, volume=vol, tilt_series=merged, aligned=aligned,
                   strain=analysis["strain"], order=analysis["order"], scores=result.scores,
                   ground_truth=gt, timings=dict(result.timings),
-                  title=f"aet demo — simulated FePt nanoparticle ({result.size})",
+                  title=_title(result.size, result.n_true),
                   description=description)

@@ -83,12 +83,14 @@ def projection_montage(tilt_series, *, max_panels: int = 12, title: str | None =
     return fig
 
 
-def _slab(v, axis_index: int, coord, slab_A: float):
-    """Maximum of ``v`` over the planes within ``slab_A`` of coordinate 0 along an axis."""
+def _slab(da, dim: str, slab_A: float) -> np.ndarray:
+    """Maximum of ``da`` over the planes within ``slab_A`` of coordinate 0 along ``dim``
+    (only those planes are read from a lazy volume)."""
+    coord = np.asarray(da[dim].values, dtype=float)
     sel = np.flatnonzero(np.abs(coord) <= slab_A + 1e-9)
     if sel.size == 0:
         sel = np.array([int(np.argmin(np.abs(coord)))])
-    return np.take(v, sel, axis=axis_index).max(axis=axis_index)
+    return np.asarray(da.isel({dim: sel}).max(dim).values, dtype=np.float64)
 
 
 def orthoslices(volume, *, atoms=None, slab_A: float = 1.0, gamma: float = 0.4,
@@ -104,12 +106,13 @@ def orthoslices(volume, *, atoms=None, slab_A: float = 1.0, gamma: float = 0.4,
     from matplotlib.colors import PowerNorm
 
     da = volume.data if hasattr(volume, "data") else volume
-    v = np.asarray(da.values, dtype=np.float64)
+    da = da.transpose("z", "y", "x")
     z, y, x = (np.asarray(da[c].values, dtype=float) for c in ("z", "y", "x"))
+    # images are (rows = vertical axis, columns = horizontal axis)
     views = [
-        ("xy view (|z| ≤ {s:g} Å)", _slab(v, 0, z, slab_A), (x, y), (0, 1), 2, ("x (Å)", "y (Å)")),
-        ("xz view (|y| ≤ {s:g} Å)", _slab(v, 1, y, slab_A), (x, z), (0, 2), 1, ("x (Å)", "z (Å)")),
-        ("yz view (|x| ≤ {s:g} Å)", _slab(v, 2, x, slab_A), (y, z), (1, 2), 0, ("y (Å)", "z (Å)")),
+        ("xy view (|z| ≤ {s:g} Å)", _slab(da, "z", slab_A), (x, y), (0, 1), 2, ("x (Å)", "y (Å)")),
+        ("xz view (|y| ≤ {s:g} Å)", _slab(da, "y", slab_A), (x, z), (0, 2), 1, ("x (Å)", "z (Å)")),
+        ("yz view (|x| ≤ {s:g} Å)", _slab(da, "x", slab_A), (y, z), (1, 2), 0, ("y (Å)", "z (Å)")),
     ]
     lo = 0.0
     hi = float(np.percentile(np.concatenate([img.ravel() for _, img, *_ in views]), 99.9))

@@ -335,8 +335,10 @@ def _box_intensity(volume, model):
 
     if model.n_atoms == 0:
         return None
-    prof = local_profiles(volume.data, model.positions, box=5)
-    return prof.sum(axis=1)
+    pos = model.positions
+    step = 20000  # atoms per batch: 125 samples × 8 corners each stay ~160 MB at most
+    return np.concatenate([local_profiles(volume.data, pos[i:i + step], box=5).sum(axis=1)
+                           for i in range(0, len(pos), step)])
 
 
 _STRAIN = ("e_xx", "e_yy", "e_zz", "e_xy", "e_xz", "e_yz")
@@ -452,7 +454,7 @@ def _decisions(model, volume, aligned, gt) -> list[tuple[str, str, str]]:
         elif op == "remove_background":
             if "order" in res:
                 row("background", f"polynomial of order {res['order']} fitted outside the "
-                    f"object (support {res.get('support', 'given')})")
+                    f"object; support: {res.get('support', 'given')}")
         elif op == "align":
             if "tilt_axis_rotation_deg" in res:
                 t = gt.get("tilt_axis_rotation_deg")
@@ -560,12 +562,12 @@ def _score_facts(scores, gt) -> list[str]:
     if not scores:
         return []
     name, s = list(scores.items())[-1]
-    n_truth = gt.get("n_atoms", _score_get(s, "n_truth", None))
+    truth = f"{gt.get('n_atoms', _score_get(s, 'n_truth', '?'))} atoms"
     counts = gt.get("species_counts")
     if counts:
-        n_truth = f"{n_truth}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        truth += ": " + ", ".join(f"{k} {v}" for k, v in counts.items())
     acc = _score_get(s, "species_accuracy")
-    return [f"<b>Against the ground truth</b> ({_e(n_truth)} atoms; final model after "
+    return [f"<b>Against the ground truth</b> ({_e(truth)}), the final model (after "
             f"“{_e(name)}”): recall {_score_get(s, 'recall'):.3f}, precision "
             f"{_score_get(s, 'precision'):.3f}, position error (RMSD) "
             f"{_score_get(s, 'rmsd_pm'):.1f} pm, species right for {100 * acc:.1f} % of the "
@@ -634,9 +636,9 @@ def _atoms_data(model) -> dict:
         nn = float(np.median(cKDTree(pos).query(pos, k=2)[0][:, 1]))
     else:
         nn = 2.5
-    cov = np.array([covalent_radii[atomic_numbers.get(e, 0)] for e in els])
+    cov = np.array([covalent_radii[atomic_numbers.get(e, 0)] for e in els], dtype=float)
     cov = np.where(cov > 0, cov, 1.0)
-    radii = 0.36 * nn * cov / cov.mean()
+    radii = 0.36 * nn * cov / cov.mean() if len(els) else cov
     index = {e: i for i, e in enumerate(els)}
     kind = [index[s] for s in model.species.tolist()]
     return {"elements": els, "colours": [colours[e] for e in els],
