@@ -410,16 +410,19 @@ def _order_figure(order, model):
 
 # ----------------------------------------------------------------------------- decisions
 def _prov_records(*objs) -> list[dict]:
-    """The provenance of the first object that has the longest record (the final model's
-    holds the whole chain from the tilt series on)."""
-    best: list[dict] = []
+    """The provenance records of the objects, in chain order (``objs`` from first to last
+    stage), each record once: the final model's holds the whole chain from the tilt series
+    on, but a model made another way still shows the alignment and reconstruction."""
+    out: list[dict] = []
+    seen: set = set()
     for o in objs:
-        if o is None:
-            continue
-        rec = list(getattr(o, "provenance", []) or [])
-        if len(rec) > len(best):
-            best = rec
-    return best
+        for rec in list(getattr(o, "provenance", []) or []) if o is not None else []:
+            key = (rec.get("op"), rec.get("time"), json.dumps(rec.get("params"), sort_keys=True,
+                                                             default=str))
+            if key not in seen:
+                seen.add(key)
+                out.append(rec)
+    return out
 
 
 def _rms(v) -> float:
@@ -431,7 +434,7 @@ def _rms(v) -> float:
 def _decisions(model, volume, aligned, gt) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     seen: dict[str, int] = {}
-    for rec in _prov_records(model, volume, aligned):
+    for rec in _prov_records(aligned, volume, model):
         op = str(rec.get("op", "?"))
         params = rec.get("params") or {}
         res = rec.get("result") or {}
