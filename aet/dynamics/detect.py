@@ -23,8 +23,8 @@ carry species but no order array (what :func:`aet.run` and the atom pipeline pro
    grown nuclei at the later time, dissolved / shrunk ones at the earlier); and a nucleus
    found at one time is tested *as that region* at the neighbouring times (no scan, hence no
    multiple-testing penalty) and kept there when significant. Each region's boundary is then
-   settled atom by atom: an atom joins when it matches the variant and at least half its
-   neighbours are in the nucleus; it leaves when it does not match and fewer than half are.
+   settled by growing it shell by shell over the atoms whose own species and whose ball
+   (itself and first shell) favour the variant (:meth:`_Time.refine`).
 6. **Moved atoms**: atoms left unpaired at two consecutive times are paired within two
    neighbour distances (``info["moved"]``): surface hops, reported as moved atoms and not as
    order changes.
@@ -146,14 +146,13 @@ class _Time:
 
     def refine(self, atoms, v, *, rounds: int = 20):
         """Settle a region's boundary (see the module notes): grow the region shell by shell
-        over the atoms that belong to the variant locally — they match it and at least 3/4
-        of their ball (itself and first shell) matches it, or 0.9 of the ball does — and keep
+        over the atoms that belong to the variant locally — they match it and the evidence of
+        their ball (itself and first shell) favours it, or that evidence exceeds 3 nats
+        whatever their own species (an interior species error) — and keep
         the connected part that holds the most of the starting atoms."""
         match = self.expA[:, v] == (self.sp == self.AB[0])
-        valid = self.L[:, v] != 0
-        phi = (self.W @ (match & valid).astype(np.float64)) / np.maximum(
-            self.W @ valid.astype(np.float64), 1.0)
-        member = (match & (phi >= 0.75)) | (phi >= 0.9)
+        ball = self.W @ self.L[:, v]
+        member = (match & (ball > 0)) | (ball > 3.0)
         x = np.zeros(self.n, dtype=bool)
         x[atoms] = True
         x &= member
