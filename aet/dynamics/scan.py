@@ -395,9 +395,9 @@ class NullTail:
     score ``≥ T`` per particle under the null, and ``p(T) = 1 − exp(−λ(T))``.
 
     ``λ`` is counted from the ``n_permutations`` null scans up to the largest null score and,
-    above the smallest of the top ``max(10, 5 %)`` null scores, taken from a straight-line fit
-    of ``log λ`` against ``T`` over them (the exponential tail of a scan statistic), which
-    extrapolates below ``1 / n_permutations``.
+    above the smallest of the top ``max(10, 5 %)`` null scores, from an exponential fitted to
+    their excesses over it (maximum likelihood, peaks over threshold: the tail of a scan
+    statistic), which extrapolates below ``1 / n_permutations``.
     """
 
     scores: np.ndarray
@@ -416,9 +416,12 @@ class NullTail:
             return cls(s, K, -1.0, float(np.log(max(s.size, 1) / K) + top), top)
         n_tail = int(min(s.size, max(10, np.ceil(tail_fraction * s.size))))
         tail = s[:n_tail]
-        lam = np.arange(1, n_tail + 1) / K
-        if np.ptp(tail) > 0:
-            slope, icpt = np.polyfit(tail, np.log(lam), 1)
+        # peaks over the threshold u = tail[-1]: excesses exponential with mean β (maximum
+        # likelihood), λ(T) = (n_tail / K) · exp(−(T − u) / β)
+        u = float(tail[-1])
+        beta = float(np.mean(tail[:-1] - u)) if n_tail > 1 else 0.0
+        if beta > 0:
+            slope, icpt = -1.0 / beta, float(np.log(n_tail / K) + u / beta)
         else:
             slope, icpt = -np.inf, 0.0
         if not (np.isfinite(slope) and slope < 0):
