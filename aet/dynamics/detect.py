@@ -44,6 +44,7 @@ from scipy.spatial import cKDTree
 from .nuclei import NUCLEUS_COLUMNS, _describe, _empty_table, surface_atoms
 from .scan import (
     change_llr,
+    composition,
     expected_species,
     nearest_atoms,
     neighbour_matrix,
@@ -102,7 +103,7 @@ def region_p_value(llr_column, region, *, species, error_prob, draws: int = 4000
     n = len(species)
     idx = rng.integers(0, n, size=(draws, len(region)))
     sims = make(idx).sum(axis=1)
-    return float((1 + np.count_nonzero(sims >= obs)) / (draws + 1))
+    return float((1 + np.count_nonzero(sims >= obs - 1e-9)) / (draws + 1))
 
 
 class _Time:
@@ -117,8 +118,9 @@ class _Time:
         self.AB = species_AB
         self.kind = kind
         self.eta = eta
+        self.cA = composition(self.sp, self.eps, species_AB=species_AB)
         self.L, self.names = ordered_llr(self.sp, self.sub, self.eps, species_AB=species_AB,
-                                         kind=kind, order_fraction=eta)
+                                         kind=kind, order_fraction=eta, composition_A=self.cA)
         self.expA, _ = expected_species(self.sub, kind=kind)
         self.knn = nearest_atoms(self.pos, k_max=k_max)
         self.pairs = cKDTree(self.pos).query_pairs(cutoff_A, output_type="ndarray")
@@ -127,7 +129,7 @@ class _Time:
 
     def llr_of(self, perm):
         return ordered_llr(self.sp[perm], self.sub, self.eps[perm], species_AB=self.AB,
-                           kind=self.kind, order_fraction=self.eta)[0]
+                           kind=self.kind, order_fraction=self.eta, composition_A=self.cA)[0]
 
     def region_evidence(self, v, region, idx):
         """Evidence of variant ``v`` on ``region``'s sites filled with atoms ``idx``."""
@@ -135,9 +137,7 @@ class _Time:
         expA = self.expA[region, v][None, :]
         isA = sp == self.AB[0]
         valid = (self.sub[region] >= 0)[None, :] & (isA | (sp == self.AB[1]))
-        cA = float(np.mean(self.sp[(self.sp == self.AB[0]) | (self.sp == self.AB[1])]
-                           == self.AB[0]))
-        c_e = np.where(expA, cA, 1 - cA)
+        c_e = np.where(expA, self.cA, 1 - self.cA)
         q = self.eta * (1 - eps) + (1 - self.eta) * eps
         r = c_e * (1 - eps) + (1 - c_e) * eps
         m = expA == isA
@@ -273,18 +273,21 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
         pos = b.pos[ib]
         knn = nearest_atoms(pos, k_max=k_max)
         s1, s2, e1, e2 = a.sp[ia], b.sp[ib], a.eps[ia], b.eps[ib]
+        cA = composition(np.r_[s1, s2], np.r_[e1, e2], species_AB=AB)
         pair_data.append({"ia": ia, "ib": ib, "s1": s1, "s2": s2, "e1": e1, "e2": e2,
-                          "sub": sub, "rho": {}})
+                          "sub": sub, "rho": {}, "cA": cA})
         regs, thr = [], {}
         for direction in ("order", "disorder"):
             U, _, rho = change_llr(s1, s2, sub, e1, e2, species_AB=AB, kind=kind,
-                                   order_fraction=order_fraction, direction=direction)
+                                   order_fraction=order_fraction, direction=direction,
+                                   composition_A=cA)
             pair_data[-1]["rho"][direction] = rho
             pair_data[-1][direction] = U
 
-            def make(perm, direction=direction, rho=rho, s1=s1, s2=s2, sub=sub, e1=e1, e2=e2):
+            def make(perm, direction=direction, rho=rho, s1=s1, s2=s2, sub=sub, e1=e1, e2=e2,
+                     cA=cA):
                 return change_llr(s1[perm], s2[perm], sub, e1[perm], e2[perm], species_AB=AB,
-                                  kind=kind, order_fraction=order_fraction,
+                                  kind=kind, order_fraction=order_fraction, composition_A=cA,
                                   background_change=rho, direction=direction)[0]
 
             cands, tail = _scan(U, knn, make, n_null=n_null,
@@ -414,10 +417,11 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
         tables.append(tb)
     moved = _moved(T, matches, hop_radius_A if hop_radius_A is not None else 2 * fit.d_nn_A)
 
-    def change_test(step, v, atoms, direction, draws=2000):
+    def change_test(step, v, atoms, direction, draws=4000):
         """Summed change evidence of a *given* set of paired atoms (indices at time ``step``
         for ``"order"``, at ``step − 1`` for ``"disorder"``) and its false-alarm probability
-        against pairs of measurements drawn from the same two models."""
+        under "these atoms did not change": the later measurement redrawn as the earlier
+        species, flipped with the probability that either measurement is wrong."""
         d = pair_data[step - 1]
         key = d["ib"] if direction == "order" else d["ia"]
         pos_of = np.full(max(T[step].n, T[step - 1].n), -1, dtype=np.int64)
@@ -428,13 +432,18 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
             return 0.0, 1.0, k
         obs = float(d[direction][k, v].sum())
         g = np.random.default_rng(int(seeds[0]) + step)
-        idx = g.integers(0, key.size, size=(draws, k.size)).ravel()
-        sub_r = np.tile(d["sub"][k], draws)
-        U = change_llr(d["s1"][idx], d["s2"][idx], sub_r, d["e1"][idx], d["e2"][idx],
-                       species_AB=AB, kind=kind, order_fraction=order_fraction,
-                       background_change=d["rho"][direction], direction=direction)[0][:, v]
+        e1, e2 = d["e1"][k], d["e2"][k]
+        flip_p = e1 + e2 - 2 * e1 * e2
+        s1 = np.tile(d["s1"][k], draws)
+        flip = g.random(s1.size) < np.tile(flip_p, draws)
+        s2 = np.where(flip, np.where(s1 == AB[0], AB[1], AB[0]), s1)
+        U = change_llr(s1, s2, np.tile(d["sub"][k], draws), np.tile(e1, draws),
+                       np.tile(e2, draws), species_AB=AB, kind=kind, composition_A=d["cA"],
+                       order_fraction=order_fraction, background_change=d["rho"][direction],
+                       direction=direction)[0][:, v]
         sims = U.reshape(draws, k.size).sum(axis=1)
-        return obs, float((1 + np.count_nonzero(sims >= obs)) / (draws + 1)), k
+        return obs, float((1 + np.count_nonzero(sims >= obs - 1e-9)) / (draws + 1)), k
+
     info = {"changes": changes, "moved": moved, "species_swapped": swapped,
             "error_source": [tm.eps_source for tm in T],
             "static_threshold": [float(x) for x in static_thr],

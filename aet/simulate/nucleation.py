@@ -407,7 +407,10 @@ def domain_series(domains: Sequence[dict], *, times_min: Sequence[float] = (9.0,
         One per domain: ``sizes`` (atoms at each time, 0 = absent), ``where``
         (``"interior"``, ``"surface"`` or a centre (x, y, z) Å in the particle frame),
         optional ``phase`` (``"L10"`` default, ``"L12_A3B"``, ``"L12_AB3"``), ``variant``
-        (row of :func:`aet.analysis.variant_table`; random by default) and ``name``.
+        (row of :func:`aet.analysis.variant_table`; random by default, distinct among the
+        domains of one phase) and ``name``. Domains are placed so that no atom of one is a
+        first or second neighbour of another (a nucleus touching another of the same variant
+        is one nucleus).
     times_min : sequence of float
         Times (minutes), at least 2.
     diameter_A : float
@@ -464,13 +467,23 @@ def domain_series(domains: Sequence[dict], *, times_min: Sequence[float] = (9.0,
             raise ValueError(f"domains[{k}]['sizes'] must give one atom count ≥ 0 per time "
                              f"({T}), got {d['sizes']!r}")
         phase = str(d.get("phase", "L10"))
-        nvar = 6 if phase == "L10" else 4
-        var = int(d["variant"]) if d.get("variant") is not None else int(rng.integers(nvar))
         specs.append({"name": d.get("name", _NAMES[k % 10]), "sizes": sizes, "phase": phase,
-                      "variant": var, "where": d.get("where", "interior")})
-    # centres: apart by the sum of their largest radii plus half a neighbour distance
+                      "variant": d.get("variant"), "where": d.get("where", "interior")})
+    # random variants: distinct among the domains of one phase while there are enough
+    for phase in {s["phase"] for s in specs}:
+        nvar = 6 if phase == "L10" else 4
+        free = [v for v in rng.permutation(nvar).tolist()
+                if v not in [s["variant"] for s in specs if s["phase"] == phase]]
+        for sp_ in specs:
+            if sp_["phase"] == phase and sp_["variant"] is None:
+                sp_["variant"] = int(free.pop(0)) if free else int(rng.integers(nvar))
+    for sp_ in specs:
+        sp_["variant"] = int(sp_["variant"])
+    # centres apart by the sum of their largest radii plus half a neighbour distance; the
+    # domains' atoms (nearest to the centres) at least 1.5 neighbour distances apart
     v_atom = a ** 3 / 4
     r_of = [(3 * max(s["sizes"]) * v_atom / (4 * math.pi)) ** (1 / 3) for s in specs]
+    tree = cKDTree(ref)
     for _ in range(500):
         centres = []
         for s, r in zip(specs, r_of):
@@ -493,18 +506,31 @@ def domain_series(domains: Sequence[dict], *, times_min: Sequence[float] = (9.0,
                     break
             else:
                 break
-        if len(centres) == len(specs):
+        if len(centres) != len(specs):
+            continue
+        order_by = [np.argsort(np.linalg.norm(ref - c, axis=1), kind="stable")
+                    for c in centres]
+        members = [[np.sort(o[:s["sizes"][t]]) for t in range(T)]
+                   for o, s in zip(order_by, specs)]
+        owner = np.full(n, -1)
+        apart = True
+        for k, m in enumerate(members):
+            big = m[int(np.argmax([x.size for x in m]))]
+            if (owner[big] >= 0).any():
+                apart = False
+            owner[big] = k
+        if apart and len(specs) > 1:
+            for k, m in enumerate(members):
+                big = m[int(np.argmax([x.size for x in m]))]
+                near = np.unique(np.concatenate(tree.query_ball_point(ref[big], 1.5 * d_nn)))
+                if ((owner[near] >= 0) & (owner[near] != k)).any():
+                    apart = False
+                    break
+        if apart:
             break
     else:
         raise ValueError(f"cannot place {len(specs)} domains apart in a {diameter_A} Å "
                          f"particle; use a larger diameter_A or smaller sizes")
-    order_by = [np.argsort(np.linalg.norm(ref - c, axis=1), kind="stable") for c in centres]
-    members = [[np.sort(o[:s["sizes"][t]]) for t in range(T)] for o, s in zip(order_by, specs)]
-    for t in range(T):
-        allm = np.concatenate([m[t] for m in members]) if members else np.zeros(0, int)
-        if np.unique(allm).size != allm.size:
-            raise ValueError(f"domains overlap at time index {t}; use a larger diameter_A or "
-                             f"smaller sizes")
     in_any = np.zeros(n, dtype=bool)
     for m in members:
         for x in m:
