@@ -125,6 +125,9 @@ class _Time:
         self.knn = nearest_atoms(self.pos, k_max=k_max)
         self.pairs = cKDTree(self.pos).query_pairs(cutoff_A, output_type="ndarray")
         self.W = neighbour_matrix(self.pairs, self.n)
+        # two-shell ball (first and second neighbours): the membership evidence of refine()
+        self.W2 = neighbour_matrix(cKDTree(self.pos).query_pairs(
+            cutoff_A * (np.sqrt(2) + np.sqrt(3)) / 2.4, output_type="ndarray"), self.n)
         self.deg = np.asarray(self.W.sum(axis=1)).ravel() - 1.0
 
     def llr_of(self, perm):
@@ -144,23 +147,34 @@ class _Time:
         out = np.where(m, np.log(q / r), np.log((1 - q) / (1 - r)))
         return np.where(valid, out, 0.0)
 
-    def refine(self, atoms, v, *, rounds: int = 20):
+    def refine(self, atoms, v, *, rounds: int = 20, keep_matching: bool = False):
         """Settle a region's boundary (see the module notes): grow the region shell by shell
         over the atoms that belong to the variant locally — they match it and the evidence of
-        their ball (itself and first shell) favours it, or that evidence exceeds 3 nats
-        whatever their own species (an interior species error) — and keep
-        the connected part that holds the most of the starting atoms."""
+        their ball (itself, first and second shells) favours it, or that evidence exceeds 3 nats
+        whatever their own species (an interior species error) — then add the matching atoms
+        with at least half their neighbours inside (the rim), and keep
+        the connected part that holds the most of the starting atoms. With
+        ``keep_matching`` every matching starting atom stays (a region delineated by its
+        changes, whose rim balls are mostly matrix)."""
         match = self.expA[:, v] == (self.sp == self.AB[0])
-        ball = self.W @ self.L[:, v]
+        ball = self.W2 @ self.L[:, v]
         member = (match & (ball > 0)) | (ball > 3.0)
         x = np.zeros(self.n, dtype=bool)
         x[atoms] = True
-        x &= member
+        x &= (member | match) if keep_matching else member
         for _ in range(rounds):
-            grown = ((self.W @ x.astype(np.float64)) > 0) & member
+            grown = x | (((self.W @ x.astype(np.float64)) > 0) & member)
             if np.array_equal(grown, x):
                 break
             x = grown
+        # the outer layer: matching atoms with at least half their neighbours inside (the
+        # balls of a nucleus' rim atoms reach into the matrix, most at the surface)
+        for _ in range(3):
+            inside = self.W @ x.astype(np.float64) - x
+            add = match & ~x & (inside >= 0.5 * self.deg) & (inside >= 4)
+            if not add.any():
+                break
+            x = x | add
         keep = self.pairs[x[self.pairs[:, 0]] & x[self.pairs[:, 1]]]
         g = sps.coo_matrix((np.ones(len(keep)), (keep[:, 0], keep[:, 1])),
                            shape=(self.n, self.n))
@@ -321,10 +335,12 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
             if nu["variant"] == v and np.isin(atoms, nu["atoms"]).any() or \
                     nu["variant"] == v and _touch(T[t], atoms, nu["atoms"]):
                 nu["atoms"] = np.union1d(nu["atoms"], atoms)
+                nu["from_change"] = nu.get("from_change", False) or how == "change"
                 if p < nu["p_value"]:
                     nu["p_value"], nu["found_by"] = p, how
                 return nu
-        nu = {"variant": v, "atoms": atoms, "p_value": p, "found_by": how}
+        nu = {"variant": v, "atoms": atoms, "p_value": p, "found_by": how,
+              "from_change": how == "change"}
         nuc[t].append(nu)
         return nu
 
@@ -339,14 +355,16 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
             atoms = atoms[T[t].L[atoms, r["variant"]] > 0]
             if atoms.size:
                 add(t, r["variant"], atoms, r["score"], r["p_value"], "change")
-    # adjacent same-variant candidates (any significance) join a nucleus they touch
+    # adjacent same-variant candidates of some significance (p ≤ 0.1) join a nucleus they
+    # touch (an elongated or irregular nucleus is covered by several spheres)
     for t in range(nt):
         for nu in nuc[t]:
             for c in static[t]:
-                if c["variant"] == nu["variant"] and c["score"] > 0 and \
+                if c["variant"] == nu["variant"] and c["p_value"] <= 0.1 and \
                         _touch(T[t], c["atoms"], nu["atoms"]):
                     nu["atoms"] = np.union1d(nu["atoms"], c["atoms"])
-            nu["atoms"] = T[t].refine(nu["atoms"], nu["variant"])
+            nu["atoms"] = T[t].refine(nu["atoms"], nu["variant"],
+                                      keep_matching=nu.get("from_change", False))
     # a nucleus tested as that region at the neighbouring times
     for t in range(nt):
         for nu in list(nuc[t]):
