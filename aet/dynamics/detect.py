@@ -147,21 +147,25 @@ class _Time:
         out = np.where(m, np.log(q / r), np.log((1 - q) / (1 - r)))
         return np.where(valid, out, 0.0)
 
-    def refine(self, atoms, v, *, rounds: int = 20, keep_matching: bool = False):
+    def refine(self, atoms, v, *, rounds: int = 20, keep=None):
         """Settle a region's boundary (see the module notes): grow the region shell by shell
-        over the atoms that belong to the variant locally — they match it and the evidence of
-        their ball (itself, first and second shells) favours it, or that evidence exceeds 3 nats
-        whatever their own species (an interior species error) — then add the matching atoms
+        over the atoms that belong to the variant locally — they match it and the mean evidence
+        of their ball (itself, first and second shells) exceeds 0.1 nats per atom (more than
+        about half the ball is ordered), or it exceeds 0.4 whatever their own species (an
+        interior species error) — then add the matching atoms
         with at least half their neighbours inside (the rim), and keep
-        the connected part that holds the most of the starting atoms. With
-        ``keep_matching`` every matching starting atom stays (a region delineated by its
-        changes, whose rim balls are mostly matrix)."""
+        the connected part that holds the most of the starting atoms. The matching atoms of
+        ``keep`` stay whatever their ball (atoms that changed towards the variant: a small
+        nucleus delineated by its changes, whose rim balls are mostly matrix)."""
         match = self.expA[:, v] == (self.sp == self.AB[0])
-        ball = self.W2 @ self.L[:, v]
-        member = (match & (ball > 0)) | (ball > 3.0)
+        valid = (self.L[:, v] != 0).astype(np.float64)
+        mean = (self.W2 @ self.L[:, v]) / np.maximum(self.W2 @ valid, 1.0)
+        member = (match & (mean > 0.0)) | (mean > 0.4)
         x = np.zeros(self.n, dtype=bool)
         x[atoms] = True
-        x &= (member | match) if keep_matching else member
+        x &= member
+        if keep is not None:
+            x[np.asarray(keep, dtype=np.int64)[match[keep]]] = True
         for _ in range(rounds):
             grown = x | (((self.W @ x.astype(np.float64)) > 0) & member)
             if np.array_equal(grown, x):
@@ -313,7 +317,8 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
                     regs.append({"step": s, "direction": direction, "variant": c["variant"],
                                  "variant_name": names[c["variant"]], "score": c["score"],
                                  "p_value": c["p_value"], "atoms_from": ia[c["atoms"]],
-                                 "atoms_to": ib[c["atoms"]], "background_change": rho})
+                                 "atoms_to": ib[c["atoms"]], "background_change": rho,
+                                 "changed": U[c["atoms"], c["variant"]] > 0})
         # a birth of v also reads as the dissolution of its antiphase variant (and so on):
         # overlapping change regions compete, the stronger explanation wins
         regs.sort(key=lambda r: -r["score"])
@@ -335,12 +340,14 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
             if nu["variant"] == v and np.isin(atoms, nu["atoms"]).any() or \
                     nu["variant"] == v and _touch(T[t], atoms, nu["atoms"]):
                 nu["atoms"] = np.union1d(nu["atoms"], atoms)
-                nu["from_change"] = nu.get("from_change", False) or how == "change"
+                if how == "change":
+                    nu["keep"] = np.union1d(nu.get("keep", atoms[:0]), atoms)
                 if p < nu["p_value"]:
                     nu["p_value"], nu["found_by"] = p, how
                 return nu
-        nu = {"variant": v, "atoms": atoms, "p_value": p, "found_by": how,
-              "from_change": how == "change"}
+        nu = {"variant": v, "atoms": atoms, "p_value": p, "found_by": how}
+        if how == "change":
+            nu["keep"] = atoms
         nuc[t].append(nu)
         return nu
 
@@ -352,7 +359,8 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
         for r in changes[s - 1]:
             t, atoms = (s, r["atoms_to"]) if r["direction"] == "order" else (s - 1,
                                                                             r["atoms_from"])
-            atoms = atoms[T[t].L[atoms, r["variant"]] > 0]
+            # the atoms that changed: the nucleus grows from them over its unchanged atoms
+            atoms = atoms[r["changed"] & (T[t].L[atoms, r["variant"]] > 0)]
             if atoms.size:
                 add(t, r["variant"], atoms, r["score"], r["p_value"], "change")
     # adjacent same-variant candidates of some significance (p ≤ 0.1) join a nucleus they
@@ -360,11 +368,10 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
     for t in range(nt):
         for nu in nuc[t]:
             for c in static[t]:
-                if c["variant"] == nu["variant"] and c["p_value"] <= 0.1 and \
+                if c["variant"] == nu["variant"] and c["p_value"] <= 0.01 and \
                         _touch(T[t], c["atoms"], nu["atoms"]):
                     nu["atoms"] = np.union1d(nu["atoms"], c["atoms"])
-            nu["atoms"] = T[t].refine(nu["atoms"], nu["variant"],
-                                      keep_matching=nu.get("from_change", False))
+            nu["atoms"] = T[t].refine(nu["atoms"], nu["variant"], keep=nu.get("keep"))
     # a nucleus tested as that region at the neighbouring times
     for t in range(nt):
         for nu in list(nuc[t]):
