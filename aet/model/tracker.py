@@ -74,6 +74,11 @@ class NucleusTracker:
 
     Notes
     -----
+    Models with species and no order array (what the pipeline makes) are tracked by the
+    likelihood-ratio scan with time used jointly (:mod:`aet.dynamics.detect`; see
+    :meth:`track`). The rest of this note is about the threshold detector, used when the
+    models carry an order array or ``order`` / ``local_order_sigma_A`` / ``smooth_A`` is given.
+
     Nuclei are regions of order ≥ ``threshold`` (default 0.3) in the per-atom order array.
     Smooth order arrays (e.g. a fitted field) can be used as they are. Raw per-atom order
     parameters computed from the 12 neighbours of each atom (``aet.analysis.

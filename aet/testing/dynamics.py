@@ -311,7 +311,8 @@ def score_domains(result, series, models, *, shell_A: float | None = None) -> di
     for t, m in enumerate(models):
         truth = series.truth_models[t]
         ids = np.asarray(m["atom_id"])
-        nid = np.asarray(truth["nucleus_id"])[ids]
+        # atom_id −1: a measured atom matching no true atom (counted outside every domain)
+        nid = np.where(ids >= 0, np.asarray(truth["nucleus_id"])[np.clip(ids, 0, None)], -1)
         pos = np.asarray(m.positions if hasattr(m, "positions") else m["position"].values)
         lab = result.labels[t]
         if shell_A is None:
