@@ -195,3 +195,19 @@ def test_noise_only_pairs_and_random_alloys():
         events += len(res.events)
         false += sum(max(k - planted, 0) for k in res.summary()["n_nuclei"])
     assert events == 0 and false <= 1
+
+
+def test_inverted_labels_at_one_time_are_swapped_back(small_case):
+    """One classification across times: a model whose two species labels came out inverted
+    (heavy called light) is swapped back, by its intensities or, without them, by its paired
+    atoms' disagreement with the previous time; the result is the same."""
+    s, models, res = small_case
+    m1 = models[1]
+    sp = np.asarray(m1.species).astype(str)
+    inv = aet.AtomicModel(m1.positions, np.where(sp == "Fe", "Pt", "Fe"),
+                          arrays={k: np.asarray(m1[k]) for k in
+                                  ("atom_id", "class_confidence")})
+    res2 = aet.NucleusTracker([models[0], inv], times_min=s.times_min).track()
+    assert res2.params["species_swapped"] == [False, True]
+    assert sorted(map(tuple, res2.events[["event", "nuclei_from", "nuclei_to"]].values)) == \
+        sorted(map(tuple, res.events[["event", "nuclei_from", "nuclei_to"]].values))
