@@ -445,8 +445,11 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
     def change_test(step, v, atoms, direction, draws=4000):
         """Summed change evidence of a *given* set of paired atoms (indices at time ``step``
         for ``"order"``, at ``step − 1`` for ``"disorder"``) and its false-alarm probability
-        under "these atoms did not change": the later measurement redrawn as the earlier
-        species, flipped with the probability that either measurement is wrong."""
+        under "these atoms did not change": the measurement of the time the set was *not*
+        chosen on (the earlier one for ``"order"``, whose set comes from the later time's
+        nucleus, and the reverse) redrawn as the other time's species, flipped with the
+        probability that either measurement is wrong. Conditioning on the time that chose the
+        set keeps that choice from passing for a change."""
         d = pair_data[step - 1]
         key = d["ib"] if direction == "order" else d["ia"]
         pos_of = np.full(max(T[step].n, T[step - 1].n), -1, dtype=np.int64)
@@ -459,9 +462,14 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
         g = np.random.default_rng(int(seeds[0]) + step)
         e1, e2 = d["e1"][k], d["e2"][k]
         flip_p = e1 + e2 - 2 * e1 * e2
-        s1 = np.tile(d["s1"][k], draws)
-        flip = g.random(s1.size) < np.tile(flip_p, draws)
-        s2 = np.where(flip, np.where(s1 == AB[0], AB[1], AB[0]), s1)
+        flip = g.random(k.size * draws) < np.tile(flip_p, draws)
+        other = {AB[0]: AB[1], AB[1]: AB[0]}
+        if direction == "order":   # the set was chosen on the later time: keep it, redraw s1
+            s2 = np.tile(d["s2"][k], draws)
+            s1 = np.where(flip, np.vectorize(other.get, otypes=[s2.dtype])(s2), s2)
+        else:                      # chosen on the earlier time: keep it, redraw s2
+            s1 = np.tile(d["s1"][k], draws)
+            s2 = np.where(flip, np.vectorize(other.get, otypes=[s1.dtype])(s1), s1)
         U = change_llr(s1, s2, np.tile(d["sub"][k], draws), np.tile(e1, draws),
                        np.tile(e2, draws), species_AB=AB, kind=kind, composition_A=d["cA"],
                        order_fraction=order_fraction, background_change=d["rho"][direction],
@@ -473,7 +481,7 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
             "error_source": [tm.eps_source for tm in T],
             "static_threshold": [float(x) for x in static_thr],
             "change_threshold": change_thr, "variant_names": names, "species": AB,
-            "change_test": change_test,
+            "change_test": change_test, "neighbours": [tm.W for tm in T],
             "d_nn_A": float(fit.d_nn_A)}
     return labels, tables, info
 
@@ -543,6 +551,7 @@ def track_scan(models: Sequence[xr.Dataset], matches, *, times_min, min_overlap_
     from .tracking import EVENT_TYPES, track_nuclei
 
     labels, tables, info = detect_series(models, matches, **detect_kw)
+    W_of = info["neighbours"]
     change_alpha = float(detect_kw.get("change_false_alarm_rate", 0.001))
     res = track_nuclei(labels, tables, matches, times_min=times_min,
                        min_overlap_atoms=min_overlap_atoms,
@@ -578,11 +587,19 @@ def track_scan(models: Sequence[xr.Dataset], matches, *, times_min, min_overlap_
         fwd[ia] = ib
         bwd = np.full(labels[s].size, -1, dtype=np.int64)
         bwd[ib] = ia
-        # gained: paired atoms of c whose partner was not in p; lost: the reverse
+        # gained: paired atoms of c whose partner was outside p's body; lost: the reverse
+        # (each chosen on the neighbours at the other time, not on the atom's own species
+        # there, which is what the test is about)
         g_idx = np.flatnonzero(in_c & (bwd >= 0))
-        g_idx = g_idx[~in_p[bwd[g_idx]]]
+        frac_p = (W_of[s - 1] @ in_p.astype(np.float64)) / np.maximum(
+            np.asarray(W_of[s - 1].sum(axis=1)).ravel(), 1.0)
+        g_idx = g_idx[frac_p[bwd[g_idx]] < 0.5]
+        # lost: paired atoms of p whose partner is outside c's body (fewer than half of its
+        # ball in c); gained: atoms of c whose partner was outside p's body
         l_idx = np.flatnonzero(in_p & (fwd >= 0))
-        l_idx = l_idx[~in_c[fwd[l_idx]]]
+        frac_c = (W_of[s] @ in_c.astype(np.float64)) / np.maximum(
+            np.asarray(W_of[s].sum(axis=1)).ravel(), 1.0)
+        l_idx = l_idx[frac_c[fwd[l_idx]] < 0.5]
         gain, loss, pg, pl = set(), set(), 1.0, 1.0
         if g_idx.size >= min_change_atoms:
             _, pg, _ = info["change_test"](s, v, g_idx, "order")
