@@ -235,6 +235,8 @@ class Projector:
         # start-up and barrier cost more than they save (and far more on a loaded machine)
         work = len(self.euler) * nz * ny * max(nx, self.detector_shape[1])
         self.parallel = bool(parallel) and work >= _MIN_PARALLEL_WORK
+        self._parallel_requested = bool(parallel)
+        self._bufs = {}
         th = np.radians(self.euler[:, 1])
         self._cos = np.ascontiguousarray(np.cos(th))
         self._sin = np.ascontiguousarray(np.sin(th))
@@ -378,13 +380,28 @@ class Projector:
         return out
 
     def _scratch(self, shape, extra=0):
-        """Per-thread partial volumes for the parallel back projector (kept between calls)."""
+        """Per-thread partial volumes for the parallel back projector (kept between calls,
+        shared with the projectors of :meth:`subset`)."""
         nth = min(max(1, numba.get_num_threads()), max(1, self.n_angles)) - 1 + extra
         key = (nth, *shape)
-        if getattr(self, "_scratch_key", None) != key:
-            self._scratch_arr = np.empty(key, dtype=np.float32)
-            self._scratch_key = key
-        return self._scratch_arr
+        arr = self._bufs.get("scratch")
+        if arr is None or arr.shape != key:
+            arr = np.empty(key, dtype=np.float32)
+            self._bufs["scratch"] = arr
+        return arr
+
+    def subset(self, index) -> Projector:
+        """The projector of the projections ``index`` (ordered subsets), same volume and
+        detector; it shares this projector's work buffers (volume-sized scratch), so the two
+        must not be called at the same time."""
+        idx = np.asarray(index, dtype=np.int64).reshape(-1)
+        sub = Projector(self.euler[idx], self.volume_shape, detector_shape=self.detector_shape,
+                        parallel=self._parallel_requested, single_axis=self.single_axis,
+                        method="auto" if self.method == "single_axis" else self.method)
+        sub._bufs = self._bufs
+        if self.method == "shearwarp":
+            sub._sw_buf = self._sw_buf
+        return sub
 
     def interpolations_per_forward(self) -> int:
         """Number of interpolated samples of one forward projection (for throughput figures)."""
