@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", help="reconstruct a volume from a tilt series")
     r.add_argument("input")
     r.add_argument("output")
-    r.add_argument("--method", default="genfire", choices=["genfire", "resire", "sirt", "wbp"])
+    r.add_argument("--method", default="resire", choices=["genfire", "resire", "sirt", "wbp"])
     r.add_argument("--iterations", type=int)
     meta(r)
     r.set_defaults(func=cmd_reconstruct)

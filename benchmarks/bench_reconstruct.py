@@ -610,7 +610,7 @@ def _child(kind, d):
         mask = _nd.binary_dilation(truth > 0.1 * truth.max(), iterations=2)
         op = Projector(angles, (n, n, n))
         b = op.to_internal_projections(proj)
-        m = alg.auto_subsets(len(angles))
+        m = alg.auto_subsets(len(angles) - len(alg.holdout_projections(angles, 0.125)))
         curve, off = [], [0.0]
 
         def cb(k, x):

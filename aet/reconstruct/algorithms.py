@@ -12,6 +12,7 @@ import time
 import numpy as np
 import scipy.fft as sfft
 
+from . import _kernels as K
 from ._common import progress_bar
 from .projector import Projector
 
@@ -386,10 +387,14 @@ def resire_os(op: Projector, b: np.ndarray, *, n_iter: int = 50, subsets="auto",
         w_h = None if weight is None else np.ascontiguousarray(weight[held])
         r_h = np.empty(op_h.internal_projection_shape, np.float32)
         n_h = float(b_h.size if w_h is None else max(1.0, float(w_h.sum())))
-    x = np.zeros(op.internal_volume_shape, np.float32) if x0 is None else x0.copy()
+    x = np.zeros(op.internal_volume_shape, np.float32) if x0 is None else \
+        np.ascontiguousarray(x0, dtype=np.float32).copy()
     y = x.copy()
-    x_old = np.empty_like(x)
     g = np.empty_like(x)
+    xf, yf, gf = x.reshape(-1), y.reshape(-1), g.reshape(-1)
+    sup_f = (np.zeros(0, np.float32) if support is None else
+             np.ascontiguousarray(support, dtype=np.float32).reshape(-1))
+    step_kernel = K.fista_step_par if op.parallel else K.fista_step
     res = [np.empty(o.internal_projection_shape, np.float32) for o in ops]
     bsum = float(sum(np.abs(bk if wk is None else bk * wk).sum() for bk, wk in zip(bs, ws)))
     record, ho_record = [], []
@@ -409,19 +414,14 @@ def resire_os(op: Projector, b: np.ndarray, *, n_iter: int = 50, subsets="auto",
                     r *= ws[j]
                 r1 += float(np.abs(r).sum())
                 ops[j].adjoint(r, out=g)
-                x_old[...] = x
-                np.multiply(g, -steps[j], out=x)
-                x += y
-                _constrain(x, positivity, support)
+                beta = 0.0
                 if accelerate:
                     tk1 = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-                    beta = np.float32((tk - 1) / tk1)
+                    beta = (tk - 1) / tk1
                     tk = tk1
-                    np.subtract(x, x_old, out=y)
-                    y *= beta
-                    y += x
-                else:
-                    y[...] = x
+                # x ← P(y − s·g), y ← x + β(x − x_previous): one fused pass over the volume
+                step_kernel(xf, yf, gf, steps[j], np.float32(beta), bool(positivity), sup_f,
+                            sup_f.size > 0)
                 k += 1
                 if callback is not None:
                     callback(k, x)

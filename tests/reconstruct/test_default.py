@@ -98,3 +98,23 @@ def test_os_holdout_leaves_the_held_out_projections_out(noisy48):
 def test_bad_subsets_name_the_argument(noisy48, kw, match):
     with pytest.raises(ValueError, match=match):
         reconstruct(noisy48["ts"].data, progress=False, **kw)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("positivity, with_support", [(True, True), (True, False),
+                                                      (False, False)])
+def test_fused_step_kernel_equals_numpy_twin(parallel, positivity, with_support):
+    from aet.reconstruct import _kernels as K
+    from tests.reference.reconstruct import fista_step
+
+    rng = np.random.default_rng(0)
+    n = 200_003  # more than 3 parallel blocks, not a multiple of the block
+    x, y, g = (rng.normal(size=n).astype(np.float32) for _ in range(3))
+    sup = (rng.random(n) < 0.7).astype(np.float32) if with_support else None
+    want_x, want_y = fista_step(x, y, g, np.float32(0.3), np.float32(0.6), positivity, sup)
+    kern = K.fista_step_par if parallel else K.fista_step
+    xk, yk = x.copy(), y.copy()
+    kern(xk, yk, g, np.float32(0.3), np.float32(0.6), positivity,
+         np.zeros(0, np.float32) if sup is None else sup, sup is not None)
+    np.testing.assert_allclose(xk, want_x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(yk, want_y, rtol=1e-6, atol=1e-6)
