@@ -583,10 +583,15 @@ def _child(kind, d):
     targets = _json.load(open(f"{d}/targets.json")) if kind == "aet-curve" else {}
     n = proj.shape[1]
     ts = aet.TiltSeries(proj, angles=angles, pixel_size_A=0.375)
-    if kind.startswith("aet"):  # compile / load the kernels outside the clock
-        small = aet.TiltSeries(proj[:, n // 2 - 8:n // 2 + 8, ::max(1, n // 32)],
-                               angles=angles, pixel_size_A=0.375 * max(1, n // 32))
-        small.reconstruct(progress=False)
+    if kind.startswith("aet"):
+        # compile (or load from the kernel cache) outside the clock, on enough rows that the
+        # same (parallel) kernels run as on the whole series
+        rows = int(min(n, max(16, np.ceil(4e6 / (len(angles) * n * n)) + 1)))
+        part = aet.TiltSeries(proj[:, n // 2 - rows // 2:n // 2 - rows // 2 + rows],
+                              angles=angles, pixel_size_A=0.375)
+        part.reconstruct(progress=False)
+        if kind == "aet-genfire":
+            part.reconstruct(method="genfire", n_iter=2, progress=False)
     out = {"kind": kind}
     t = time.perf_counter()
     if kind == "aet-default":

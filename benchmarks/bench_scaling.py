@@ -271,7 +271,7 @@ def _worker_usage() -> dict:
 
 def run_child(stage, workers, n, work, chunk) -> dict:
     cmd = [sys.executable, __file__, "--child", stage, "--workers", str(workers), "--n", str(n),
-           "--work", str(work), "--chunk", str(chunk)]
+           "--work", str(work), "--chunk", str(chunk), "--iterations", str(N_ITER)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"child {stage}/{workers} failed:\n{out.stderr[-3000:]}")
@@ -293,6 +293,10 @@ def main(argv=None) -> int:
     p.add_argument("--only", choices=["reconstruct", "trace"], default=None,
                    help="run one stage only")
     p.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")
+    p.add_argument("--chunk-y", type=int, default=None,
+                   help="y-slices per reconstruction block (default n // 8, at least 16)")
+    p.add_argument("--iterations", type=int, default=N_ITER,
+                   help="RESIRE iterations of the reconstruction stage")
     p.add_argument("--child", choices=["reconstruct", "trace", "in-memory"],
                    help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -300,12 +304,14 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    global N_ITER
+    N_ITER = int(a.iterations)
     if a.child:
         print(json.dumps(child(a.child, a.workers, a.n, a.work, a.chunk)))
         return 0
     rn = a.recon_n or (128 if a.quick else 512)
     tn = a.trace_n or (256 if a.quick else 1024)
-    ychunk = max(16, rn // 8)
+    ychunk = a.chunk_y or max(16, rn // 8)
     tchunk = 128
     work = a.keep or Path(tempfile.mkdtemp(prefix="aet-bench-scaling-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -264,12 +264,16 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
     if L <= 0:
         raise ValueError("the projection geometry sees no voxel (A·1 = 0); check the shapes")
     s = np.float32(step / L)
-    x = np.zeros(op.internal_volume_shape, np.float32) if x0 is None else x0.copy()
+    x = np.zeros(op.internal_volume_shape, np.float32) if x0 is None else \
+        np.ascontiguousarray(x0, dtype=np.float32).copy()
     y = x.copy()
-    x_old = np.empty_like(x)
     bsum = float(np.abs(b if weight is None else b * weight).sum())
     res = np.empty(op.internal_projection_shape, np.float32)
     g = np.empty(op.internal_volume_shape, np.float32)
+    xf, yf, gf = x.reshape(-1), y.reshape(-1), g.reshape(-1)
+    sup_f = (np.zeros(0, np.float32) if support is None else
+             np.ascontiguousarray(support, dtype=np.float32).reshape(-1))
+    step_kernel = K.fista_step_par if op.parallel else K.fista_step
     record = []
     tk = 1.0
     t0 = time.perf_counter()
@@ -283,19 +287,14 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
                 res *= weight
             record.append(_r1(res, bsum))
             op.adjoint(res, out=g)
-            x_old[...] = x
-            np.multiply(g, -s, out=x)
-            x += y
-            _constrain(x, positivity, support)
+            beta = 0.0
             if accelerate:
                 tk1 = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-                beta = np.float32((tk - 1) / tk1)
+                beta = (tk - 1) / tk1
                 tk = tk1
-                np.subtract(x, x_old, out=y)
-                y *= beta
-                y += x
-            else:
-                y[...] = x
+            # x ← P(y − s·g), y ← x + β(x − x_previous): one fused pass over the volume
+            step_kernel(xf, yf, gf, s, np.float32(beta), bool(positivity), sup_f,
+                        sup_f.size > 0)
             if callback is not None:
                 callback(it, x)
             bar.update()
