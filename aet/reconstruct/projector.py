@@ -392,15 +392,20 @@ class Projector:
 
     def subset(self, index) -> Projector:
         """The projector of the projections ``index`` (ordered subsets), same volume and
-        detector; it shares this projector's work buffers (volume-sized scratch), so the two
-        must not be called at the same time."""
+        detector and the same kernels (parallel or serial) as this one; it shares this
+        projector's work buffers (volume-sized scratch), so the two must not be called at the
+        same time."""
         idx = np.asarray(index, dtype=np.int64).reshape(-1)
         sub = Projector(self.euler[idx], self.volume_shape, detector_shape=self.detector_shape,
                         parallel=self._parallel_requested, single_axis=self.single_axis,
                         method="auto" if self.method == "single_axis" else self.method)
         sub._bufs = self._bufs
+        # the parent's choice of kernels, not one per subset size: a run compiles one variant
+        # (the serial kernels cost a compile of their own, ~1-3 s per pair)
+        sub.parallel = self.parallel
         if self.method == "shearwarp":
             sub._sw_buf = self._sw_buf
+            sub._sw_plan()
         return sub
 
     def interpolations_per_forward(self) -> int:

@@ -118,3 +118,20 @@ def test_fused_step_kernel_equals_numpy_twin(parallel, positivity, with_support)
          np.zeros(0, np.float32) if sup is None else sup, sup is not None)
     np.testing.assert_allclose(xk, want_x, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(yk, want_y, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("euler", [np.linspace(-60, 60, 9),
+                                   np.stack([np.full(9, 4.0), np.linspace(-60, 60, 9),
+                                             np.full(9, -3.0)], 1)])
+def test_subset_projector_is_the_rows_of_the_whole(euler):
+    rng = np.random.default_rng(3)
+    op = Projector(euler, (20, 17, 22))
+    sub = op.subset([1, 4, 7])
+    assert sub.parallel == op.parallel and sub.n_angles == 3
+    x = rng.random(op.internal_volume_shape, dtype=np.float32)
+    p = rng.random(op.internal_projection_shape, dtype=np.float32)
+    np.testing.assert_allclose(sub.forward(x), op.forward(x)[[1, 4, 7]], rtol=1e-5, atol=1e-5)
+    q = np.zeros_like(p)
+    q[[1, 4, 7]] = p[[1, 4, 7]]
+    np.testing.assert_allclose(sub.adjoint(np.ascontiguousarray(p[[1, 4, 7]])), op.adjoint(q),
+                               rtol=1e-4, atol=1e-4)
