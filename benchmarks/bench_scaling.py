@@ -286,6 +286,7 @@ def _loadavg() -> str:
 
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
+    global N_ITER
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="128³ reconstruction, 256³ tracing")
     p.add_argument("--recon-n", type=int, default=None)
@@ -304,7 +305,6 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    global N_ITER
     N_ITER = int(a.iterations)
     if a.child:
         print(json.dumps(child(a.child, a.workers, a.n, a.work, a.chunk)))
