@@ -586,7 +586,9 @@ def _child(kind, d):
     if kind.startswith("aet"):
         # compile (or load from the kernel cache) outside the clock, on enough rows that the
         # same (parallel) kernels run as on the whole series
-        rows = int(min(n, max(16, np.ceil(4e6 / (len(angles) * n * n)) + 1)))
+        from aet.reconstruct.projector import _MIN_PARALLEL_WORK
+
+        rows = int(min(n, max(16, np.ceil(_MIN_PARALLEL_WORK / (len(angles) * n * n)) + 1)))
         part = aet.TiltSeries(proj[:, n // 2 - rows // 2:n // 2 - rows // 2 + rows],
                               angles=angles, pixel_size_A=0.375)
         part.reconstruct(progress=False)

@@ -165,7 +165,12 @@ def shear_warp_geometry(euler_deg, volume_shape, detector_shape):
     return np.asarray(axis, np.int64), np.asarray(geo, np.float64).reshape(-1, 12)
 
 
-_MIN_PARALLEL_WORK = 4_000_000
+#: interpolations per operator call below which the serial kernels run: threads pay off only
+#: on real work (a parallel region's start-up and barrier cost more than they save below a
+#: few 10⁶, far more on a loaded machine), and a parallel kernel costs a compile of its own
+#: (cold ``aet demo``, thread CPU time: bp/fp_single_axis_par 7.4 + 2.3 s against ~1 s for
+#: the serial pair), so a small problem — the demo's 15 × 80³ — compiles only the serial one
+_MIN_PARALLEL_WORK = 20_000_000
 #: most projections a forward task shears slice by slice together (cache reuse of a slice)
 SW_GROUP = 4
 #: most slices a back-projection task gathers together (cache reuse of intermediate images)
@@ -231,8 +236,6 @@ class Projector:
             self.method = "single_axis"
         else:
             self.method = "shearwarp" if method == "auto" else method
-        # threads pay off only on real work: below ~4·10⁶ interpolations a parallel region's
-        # start-up and barrier cost more than they save (and far more on a loaded machine)
         work = len(self.euler) * nz * ny * max(nx, self.detector_shape[1])
         self.parallel = bool(parallel) and work >= _MIN_PARALLEL_WORK
         self._parallel_requested = bool(parallel)
