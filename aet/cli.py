@@ -548,10 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", help="reconstruct a volume from a tilt series")
     r.add_argument("input")
     r.add_argument("output", help="output file (.zarr, .mrc, .tif, .nc, .npz)")
-    r.add_argument("--method", default="genfire", choices=["genfire", "resire", "sirt", "wbp"])
+    r.add_argument("--method", default="resire", choices=["genfire", "resire", "sirt", "wbp"])
     r.add_argument("--iterations", type=_positive("--iterations", integer=True), metavar="N",
-                   help="iterations (default: genfire 50, resire 300, sirt 500; the demo "
-                        "uses 100)")
+                   help="iterations (default: resire 300 passes at most, stopped on held-out "
+                        "projections; genfire 50; sirt 500; the demo uses 100)")
     tilt_input(r)
     overwrite(r)
     r.set_defaults(func=cmd_reconstruct)
