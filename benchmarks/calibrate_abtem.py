@@ -1,8 +1,9 @@
 """Calibrate the abTEM image engine's response on a real abTEM multislice ADF line scan.
 
-The engine (:class:`aet.simulate.AbtemEngine`) images atoms as ``A (V / V_REF) ** γ``
-convolved with abTEM's probe; this script measures how well that incoherent model matches a
-full multislice simulation with frozen phonons, and fits γ and the scale A.
+The engine (:class:`aet.simulate.AbtemEngine`) images atoms as
+``A (Σ_j (V_j / V_REF) ** p) ** γ`` convolved with abTEM's probe; this script measures how
+well that incoherent model matches a full multislice simulation with frozen phonons, and fits
+the atom exponent p, the response exponent γ and the scale A.
 
 Two steps:
 
@@ -14,9 +15,9 @@ Two steps:
    0.08 Å RMS displacement, two line scans of 64 points
    (0.3 Å steps). The result is stored in ``benchmarks/calibration/``.
 2. ``fit`` (seconds): the engine renders the same atoms at the same probe positions (source
-   size 0: the multislice has a point source; thermal σ 0.08 Å), and for every γ on a grid
-   the least-squares scale A and the Pearson correlation with the multislice profile are
-   computed. ``--write`` stores the fitted scales in ``aet/simulate/_abtem_calibration.py``.
+   size 0: the multislice has a point source; thermal σ 0.08 Å), and for every (p, γ) on a
+   grid the least-squares scale A and the Pearson correlation with the multislice profile
+   are computed. ``--write`` stores the fitted scales in ``aet/simulate/_abtem_calibration.py``.
 
 Run::
 
@@ -55,6 +56,7 @@ SETTINGS = {
     # line scans through the particle (x0, y0, x1, y1) Å relative to its centre, points
     "lines": [((-9.5, 0.3, 9.5, 0.3), 64), ((-2.1, -9.5, -2.1, 9.5), 64)],
     "gammas": [round(g, 2) for g in np.arange(0.8, 2.21, 0.1)],
+    "atom_exponents": [1.0, 1.5, 2.0, 2.5, 3.0],
 }
 
 
@@ -114,14 +116,16 @@ def multislice(out: Path = DATA) -> None:
 
 
 def engine_profile(positions, species, points, *, gamma: float, parametrization: str,
-                   thermal_sigma_A: float, source_sigma_A: float = 0.0) -> np.ndarray:
+                   thermal_sigma_A: float, atom_exponent: float = 2.0,
+                   source_sigma_A: float = 0.0) -> np.ndarray:
     """The engine's detected fraction at ``points`` for scale A = 1."""
     from aet.simulate import AbtemEngine
 
     s = SETTINGS
     eng = AbtemEngine(energy_keV=s["energy_keV"], semiangle_mrad=s["semiangle_mrad"],
                       source_sigma_A=source_sigma_A, thermal_sigma_A=thermal_sigma_A,
-                      response_exponent=gamma, response_scale=1.0,
+                      response_exponent=gamma, atom_exponent=atom_exponent,
+                      response_scale=1.0,
                       parametrization=parametrization, oversampling=5)
     px = 0.35
     img = eng.render(np.asarray(positions)[None, :, :2], species, np.asarray(points)[None],
@@ -130,7 +134,7 @@ def engine_profile(positions, species, points, *, gamma: float, parametrization:
 
 
 def fit(data: Path = DATA, *, write: bool = False) -> dict:
-    """Fit A for each γ and parametrisation; print and return the table."""
+    """Fit A for each (p, γ) and parametrisation; print and return the table."""
     d = np.load(data)
     pos, sp, pts, sig = d["positions"], d["species"].astype(str), d["points"], d["signal"]
     res = {"multislice_seconds": float(d["seconds"]), "abtem_version": str(d["abtem_version"]),
@@ -139,36 +143,55 @@ def fit(data: Path = DATA, *, write: bool = False) -> dict:
           f"{sig.min():.4f}–{sig.max():.4f}")
     for par in ("lobato", "kirkland"):
         rows = {}
-        for g in SETTINGS["gammas"]:
-            e = engine_profile(pos, sp, pts, gamma=g, parametrization=par,
-                               thermal_sigma_A=SETTINGS["thermal_sigma_A"])
-            A = float(e @ sig / (e @ e))
-            r = float(np.corrcoef(e, sig)[0, 1])
-            rel = float(np.sqrt(np.mean((A * e - sig) ** 2)) / np.sqrt(np.mean(sig**2)))
-            rows[f"{g:.1f}"] = {"scale": A, "correlation": r, "relative_rms": rel}
-            print(f"{par:9s} γ={g:.1f}  A={A:.5f}  correlation={r:.4f}  rel. RMS={rel:.3f}")
+        for p in SETTINGS["atom_exponents"]:
+            for g in SETTINGS["gammas"]:
+                e = engine_profile(pos, sp, pts, gamma=g, parametrization=par,
+                                   atom_exponent=p, thermal_sigma_A=SETTINGS["thermal_sigma_A"])
+                A = float(e @ sig / (e @ e))
+                r = float(np.corrcoef(e, sig)[0, 1])
+                rel = float(np.sqrt(np.mean((A * e - sig) ** 2)) / np.sqrt(np.mean(sig**2)))
+                rows[(f"{p:.1f}", f"{g:.1f}")] = {"scale": A, "correlation": r,
+                                                  "relative_rms": rel}
+        print(f"\n{par}: correlation with the multislice profile (rows p, columns γ)")
+        gs = [f"{g:.1f}" for g in SETTINGS["gammas"]]
+        print("  p \\ γ " + "".join(f"{g:>7}" for g in gs))
+        for p in SETTINGS["atom_exponents"]:
+            pk = f"{p:.1f}"
+            print(f"  {pk:>6} " + "".join(f"{rows[(pk, g)]['correlation']:>7.3f}" for g in gs))
         best = max(rows, key=lambda k: rows[k]["correlation"])
-        print(f"{par}: best γ = {best} (correlation {rows[best]['correlation']:.4f})")
-        res["fits"][par] = {"rows": rows, "best_gamma": float(best)}
+        dflt = rows[("2.0", "1.4")]
+        print(f"{par}: best p = {best[0]}, γ = {best[1]} (correlation "
+              f"{rows[best]['correlation']:.4f}, A {rows[best]['scale']:.5f}); default p 2.0, "
+              f"γ 1.4: correlation {dflt['correlation']:.4f}, relative RMS "
+              f"{dflt['relative_rms']:.3f}, A {dflt['scale']:.5f}")
+        res["fits"][par] = {"rows": rows, "best": [float(best[0]), float(best[1])]}
     if write:
         _write_module(res)
     return res
 
 
 def _write_module(res: dict) -> None:
+    def table(par, key, nd):
+        out = {}
+        for (p, g), v in res["fits"][par]["rows"].items():
+            out.setdefault(p, {})[g] = round(v[key], nd)
+        return out
+
     cal = {
-        "scale": {par: {g: round(v["scale"], 6) for g, v in f["rows"].items()}
-                  for par, f in res["fits"].items()},
-        "correlation": {par: {g: round(v["correlation"], 4) for g, v in f["rows"].items()}
-                        for par, f in res["fits"].items()},
-        "best_gamma": {par: f["best_gamma"] for par, f in res["fits"].items()},
-        "settings": {k: v for k, v in SETTINGS.items() if k != "gammas"},
+        "scale": {par: table(par, "scale", 6) for par in res["fits"]},
+        "correlation": {par: table(par, "correlation", 4) for par in res["fits"]},
+        "best_atom_exponent_gamma": {par: f["best"] for par, f in res["fits"].items()},
+        "settings": {k: v for k, v in SETTINGS.items()
+                     if k not in ("gammas", "atom_exponents")},
         "n_atoms": res["n_atoms"], "n_points": res["n_points"],
         "abtem_version": res["abtem_version"],
+        "multislice_seconds": round(res["multislice_seconds"]),
     }
     text = ('"""Calibration of the abTEM engine\'s response against a real abTEM multislice ADF '
-            'line scan.\n\nWritten by ``benchmarks/calibrate_abtem.py fit --write`` (see '
-            '``docs/calibration.rst``); do not edit by hand.\n"""\n\nCALIBRATION = '
+            'line scan.\n\nWritten by ``benchmarks/calibrate_abtem.py fit --write``\n(see '
+            '``docs/calibration.rst``); do not edit by hand.\n``scale[parametrization][p][γ]``'
+            ' is the least-squares A, ``correlation`` the Pearson correlation\nwith the '
+            'multislice profile.\n"""\n\nCALIBRATION = '
             + pprint.pformat(json.loads(json.dumps(cal, default=list)), width=96,
                              sort_dicts=True) + "\n")
     tmp = MODULE.with_suffix(".tmp")

@@ -1,0 +1,282 @@
+"""Accuracy matrix: the default pipeline on independent (abTEM-engine) tilt series.
+
+Every case is simulated with :class:`aet.simulate.AbtemEngine` (abTEM's projected potential,
+a response calibrated on multislice, abTEM's probe, point sampling; ``docs/calibration.rst``)
+and run through the default chain — today the ``aet demo`` recipe: register frames → remove
+background → align → denoise → reconstruct (RESIRE, 100 iterations) → trace → classify →
+clean-up → refine (positions, heights, B-factors and the per-projection alignment, atoms added
+and removed from the residual). Beside it, the same reconstruction/atom stages from the
+noise-free projections at the true angles ("clean": reconstruct → trace → classify →
+clean-up → refine), which shows where atoms are lost: in preprocessing or in the atom stages.
+
+Scoring (:func:`aet.simulate.score`): one-to-one Hungarian matching within 1 Å after a fitted
+translation and small rotation; recall, precision, RMSD of matched pairs, species accuracy,
+and the uncertainty calibration RMS(error / σ) over matched atoms and axes (σ: refinement's
+Cramér–Rao ``uncertainty_x/_y/_z``; 1 means calibrated). Nothing in the chain reads the truth.
+
+The matrix varies one factor at a time around the base case ("realistic": 3 nm FePt, ~1170
+atoms, L1_0 domains, antisites, 47 projections over ±70°, 3 frames, 1×10⁵ e⁻/Å² in total, γ
+1.4, tilt axis along y): tilt axis 3° (+0.5 Å offset); total dose 2×10⁴, 5×10⁴, 3×10⁵;
+γ 1.0, 1.8; 2 nm and 5 nm FePt; a 3-species Co–Pd–Pt particle; and the base case with the
+Gaussian engine (the same chain: where the two engines' figures differ). Doses are totals
+over the whole series (``total_dose_e_per_A2``).
+
+    python benchmarks/bench_accuracy.py                  # the whole matrix (hours on 2 cores)
+    python benchmarks/bench_accuracy.py --quick          # small case, both engines (~5 min)
+    python benchmarks/bench_accuracy.py --case base --case base-gaussian
+    python benchmarks/bench_accuracy.py --list
+    python benchmarks/bench_accuracy.py --case base --json out.json
+
+Run from the repository root with ``PYTHONPATH=$PWD`` for a checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPECIES_FEPT = ["Fe", "Pt"]
+RECON = {"method": "resire", "n_iter": 100}
+
+
+def _shape_for(diameter_A: float, pixel_A: float = 0.35, margin_A: float = 9.0) -> tuple:
+    n = 2 * int(math.ceil((diameter_A / 2 + margin_A) / pixel_A))
+    return (n, n)
+
+
+# ----------------------------------------------------------------------------- cases
+@dataclass
+class Case:
+    name: str
+    what: str
+    build: Callable
+    species: list = field(default_factory=lambda: list(SPECIES_FEPT))
+
+
+def _fept(engine="abtem", **kw):
+    from aet.simulate import fept_benchmark
+
+    def build(seed):
+        return fept_benchmark("realistic", seed=seed, engine=engine, **kw)
+    return build
+
+
+def _three_species(engine="abtem", **kw):
+    from aet.simulate import benchmark_from_model, nanoparticle
+
+    def build(seed):
+        truth = nanoparticle({"Co": 1 / 3, "Pd": 1 / 3, "Pt": 1 / 3}, 30.0, a_A=3.80,
+                             orientation="random", seed=seed)
+        return benchmark_from_model(truth, engine=engine, seed=seed,
+                                    shape=_shape_for(30.0), **kw)
+    return build
+
+
+CASES = {c.name: c for c in [
+    Case("base", "3 nm FePt, 1e5 e/Å² total, γ 1.4, tilt axis 0°", _fept()),
+    Case("axis-3deg", "base with the tilt axis turned 3° (offset 0.5 Å)",
+         _fept(tilt_axis_rotation_deg=3.0, tilt_axis_offset_A=0.5)),
+    Case("dose-2e4", "base at 2e4 e/Å² total", _fept(total_dose_e_per_A2=2e4)),
+    Case("dose-5e4", "base at 5e4 e/Å² total", _fept(total_dose_e_per_A2=5e4)),
+    Case("dose-3e5", "base at 3e5 e/Å² total", _fept(total_dose_e_per_A2=3e5)),
+    Case("gamma-1.0", "base with response exponent 1.0", _fept(response_exponent=1.0)),
+    Case("gamma-1.8", "base with response exponent 1.8", _fept(response_exponent=1.8)),
+    Case("size-2nm", "2 nm FePt (one L1_0 domain)",
+         _fept(particle_diameter_A=20.0, particle_n_grains=1, particle_variant=2,
+               particle_antiphase_boundary=False, particle_core_shell=(4.0, -0.005, 0.005),
+               shape=_shape_for(20.0))),
+    Case("size-5nm", "5 nm FePt (three L1_0 domains)",
+         _fept(particle_diameter_A=50.0, particle_n_grains=3, particle_variant=[2, 0, 1],
+               particle_core_shell=(12.0, -0.01, 0.005), shape=_shape_for(50.0))),
+    Case("CoPdPt", "3 nm random Co–Pd–Pt alloy (three intensity classes)", _three_species(),
+         species=["Co", "Pd", "Pt"]),
+    Case("base-gaussian", "base case imaged by the Gaussian engine", _fept(engine="gaussian")),
+    # the quick pair: the test suite's small case on both engines
+    Case("small", "fept_benchmark('small', engine='abtem') (the test suite's case)",
+         lambda seed: _small(seed, "abtem")),
+    Case("small-gaussian", "fept_benchmark('small') with the Gaussian engine",
+         lambda seed: _small(seed, "gaussian")),
+]}
+MATRIX = ["base", "axis-3deg", "dose-2e4", "dose-5e4", "dose-3e5", "gamma-1.0", "gamma-1.8",
+          "size-2nm", "CoPdPt", "base-gaussian", "size-5nm"]
+QUICK = ["small", "small-gaussian"]
+
+
+def _small(seed, engine):
+    from aet.simulate import fept_benchmark
+
+    return fept_benchmark("small", seed=seed, engine=engine)
+
+
+# ----------------------------------------------------------------------------- chains
+class _Clock:
+    def __init__(self):
+        self.t: dict[str, float] = {}
+
+    def __call__(self, name, func):
+        t0 = time.perf_counter()
+        out = func()
+        self.t[name] = self.t.get(name, 0.0) + time.perf_counter() - t0
+        return out
+
+
+def _cleanup(model):
+    from aet.pipeline import _cleanup as demo_cleanup
+
+    return demo_cleanup(model)
+
+
+def demo_chain(raw, species) -> tuple[dict, dict]:
+    """The ``aet demo`` recipe on a raw (angle, frame, y, x) series; models and seconds."""
+    c = _Clock()
+    merged = c("register", lambda: raw.register_frames())
+    flat = c("background", lambda: merged.remove_background())
+    aligned = c("align", lambda: flat.align())
+    den = c("denoise", lambda: aligned.denoise())
+    vol = c("reconstruct", lambda: den.reconstruct(**RECON))
+    traced = c("trace", lambda: vol.trace_atoms(min_distance_A=2.0))
+    classified = c("classify", lambda: traced.classify(species, volume=vol))
+    cleaned = c("cleanup", lambda: _cleanup(classified))
+    refined = c("refine", lambda: cleaned.refine(aligned, refine_alignment=("shifts", "angles"),
+                                                 add_remove=True))
+    return {"traced": classified, "cleaned": cleaned, "refined": refined}, c.t
+
+
+def clean_chain(clean, species) -> tuple[dict, dict]:
+    """Noise-free projections at the true angles: reconstruct → trace → classify → clean-up
+    → refine (no preprocessing, no alignment)."""
+    c = _Clock()
+    vol = c("reconstruct", lambda: clean.reconstruct(**RECON))
+    traced = c("trace", lambda: vol.trace_atoms(min_distance_A=2.0))
+    classified = c("classify", lambda: traced.classify(species, volume=vol))
+    cleaned = c("cleanup", lambda: _cleanup(classified))
+    refined = c("refine", lambda: cleaned.refine(clean, uncertainty=False))
+    return {"traced": classified, "cleaned": cleaned, "refined": refined}, c.t
+
+
+def calibration_rms(model, s) -> float:
+    """RMS of (error / σ) over matched atoms and the three axes (NaN without σ)."""
+    names = [f"uncertainty_{a}" for a in "xyz"]
+    if not all(n in model for n in names) or s.n_matched == 0:
+        return float("nan")
+    sig = np.stack([np.asarray(model[n], dtype=float) for n in names], axis=1)[s.matches[:, 0]]
+    z = s.displacement_A / sig
+    z = z[np.isfinite(z)]
+    return float(np.sqrt(np.mean(z**2))) if z.size else float("nan")
+
+
+def _figures(bench, models) -> dict:
+    out = {}
+    for k, m in models.items():
+        s = bench.score(m, allow_rotation=True)
+        out[k] = {"n": s.n_predicted, "recall": s.recall, "precision": s.precision,
+                  "rmsd_pm": s.rmsd_pm, "rmsd_pm_xyz": list(s.rmsd_pm_xyz),
+                  "species": s.species_accuracy, "rotation_deg": s.rotation_deg,
+                  "err_over_sigma": calibration_rms(m, s) if k == "refined" else float("nan")}
+    return out
+
+
+def run_case(case: Case, seed: int = 0, *, reference: bool = True) -> dict:
+    t0 = time.perf_counter()
+    bench = case.build(seed)
+    t_sim = time.perf_counter() - t0
+    models, times = demo_chain(bench.tilt_series, case.species)
+    res = {"case": case.name, "what": case.what, "seed": seed, "engine": bench.engine,
+           "n_atoms": bench.truth.n_atoms, "simulate_s": t_sim, "chain_s": times,
+           "chain": _figures(bench, models), "benchmark": repr(bench)}
+    if reference:
+        rmodels, rtimes = clean_chain(bench.clean, case.species)
+        res["clean"] = _figures(bench, rmodels)
+        res["clean_s"] = rtimes
+    return res
+
+
+# ----------------------------------------------------------------------------- printing
+def _row(label, f):
+    return (f"  {label:<22}{f['n']:>6d}{f['recall']:>8.3f}{f['precision']:>10.3f}"
+            f"{f['rmsd_pm']:>8.1f}{f['species']:>9.3f}"
+            + (f"{f['err_over_sigma']:>9.2f}" if np.isfinite(f["err_over_sigma"]) else
+               f"{'–':>9}"))
+
+
+def print_case(r: dict) -> None:
+    print(f"\n[{r['case']}] {r['what']} — seed {r['seed']}, engine {r['engine']}, "
+          f"{r['n_atoms']} true atoms")
+    print(f"  {r['benchmark']}")
+    print(f"  {'model':<22}{'atoms':>6}{'recall':>8}{'precision':>10}{'RMSD pm':>8}"
+          f"{'species':>9}{'err/σ':>9}")
+    for k in ("traced", "cleaned", "refined"):
+        print(_row(f"chain {k}", r["chain"][k]))
+    if "clean" in r:
+        for k in ("traced", "refined"):
+            print(_row(f"clean+true angles {k}", r["clean"][k]))
+    st = " ".join(f"{k} {v:.1f}" for k, v in r["chain_s"].items())
+    print(f"  seconds: simulate {r['simulate_s']:.1f}; chain {st}"
+          + (f"; clean chain {sum(r['clean_s'].values()):.1f}" if "clean_s" in r else ""))
+
+
+def summary(results: list[dict]) -> str:
+    lines = [f"{'case':<15}{'engine':<9}{'atoms':>6}{'recall':>8}{'prec.':>7}{'RMSD':>7}"
+             f"{'species':>8}{'err/σ':>7} | {'clean: rec.':>11}{'RMSD':>7}{'species':>8}"
+             f"{'refined RMSD':>13}{'s':>7}"]
+    for r in results:
+        f = r["chain"]["refined"]
+        c = r.get("clean", {})
+        ct, cr = c.get("traced"), c.get("refined")
+        tot = r["simulate_s"] + sum(r["chain_s"].values())
+        lines.append(
+            f"{r['case']:<15}{r['engine']:<9}{r['n_atoms']:>6d}{f['recall']:>8.3f}"
+            f"{f['precision']:>7.3f}{f['rmsd_pm']:>7.1f}{f['species']:>8.3f}"
+            f"{f['err_over_sigma']:>7.2f} | "
+            + (f"{ct['recall']:>11.3f}{ct['rmsd_pm']:>7.1f}{ct['species']:>8.3f}"
+               f"{cr['rmsd_pm']:>13.1f}" if ct else f"{'':>39}")
+            + f"{tot:>7.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Accuracy matrix on abTEM-engine tilt series")
+    ap.add_argument("--case", action="append", help="case name (repeatable); see --list")
+    ap.add_argument("--quick", action="store_true",
+                    help="only the small case on both engines (~5 min on 2 cores)")
+    ap.add_argument("--seed", type=int, action="append", help="seed(s), default 0")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the noise-free true-angle chain")
+    ap.add_argument("--json", help="write all figures to this JSON file")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    a = ap.parse_args(argv)
+    if a.list:
+        for c in CASES.values():
+            print(f"{c.name:<16}{c.what}")
+        return
+    names = a.case or (QUICK if a.quick else MATRIX)
+    bad = [n for n in names if n not in CASES]
+    if bad:
+        ap.error(f"unknown case(s) {bad}; --list shows them")
+    seeds = a.seed or [0]
+    print(f"bench_accuracy: cases {names}, seeds {seeds}; load {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
+    results = []
+    for seed in seeds:
+        for n in names:
+            r = run_case(CASES[n], seed, reference=not a.no_reference)
+            print_case(r)
+            results.append(r)
+            if a.json:
+                tmp = a.json + ".tmp"
+                with open(tmp, "w") as fh:
+                    json.dump(results, fh, indent=1, default=float)
+                os.replace(tmp, a.json)
+    print("\nrefined model of the default chain | noise-free projections at the true angles "
+          "(traced, then refined)\n" + summary(results))
+
+
+if __name__ == "__main__":
+    main()
