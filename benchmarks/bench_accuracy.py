@@ -10,8 +10,8 @@ noise-free projections at the true angles ("clean": reconstruct → trace → cl
 clean-up → refine), which shows where atoms are lost: in preprocessing or in the atom stages.
 
 Scoring (:func:`aet.simulate.score`): one-to-one Hungarian matching within 1 Å after a fitted
-translation (and a small rotation about the beam where the frame may be turned: cases with a
-rotated tilt axis); recall, precision, RMSD of matched pairs, species accuracy,
+translation and a small rotation about the beam (``align`` turns the reconstruction frame by
+the tilt-axis rotation it estimates; the fitted angle is in the JSON output); recall, precision, RMSD of matched pairs, species accuracy,
 and the uncertainty calibration RMS(error / σ) over matched atoms and axes (σ: refinement's
 Cramér–Rao ``uncertainty_x/_y/_z``; 1 means calibrated). Nothing in the chain reads the truth.
 
@@ -80,6 +80,9 @@ def _three_species(engine="abtem", **kw):
     return build
 
 
+_IDEAL_GEOMETRY = {"shift_sigma_A": 0.0, "drift_A_per_frame": 0.0, "scan_distortion": 0.0,
+                   "angle_error_deg": 0.0, "background_thickness_A": 0.0, "offset": 0.0}
+
 CASES = {c.name: c for c in [
     Case("base", "3 nm FePt, 1e5 e/Å² total, γ 1.4, tilt axis 0°", _fept()),
     Case("axis-3deg", "base with the tilt axis turned 3° (offset 0.5 Å)",
@@ -99,14 +102,19 @@ CASES = {c.name: c for c in [
     Case("CoPdPt", "3 nm random Co–Pd–Pt alloy (three intensity classes)", _three_species(),
          species=["Co", "Pd", "Pt"]),
     Case("base-gaussian", "base case imaged by the Gaussian engine", _fept(engine="gaussian")),
+    Case("noise-only", "base with every geometric degradation, background and offset off "
+         "(Poisson and read noise only)", _fept(**_IDEAL_GEOMETRY)),
+    Case("noise-only-gaussian", "noise-only on the Gaussian engine",
+         _fept(engine="gaussian", **_IDEAL_GEOMETRY)),
     # the quick pair: the test suite's small case on both engines
     Case("small", "fept_benchmark('small', engine='abtem') (the test suite's case)",
          lambda seed: _small(seed, "abtem")),
     Case("small-gaussian", "fept_benchmark('small') with the Gaussian engine",
          lambda seed: _small(seed, "gaussian")),
 ]}
-MATRIX = ["base", "base-gaussian", "axis-3deg", "dose-2e4", "dose-5e4", "dose-3e5",
-          "gamma-1.0", "gamma-1.8", "size-2nm", "CoPdPt", "size-5nm"]
+MATRIX = ["base", "base-gaussian", "noise-only", "noise-only-gaussian", "axis-3deg",
+          "dose-2e4", "dose-5e4", "dose-3e5", "gamma-1.0", "gamma-1.8", "size-2nm", "CoPdPt",
+          "size-5nm"]
 QUICK = ["small", "small-gaussian"]
 
 
@@ -147,7 +155,8 @@ def demo_chain(raw, species) -> tuple[dict, dict]:
     cleaned = c("cleanup", lambda: _cleanup(classified))
     refined = c("refine", lambda: cleaned.refine(aligned, refine_alignment=("shifts", "angles"),
                                                  add_remove=True))
-    return {"traced": classified, "cleaned": cleaned, "refined": refined}, c.t
+    models = {"traced": classified, "cleaned": cleaned, "refined": refined}
+    return models, c.t, {"merged": merged, "aligned": aligned}
 
 
 def clean_chain(clean, species) -> tuple[dict, dict]:
@@ -173,13 +182,52 @@ def calibration_rms(model, s) -> float:
     return float(np.sqrt(np.mean(z**2))) if z.size else float("nan")
 
 
+def preprocessing_errors(bench, series) -> dict:
+    """Errors of the preprocessing stages against the recorded degradations (pixels, RMS):
+    frame registration (offsets of frames within a projection) and alignment (per-projection
+    shifts after removing the rigid 3D translation alignment cannot fix), and the tilt-axis
+    rotation found (degrees). Scoring only: the chain never sees these."""
+    from aet.testing.phantoms import rotation_matrix_zyz
+
+    px = bench.params["pixel_size_A"]
+    al = bench.alignment
+    out = {}
+    res = series["merged"].provenance[-1].get("result") or {}
+    if "shift_x_A" in res and al.sizes.get("frame", 1) > 1:
+        e = []
+        for n in ("x", "y"):
+            tru = al[f"frame_offset_{n}_A"].values
+            e.append(np.asarray(res[f"shift_{n}_A"]) - (tru - tru[:, :1]))
+        out["frame_registration_px"] = float(np.sqrt(np.mean(np.square(e)))) / px
+    aligned = series["aligned"]
+    prov = next((r.get("result") for r in reversed(aligned.provenance)
+                 if r["op"] == "align"), None) or {}
+    alpha = float(prov.get("tilt_axis_rotation_deg", 0.0))
+    out["tilt_axis_found_deg"] = alpha
+    out["tilt_axis_true_deg"] = float(al.attrs.get("tilt_axis_rotation_deg", 0.0))
+    d = aligned.data
+    if "shift_x_A" in d.coords:
+        t = np.stack([al.total_shift_x_A.values + al.frame_offset_x_A.values[:, 0],
+                      al.total_shift_y_A.values + al.frame_offset_y_A.values[:, 0]], axis=1)
+        a = np.radians(alpha)
+        t = t @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]).T
+        diff = np.stack([d.shift_x_A.values, d.shift_y_A.values], axis=1) - t
+        A = np.concatenate([rotation_matrix_zyz(0, np.radians(th), 0)[:2]
+                            for th in d.angle.values])
+        tr, *_ = np.linalg.lstsq(A, diff.ravel(), rcond=None)
+        r = (diff.ravel() - A @ tr) / px
+        out["alignment_px"] = float(np.sqrt(np.mean(r**2)))
+    return out
+
+
 def _figures(bench, models) -> dict:
-    # a small rotation about the beam only where the frame may be turned (a tilted axis)
-    rot = abs(float(bench.params.get("tilt_axis_rotation_deg", 0.0))) > 0
+    # a small rotation about the beam: align() turns the frame by the tilt-axis rotation it
+    # estimates (kept only when it matches at least as many atoms as translation alone)
     out = {}
     for k, m in models.items():
-        s = bench.score(m, allow_rotation=rot)
+        s = bench.score(m, allow_rotation=True)
         out[k] = {"n": s.n_predicted, "recall": s.recall, "precision": s.precision,
+                  "translation_A": s.translation_A.tolist(),
                   "rmsd_pm": s.rmsd_pm, "rmsd_pm_xyz": list(s.rmsd_pm_xyz),
                   "species": s.species_accuracy, "rotation_deg": s.rotation_deg,
                   "err_over_sigma": calibration_rms(m, s) if k == "refined" else float("nan")}
@@ -198,18 +246,30 @@ def warm_up() -> float:
     return time.perf_counter() - t0
 
 
-def run_case(case: Case, seed: int = 0, *, reference: bool = True) -> dict:
+def run_case(case: Case, seed: int = 0, *, reference: bool = True, save=None) -> dict:
     t0 = time.perf_counter()
     bench = case.build(seed)
     t_sim = time.perf_counter() - t0
-    models, times = demo_chain(bench.tilt_series, case.species)
+    models, times, series = demo_chain(bench.tilt_series, case.species)
     res = {"case": case.name, "what": case.what, "seed": seed, "engine": bench.engine,
            "n_atoms": bench.truth.n_atoms, "simulate_s": t_sim, "chain_s": times,
-           "chain": _figures(bench, models), "benchmark": repr(bench)}
+           "chain": _figures(bench, models), "benchmark": repr(bench),
+           "preprocessing": preprocessing_errors(bench, series)}
     if reference:
         rmodels, rtimes = clean_chain(bench.clean, case.species)
         res["clean"] = _figures(bench, rmodels)
         res["clean_s"] = rtimes
+    if save:
+        from pathlib import Path
+
+        d = Path(save) / f"{case.name}_seed{seed}"
+        d.mkdir(parents=True, exist_ok=True)
+        bench.truth.write(d / "truth.csv")
+        for k, m in models.items():
+            m.write(d / f"chain_{k}.csv")
+        if reference:
+            for k, m in rmodels.items():
+                m.write(d / f"clean_{k}.csv")
     return res
 
 
@@ -232,6 +292,10 @@ def print_case(r: dict) -> None:
     if "clean" in r:
         for k in ("traced", "refined"):
             print(_row(f"clean+true angles {k}", r["clean"][k]))
+    pre = r.get("preprocessing", {})
+    if pre:
+        print("  preprocessing vs truth: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in pre.items()))
     st = " ".join(f"{k} {v:.1f}" for k, v in r["chain_s"].items())
     print(f"  seconds: simulate {r['simulate_s']:.1f}; chain {st}"
           + (f"; clean chain {sum(r['clean_s'].values()):.1f}" if "clean_s" in r else ""))
@@ -265,6 +329,7 @@ def main(argv=None) -> None:
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the noise-free true-angle chain")
     ap.add_argument("--json", help="write all figures to this JSON file")
+    ap.add_argument("--save", help="write the truth and every model (CSV) under this folder")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     a = ap.parse_args(argv)
     if a.list:
@@ -282,7 +347,7 @@ def main(argv=None) -> None:
     results = []
     for seed in seeds:
         for n in names:
-            r = run_case(CASES[n], seed, reference=not a.no_reference)
+            r = run_case(CASES[n], seed, reference=not a.no_reference, save=a.save)
             print_case(r)
             results.append(r)
             if a.json:

@@ -228,6 +228,36 @@ def _coarse_translation(a: np.ndarray, b: np.ndarray, radius_A: float, *, seed: 
     return best
 
 
+def _msd(pp, tp, centre, rot, shift, pairs) -> float:
+    if len(pairs) == 0:
+        return float("inf")
+    a = (pp[pairs[:, 0]] - centre) @ rot.T + centre + shift
+    return float(((tp[pairs[:, 1]] - a) ** 2).sum(axis=1).mean())
+
+
+def _icp(pp, tp, centre, rot, shift, pairs, radius_A, allow_rotation, max_iter):
+    """Alternate one-to-one matching and the rigid fit (translation, and the Kabsch rotation
+    about ``centre`` when ``allow_rotation``) until the matches stop changing."""
+    rot, shift = rot.copy(), shift.copy()
+    for _ in range(max_iter):
+        if len(pairs) == 0:
+            break
+        if allow_rotation and len(pairs) >= 3:
+            pa = pp[pairs[:, 0]] - centre
+            qb = tp[pairs[:, 1]]
+            qc = qb.mean(axis=0)
+            rot = _kabsch(pa - pa.mean(axis=0), qb - qc)
+            shift = qc - (pa.mean(axis=0) @ rot.T) - centre
+        else:
+            a = (pp[pairs[:, 0]] - centre) @ rot.T + centre + shift
+            shift = shift + (tp[pairs[:, 1]] - a).mean(axis=0)
+        new = match_atoms((pp - centre) @ rot.T + centre + shift, tp, radius_A)
+        if np.array_equal(new, pairs):
+            break
+        pairs = new
+    return rot, shift, pairs
+
+
 def _kabsch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Rotation R minimising Σ‖R p_i − q_i‖² for centred point sets."""
     h = p.T @ q
@@ -291,22 +321,19 @@ def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = Tr
         if len(pairs) < min(len(pp), len(tp)):
             shift = shift + _coarse_translation(moved(), tp, radius_A, seed=0)
             pairs = match_atoms(moved(), tp, radius_A)
-        for _ in range(max_iter):
-            if len(pairs) == 0:
-                break
-            a, b = moved()[pairs[:, 0]], tp[pairs[:, 1]]
-            if allow_rotation and len(pairs) >= 3:
-                pa = pp[pairs[:, 0]] - centre
-                qb = tp[pairs[:, 1]]
-                qc = qb.mean(axis=0)
-                rot = _kabsch(pa - pa.mean(axis=0), qb - qc)
-                shift = qc - (pa.mean(axis=0) @ rot.T) - centre
-            else:
-                shift = shift + (b - a).mean(axis=0)
-            new = match_atoms(moved(), tp, radius_A)
-            if np.array_equal(new, pairs):
-                break
-            pairs = new
+        rot, shift, pairs = _icp(pp, tp, centre, rot, shift, pairs, radius_A, False, max_iter)
+        if allow_rotation:
+            # the rotation starts from the translation-only fit and is kept only if it
+            # matches at least as many atoms (a wrong local minimum of the joint fit could
+            # otherwise lock onto a lattice-shifted registration)
+            r2, s2, p2 = _icp(pp, tp, centre, rot, shift, pairs, radius_A, True, max_iter)
+            if len(p2) > len(pairs) or (len(p2) == len(pairs) and _msd(
+                    pp, tp, centre, r2, s2, p2) <= _msd(pp, tp, centre, rot, shift, pairs)):
+                rot, shift, pairs = r2, s2, p2
+
+    def moved():
+        return (pp - centre) @ rot.T + centre + shift
+
     n_m = len(pairs)
     if n_m:
         disp = tp[pairs[:, 1]] - moved()[pairs[:, 0]]
