@@ -12,8 +12,9 @@ clean-up → refine), which shows where atoms are lost: in preprocessing or in t
 Scoring (:func:`aet.simulate.score`): one-to-one Hungarian matching within 1 Å after a fitted
 translation and a small rotation about the beam (``align`` turns the reconstruction frame by
 the tilt-axis rotation it estimates; the fitted angle is in the JSON output); recall,
-precision, RMSD of matched pairs, species accuracy, and the uncertainty calibration RMS(error / σ) over matched atoms and axes (σ: refinement's
-Cramér–Rao ``uncertainty_x/_y/_z``; 1 means calibrated). Nothing in the chain reads the truth.
+precision, RMSD of matched pairs, species accuracy, and the uncertainty calibration
+RMS(error / σ) over matched atoms and axes (σ: refinement's Cramér–Rao
+``uncertainty_x/_y/_z``; 1 means calibrated). Nothing in the chain reads the truth.
 
 The matrix varies one factor at a time around the base case ("realistic": 3 nm FePt, ~1170
 atoms, L1_0 domains, antisites, 47 projections over ±70°, 3 frames, 1×10⁵ e⁻/Å² in total, γ
