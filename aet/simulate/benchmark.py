@@ -348,7 +348,7 @@ def fept_benchmark(size: str = "standard", *, seed: int = 0, engine: str = "gaus
         ``offset``, ``read_noise``...), Gaussian-engine keywords (``probe_fwhm_A``,
         ``b_factor_A2``, ``z_exponent``, ``reference_cross_section_A2``,
         ``nonlinear_param``), abTEM-engine keywords (``response_exponent`` γ (default 1.4),
-        ``atom_exponent`` p (default 2), ``response_scale``, ``parametrization``
+        ``atom_exponent`` p (default 1.75), ``response_scale``, ``parametrization``
         ("lobato"/"kirkland"), ``energy_keV`` (300), ``semiangle_mrad`` (22),
         ``source_sigma_A`` (0.25), ``thermal_sigma_A`` (0.08), ``aberrations`` (dict for
         ``abtem.Probe``), ``oversampling`` (4); see
