@@ -27,7 +27,8 @@ over the whole series (``total_dose_e_per_A2``).
     python benchmarks/bench_accuracy.py --quick          # small case, both engines (~5 min)
     python benchmarks/bench_accuracy.py --case base --case base-gaussian
     python benchmarks/bench_accuracy.py --list
-    python benchmarks/bench_accuracy.py --case base --json out.json
+    python benchmarks/bench_accuracy.py --case base --json out.json --save models/
+    python benchmarks/bench_accuracy.py --rescore out.json --save models/   # re-score only
 
 Run from the repository root with ``PYTHONPATH=$PWD`` for a checkout.
 """
@@ -221,12 +222,53 @@ def preprocessing_errors(bench, series) -> dict:
     return out
 
 
+class _Truth:
+    """The scoring interface of a Benchmark, from a saved truth model (``--rescore``)."""
+
+    def __init__(self, truth):
+        self.truth = truth
+
+    def score(self, predicted, **kw):
+        from aet.simulate import score
+
+        return score(predicted, self.truth, **kw)
+
+
+def rescore(results: list[dict], folder) -> list[dict]:
+    """Recompute every case's figures from the models saved by ``--save`` (the current
+    :func:`aet.simulate.score`); timings and preprocessing errors are kept."""
+    from pathlib import Path
+
+    import aet
+
+    out = []
+    for r in results:
+        d = Path(folder) / f"{r['case']}_seed{r['seed']}"
+        if not (d / "truth.csv").is_file():
+            out.append(r)
+            continue
+        t = _Truth(aet.open(d / "truth.csv"))
+        r = dict(r)
+        for prefix, key in (("chain", "chain"), ("clean", "clean")):
+            files = {k: d / f"{prefix}_{k}.csv" for k in ("traced", "cleaned", "refined")}
+            if all(f.is_file() for f in files.values()):
+                r[key] = _figures(t, {k: aet.open(f) for k, f in files.items()})
+        out.append(r)
+    return out
+
+
 def _figures(bench, models) -> dict:
     # a small rotation about the beam: align() turns the frame by the tilt-axis rotation it
     # estimates (kept only when it matches at least as many atoms as translation alone)
+    # the models of one chain share the reconstruction frame: the traced one (the most
+    # complete) is registered, the others refined locally from its translation (a sparse
+    # cleaned model can otherwise register one lattice vector off, every species wrong)
     out = {}
+    start = None
     for k, m in models.items():
-        s = bench.score(m, allow_rotation=True)
+        s = bench.score(m, allow_rotation=True, start_translation_A=start)
+        if start is None:
+            start = s.translation_A
         out[k] = {"n": s.n_predicted, "recall": s.recall, "precision": s.precision,
                   "translation_A": s.translation_A.tolist(),
                   "rmsd_pm": s.rmsd_pm, "rmsd_pm_xyz": list(s.rmsd_pm_xyz),
@@ -332,7 +374,23 @@ def main(argv=None) -> None:
     ap.add_argument("--json", help="write all figures to this JSON file")
     ap.add_argument("--save", help="write the truth and every model (CSV) under this folder")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--rescore", metavar="JSON",
+                    help="recompute the figures of a previous --json run from the models it "
+                         "saved with --save (give the same --save folder) and print them")
     a = ap.parse_args(argv)
+    if a.rescore:
+        if not a.save:
+            ap.error("--rescore needs the --save folder of that run")
+        with open(a.rescore) as fh:
+            results = rescore(json.load(fh), a.save)
+        for r in results:
+            print_case(r)
+        print("\n" + summary(results))
+        if a.json:
+            with open(a.json + ".tmp", "w") as fh:
+                json.dump(results, fh, indent=1, default=float)
+            os.replace(a.json + ".tmp", a.json)
+        return
     if a.list:
         for c in CASES.values():
             print(f"{c.name:<16}{c.what}")

@@ -4,8 +4,14 @@ Procedure (:func:`score`):
 
 1. **Rigid fit.** The predicted positions are moved onto the truth by the translation (and,
    with ``allow_rotation=True``, the rotation about the centroid; Kabsch) that minimises the
-   squared distances of matched pairs. It starts from the centroid difference and alternates
-   matching and fitting (ICP with one-to-one matches) until the matches stop changing.
+   squared distances of matched pairs, alternating matching and fitting (ICP with
+   one-to-one matches) until the matches stop changing. The translation is registered on
+   the close pairs: from the frames as given, the centroid difference and the translation
+   that lines up the most atoms, the ICP within half the matching radius that pairs the most
+   atoms wins (on a lattice, a registration shifted by a lattice vector can pair more atoms
+   of a poor model within the full radius — atoms between sites — with the species all
+   wrong, but far fewer within half of it); the fit is then refined within the full radius.
+   The rotation starts from that fit and is kept only if it matches at least as many atoms.
 2. **One-to-one matching.** Candidate pairs closer than ``radius_A`` come from a KD-tree; the
    candidate graph splits into small connected components, and each is solved exactly with
    the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`), maximising first the
@@ -267,7 +273,8 @@ def _kabsch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = True,
-          allow_rotation: bool = False, max_iter: int = 50) -> Score:
+          allow_rotation: bool = False, start_translation_A=None,
+          max_iter: int = 50) -> Score:
     """Score a predicted atomic model against the truth.
 
     Parameters
@@ -281,6 +288,12 @@ def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = Tr
     allow_rotation : bool
         Also fit a rotation about the predicted centroid (Kabsch). Converges for small
         rotations (a few degrees); use it for models that may be slightly misoriented.
+    start_translation_A : (3,) array, optional
+        Refine the translation locally from this one (Å, added to the predicted positions)
+        instead of searching for it. On a lattice, a sparse model (e.g. a subset left by a
+        clean-up) can be registered one lattice vector off — with every species wrong — as
+        well as correctly; score such a model from the translation found for the complete
+        model of the same frame (``Score.translation_A``).
     max_iter : int
         Maximum match/fit iterations.
 
@@ -315,13 +328,29 @@ def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = Tr
 
     pairs = match_atoms(moved(), tp, radius_A)
     if fit_translation and len(pp) and len(tp):
-        # coarse: when not every atom matched, the centroids may disagree (missing/spurious
-        # atoms on one side) by up to a lattice vector; take the translation that lines up
-        # the most atoms among candidate pair vectors
-        if len(pairs) < min(len(pp), len(tp)):
-            shift = shift + _coarse_translation(moved(), tp, radius_A, seed=0)
-            pairs = match_atoms(moved(), tp, radius_A)
-        rot, shift, pairs = _icp(pp, tp, centre, rot, shift, pairs, radius_A, False, max_iter)
+        # starts: the frames as given, the centroid difference and — when not every atom
+        # matched (the centroids may disagree by up to a lattice vector) — the translation
+        # that lines up the most atoms among candidate pair vectors. Each is refined by ICP
+        # within radius / 2 and the fit with the most such close pairs wins: on a lattice a
+        # registration shifted by a lattice vector can match more atoms of a poor model
+        # within the full radius (atoms between sites), but far fewer within half of it
+        core = 0.5 * radius_A
+        if start_translation_A is not None:
+            st = np.asarray(start_translation_A, dtype=np.float64).reshape(3)
+            starts = [st]
+        else:
+            starts = [np.zeros(3), shift]
+            if len(pairs) < min(len(pp), len(tp)):
+                starts.append(shift + _coarse_translation(moved(), tp, core, seed=0))
+        fits = []
+        for st in starts:
+            p0 = match_atoms(pp + st, tp, core)
+            fits.append(_icp(pp, tp, centre, np.eye(3), st, p0, core, False, max_iter))
+        best = max(fits, key=lambda f: (len(f[2]), -np.linalg.norm(f[1])))
+        shift = best[1]
+        pairs = match_atoms(pp + shift, tp, radius_A)
+        rot, shift, pairs = _icp(pp, tp, centre, np.eye(3), shift, pairs, radius_A, False,
+                                 max_iter)
         if allow_rotation:
             # the rotation starts from the translation-only fit and is kept only if it
             # matches at least as many atoms (a wrong local minimum of the joint fit could
