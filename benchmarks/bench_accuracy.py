@@ -144,13 +144,15 @@ def _cleanup(model):
     return demo_cleanup(model)
 
 
-def demo_chain(raw, species) -> tuple[dict, dict]:
-    """The ``aet demo`` recipe on a raw (angle, frame, y, x) series; models and seconds."""
+def demo_chain(raw, species, *, skip=()) -> tuple[dict, dict, dict]:
+    """The ``aet demo`` recipe on a raw (angle, frame, y, x) series; models and seconds.
+    ``skip``: stages left out ("align", "denoise"; ablations on data without those
+    degradations)."""
     c = _Clock()
     merged = c("register", lambda: raw.register_frames())
     flat = c("background", lambda: merged.remove_background())
-    aligned = c("align", lambda: flat.align())
-    den = c("denoise", lambda: aligned.denoise())
+    aligned = flat if "align" in skip else c("align", lambda: flat.align())
+    den = aligned if "denoise" in skip else c("denoise", lambda: aligned.denoise())
     vol = c("reconstruct", lambda: den.reconstruct(**RECON))
     traced = c("trace", lambda: vol.trace_atoms(min_distance_A=2.0))
     classified = c("classify", lambda: traced.classify(species, volume=vol))
@@ -289,7 +291,8 @@ def warm_up() -> float:
     return time.perf_counter() - t0
 
 
-def run_case(case: Case, seed: int = 0, *, reference: bool = True, save=None) -> dict:
+def run_case(case: Case, seed: int = 0, *, reference: bool = True, save=None,
+             ablate: bool = False) -> dict:
     t0 = time.perf_counter()
     bench = case.build(seed)
     t_sim = time.perf_counter() - t0
@@ -298,6 +301,13 @@ def run_case(case: Case, seed: int = 0, *, reference: bool = True, save=None) ->
            "n_atoms": bench.truth.n_atoms, "simulate_s": t_sim, "chain_s": times,
            "chain": _figures(bench, models), "benchmark": repr(bench),
            "preprocessing": preprocessing_errors(bench, series)}
+    if ablate:
+        # which stage loses the atoms: the chain without alignment (meaningful on data
+        # without geometric degradations) and without denoising
+        for skip in (("align",), ("denoise",), ("align", "denoise")):
+            m2, t2, _ = demo_chain(bench.tilt_series, case.species, skip=skip)
+            res.setdefault("ablations", {})["-".join(skip)] = {
+                "figures": _figures(bench, m2), "seconds": t2}
     if reference:
         rmodels, rtimes = clean_chain(bench.clean, case.species)
         res["clean"] = _figures(bench, rmodels)
@@ -318,7 +328,7 @@ def run_case(case: Case, seed: int = 0, *, reference: bool = True, save=None) ->
 
 # ----------------------------------------------------------------------------- printing
 def _row(label, f):
-    return (f"  {label:<26}{f['n']:>6d}{f['recall']:>8.3f}{f['precision']:>10.3f}"
+    return (f"  {label:<34}{f['n']:>6d}{f['recall']:>8.3f}{f['precision']:>10.3f}"
             f"{f['rmsd_pm']:>8.1f}{f['species']:>9.3f}"
             + (f"{f['err_over_sigma']:>9.2f}" if np.isfinite(f["err_over_sigma"]) else
                f"{'–':>9}"))
@@ -328,10 +338,13 @@ def print_case(r: dict) -> None:
     print(f"\n[{r['case']}] {r['what']} — seed {r['seed']}, engine {r['engine']}, "
           f"{r['n_atoms']} true atoms")
     print(f"  {r['benchmark']}")
-    print(f"  {'model':<26}{'atoms':>6}{'recall':>8}{'precision':>10}{'RMSD pm':>8}"
+    print(f"  {'model':<34}{'atoms':>6}{'recall':>8}{'precision':>10}{'RMSD pm':>8}"
           f"{'species':>9}{'err/σ':>9}")
     for k in ("traced", "cleaned", "refined"):
         print(_row(f"chain {k}", r["chain"][k]))
+    for name, ab in r.get("ablations", {}).items():
+        for k in ("traced", "refined"):
+            print(_row(f"chain w/o {name} {k}", ab["figures"][k]))
     if "clean" in r:
         for k in ("traced", "refined"):
             print(_row(f"clean+true angles {k}", r["clean"][k]))
@@ -369,6 +382,9 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true",
                     help="only the small case on both engines (~5 min on 2 cores)")
     ap.add_argument("--seed", type=int, action="append", help="seed(s), default 0")
+    ap.add_argument("--ablate", action="store_true",
+                    help="also run the chain without align, without denoise and without both "
+                         "(use on the noise-only cases: where are atoms lost)")
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the noise-free true-angle chain")
     ap.add_argument("--json", help="write all figures to this JSON file")
@@ -406,7 +422,8 @@ def main(argv=None) -> None:
     results = []
     for seed in seeds:
         for n in names:
-            r = run_case(CASES[n], seed, reference=not a.no_reference, save=a.save)
+            r = run_case(CASES[n], seed, reference=not a.no_reference, save=a.save,
+                         ablate=a.ablate)
             print_case(r)
             results.append(r)
             if a.json:
