@@ -158,6 +158,10 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
                       seed=0) -> NucleationSeries:
     """The same FePt particle at several annealing times, with true nuclei and events.
 
+    The measured models here are the truths jittered (no images). To test the whole chain on
+    images, image each truth with an engine: ``benchmark_from_model(s.truth_models[t],
+    engine="abtem", seed=t)`` (:func:`aet.simulate.benchmark_from_model`).
+
     Parameters
     ----------
     times_min : sequence of float
