@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", help="reconstruct a volume from a tilt series")
     r.add_argument("input")
     r.add_argument("output")
-    r.add_argument("--method", default="genfire", choices=["genfire", "resire", "sirt", "wbp"])
+    r.add_argument("--method", default=None, choices=["genfire", "resire", "sirt", "wbp"],
+                   help="default: genfire, or resire when the series shows a film")
     r.add_argument("--iterations", type=int)
     meta(r)
     r.set_defaults(func=cmd_reconstruct)

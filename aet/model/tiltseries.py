@@ -206,10 +206,11 @@ class TiltSeries(_Facade):
 
         return self._stage("align", preprocess.align, kw)
 
-    def reconstruct(self, method: str = "genfire", **kw):
+    def reconstruct(self, method: str | None = None, **kw):
         """Reconstruct a :class:`~aet.Volume` (:func:`aet.reconstruct.reconstruct`).
 
-        ``method``: ``"genfire"``, ``"resire"``, ``"sirt"`` or ``"wbp"``.
+        ``method``: ``"genfire"``, ``"resire"``, ``"sirt"`` or ``"wbp"`` (default: decided
+        with the film decision, ``film="auto"``; both are in the provenance ``result``).
         """
         from .. import reconstruct as _rec
         from .volume import Volume
