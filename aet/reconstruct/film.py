@@ -95,7 +95,7 @@ class FilmDecision:
     thickness_A : float or None
         ``z_range_A[1] - z_range_A[0]``.
     tilt_max_deg : float
-        Largest |θ| of the series.
+        Largest absolute tilt angle θ of the series (degrees).
     pad_x : int
         Voxels to add on each side along x (0 for a particle).
     pad_capped : bool
