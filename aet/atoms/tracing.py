@@ -270,9 +270,15 @@ def atom_probability(positions_A, intensity, *, n_species: int = 1,
     return prob, info
 
 
+def auto_upsample_factor(voxel_size_A: float, *, target_A: float = 0.32) -> int:
+    """Upsampling factor that brings the traced grid to about ``target_A`` (1 to 3)."""
+    return int(min(3, max(1, round(float(voxel_size_A) / target_A))))
+
+
 # ----------------------------------------------------------------------------- public
 def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float | None = None,
-          threshold_rel: float = 0.05, upsample_factor: int = 1, fit_radius: int | None = None,
+          threshold_rel: float = 0.05, upsample_factor: int | str = 1,
+          fit_radius: int | None = None,
           weight_sigma: float | None = None, sigma0: float | None = None,
           gaussian_fit: bool = True, max_step: float = 0.25, max_shift: int | None = None,
           non_atoms: str = "keep", n_species: int = 1, chunks=None) -> xr.Dataset:
@@ -294,8 +300,13 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
         Relative threshold used when ``threshold`` is None (default 0.05: low, so that dim
         light atoms next to heavy ones are kept; :func:`classify` puts noise peaks in its
         non-atom class).
-    upsample_factor : int
-        1 (default) or e.g. 3: trace on a Catmull–Rom upsampled volume.
+    upsample_factor : int or "auto"
+        1 (default) or e.g. 3: trace on a Catmull–Rom upsampled volume. ``"auto"``: the
+        factor that brings the traced grid to about 0.32 Å (voxel size / 0.32, rounded, 1 to
+        3), where it pays — measured on the published Ta-film reconstruction against the
+        published model: at its own 0.32 Å voxels 3× gave the same recall and a worse RMSD
+        (27 vs 23 pm) at ~50× the time; binned to 0.64 Å, 2× raised recall 0.874 → 0.893 and
+        lowered the RMSD 29 → 27 pm.
     fit_radius : int, optional
         Half-width (voxels of the traced grid) of the fit windows; default 2 (5³), or
         ``upsample_factor`` + 1 when upsampling (7³ at 3×).
@@ -342,6 +353,11 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
     """
     volume, vs = check_volume(volume)
     md = check_positive("min_distance_A", min_distance_A, allow_zero=True)
+    if isinstance(upsample_factor, str):
+        if upsample_factor != "auto":
+            raise ValueError(f"upsample_factor must be a positive integer or 'auto', got "
+                             f"{upsample_factor!r}")
+        upsample_factor = auto_upsample_factor(vs)
     f = check_positive("upsample_factor", upsample_factor, integer=True)
     fr = f + 1 if f > 1 and fit_radius is None else (2 if fit_radius is None else fit_radius)
     fr = check_positive("fit_radius", fr, integer=True)

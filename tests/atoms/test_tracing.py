@@ -299,3 +299,16 @@ def test_decision_bad_input():
         atom_probability(np.zeros((2, 3)), np.ones(3))
     p, info = atom_probability(np.zeros((2, 3)), np.ones(2))
     assert p.tolist() == [1.0, 1.0] and not info["used"]
+
+
+def test_auto_upsampling_targets_a_fine_grid():
+    from aet.atoms.tracing import auto_upsample_factor
+
+    assert [auto_upsample_factor(v) for v in (0.25, 0.32, 0.4, 0.5, 0.64, 1.0, 2.0)] == \
+        [1, 1, 1, 2, 2, 3, 3]
+    vol = gaussian_atoms_volume([[0.3, -0.2, 0.1], [3.0, 0.5, -0.4]], (16, 16, 16), 0.5,
+                                sigma_A=0.6)
+    xr.testing.assert_identical(trace(vol.data, upsample_factor="auto"),
+                                trace(vol.data, upsample_factor=2))
+    with pytest.raises(ValueError, match="upsample_factor must be a positive integer or 'auto'"):
+        trace(vol.data, upsample_factor="fine")
