@@ -143,6 +143,17 @@ def test_film_keyword_forces_or_skips_and_genfire_is_refused(slab_series, rng):
     assert res["volume_shape"] == [40, 16, 46] and res["film"]["extended"]
 
 
+def test_pipeline_options_follow_the_decision(slab_series, rng):
+    film = detect_extended(slab_series[0]).pipeline_options()
+    particle = detect_extended(_particle_series(rng)).pipeline_options()
+    assert film["trace"] == particle["trace"] == {"non_atoms": "drop",
+                                                  "upsample_factor": "auto"}
+    assert particle["remove_background"] and not film["remove_background"]
+    assert particle["cleanup_min_neighbours"] == 3 and film["cleanup_min_neighbours"] is None
+    assert set(film["reasons"]) == {"remove_background", "cleanup_min_neighbours",
+                                    "refine_positions"} and not particle["reasons"]
+
+
 def test_film_decision_on_a_dask_series_reads_it_once_and_equals_eager(slab_series):
     ts, _ = slab_series
     lazy = aet.TiltSeries(dsa.from_array(ts.values, chunks=(25, 8, 40)), angles=TH,
