@@ -128,10 +128,11 @@ class FilmDecision:
     box_thickness: int | None = None
     film_exceeds_box: bool = False
 
-    def apply(self, method, pad_x, thickness, *, default_method: str = "genfire"):
+    def apply(self, method, pad_x, thickness, *, default_method: str = "resire"):
         """``(method, pad_x, thickness)`` for :func:`aet.reconstruct.reconstruct`: what the
         caller passed wins; ``None`` takes the decision's value (a film: RESIRE and its
-        padding). ``thickness`` passes through unchanged."""
+        padding; GENFIRE, which cannot pad, is refused for a film). ``thickness`` passes
+        through unchanged."""
         if method is None:
             method = "resire" if self.extended else default_method
         if pad_x is None:
