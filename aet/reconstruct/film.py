@@ -154,8 +154,10 @@ class FilmDecision:
         * ``cleanup_min_neighbours=None`` — the particle rule (≥ 3 neighbours within 1.15× the
           median nearest-neighbour distance) keeps half an amorphous film (recall → 0.464);
         * ``refine_positions=False`` — refinement with the Gaussian atom model moved the Ta
-          atoms away from the published ones (RMSD 27 → 43 pm, recall 0.92 → 0.79–0.87, with
-          or without the atoms of the padded region).
+          atoms away from the published ones: positions only, RMSD 27 → 43 pm and recall
+          0.92 → 0.79–0.87 (with or without the atoms of the padded region); with the
+          per-projection alignment and atoms added/removed (``aet.run``'s settings), RMSD
+          66 pm and recall 0.43.
 
         For both kinds: ``trace={"non_atoms": "drop", "upsample_factor": "auto"}`` (the
         atom/non-atom decision and upsampling where it pays, :func:`aet.atoms.trace`).
@@ -172,7 +174,7 @@ class FilmDecision:
                 "cleanup_min_neighbours": "film: the particle neighbour rule keeps half an "
                                           "amorphous film (recall 0.916 -> 0.464)",
                 "refine_positions": "film: Gaussian-model refinement moved the Ta atoms away "
-                                    "(RMSD 27 -> 43 pm)"}
+                                    "(RMSD 27 -> 43-66 pm, recall 0.92 -> 0.43-0.87)"}
         return opts
 
     def to_dict(self) -> dict:
