@@ -395,6 +395,9 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         if _done(ts, "align") or _done(ts, "match_projections"):
             st.skip("align")
             decisions["alignment"] = "already aligned (provenance)"
+        elif not fopts["align"]:
+            st.skip("align")
+            decisions["alignment"] = "not aligned: " + fopts["reasons"]["align"]
         elif not ts.is_single_axis:
             st.skip("align")
             decisions["alignment"] = ("per-projection Euler angles given (refined): taken as "
