@@ -374,7 +374,18 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
             decisions["frames_registered"] = n_frames
         else:
             st.skip("register")
-        if _done(ts, "remove_background"):
+        # film or particle, decided on the raw series (offset/background-free measure): the
+        # stage options that depend on it (aet.reconstruct.film.FilmDecision.pipeline_options)
+        from .reconstruct.film import detect_extended
+
+        film = detect_extended(ts, estimate_z=False)
+        fopts = film.pipeline_options()
+        decisions["film"] = {"extended": film.extended, "reason": film.reason,
+                             **fopts["reasons"]}
+        if not fopts["remove_background"]:
+            st.skip("background")
+            decisions["background"] = "not removed: " + fopts["reasons"]["remove_background"]
+        elif _done(ts, "remove_background"):
             st.skip("background")
             decisions["background"] = "already removed (provenance)"
         else:
@@ -384,6 +395,13 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         if _done(ts, "align") or _done(ts, "match_projections"):
             st.skip("align")
             decisions["alignment"] = "already aligned (provenance)"
+        elif not fopts["align"]:
+            st.skip("align")
+            decisions["alignment"] = "not aligned: " + fopts["reasons"]["align"]
+        elif not ts.is_single_axis:
+            st.skip("align")
+            decisions["alignment"] = ("per-projection Euler angles given (refined): taken as "
+                                      "aligned; align() handles single-axis series")
         else:
             cur = ts
             ts = st.run("align", lambda: cur.align(tilt_axis=tilt_axis))
@@ -408,7 +426,9 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
                           if r.get("op") == "reconstruct"), {})
                 if k in p:
                     decisions["reconstruction"][k] = p[k]
-        traced = st.run("trace", lambda: vol.trace_atoms(min_distance_A=min_distance_A))
+        trace_kw = dict(fopts["trace"], n_species=len(sp)) if film.extended else {}
+        traced = st.run("trace", lambda: vol.trace_atoms(min_distance_A=min_distance_A,
+                                                         **trace_kw))
         stages["traced"] = traced
         decisions["n_peaks_traced"] = traced.n_atoms
         if len(sp) > 1:
@@ -418,7 +438,11 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
                 np.arange(traced.n_atoms), sp[0]) if traced.n_atoms else traced)
             decisions["classification"] = f"one element: every atom is {sp[0]}"
         stages["classified"] = classified
-        if classified.n_atoms >= 2:
+        if fopts["cleanup_min_neighbours"] is None:
+            st.skip("cleanup")
+            cleaned = classified
+            decisions["cleanup"] = "skipped: " + fopts["reasons"]["cleanup_min_neighbours"]
+        elif classified.n_atoms >= 2:
             cleaned = st.run("cleanup", lambda: classified.cleanup(min_neighbours=3,
                                                                    radius_A="auto"))
             decisions["cleanup_removed"] = classified.n_atoms - cleaned.n_atoms
@@ -433,7 +457,10 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
                 f"(got {ts.pixel_size_A:g}), that the angles are in degrees, and that the "
                 f"images show atoms (aet.open(...).data.plot() one projection)")
         model = cleaned
-        if refine:
+        if refine and not fopts["refine_positions"]:
+            st.skip("refine")
+            decisions["refine"] = "skipped: " + fopts["reasons"]["refine_positions"]
+        elif refine:
             kw = {"add_remove": add_remove}
             if refine_alignment:
                 kw["refine_alignment"] = tuple(refine_alignment)

@@ -61,7 +61,8 @@ DEFAULT_METHOD = "resire"
 
 
 def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int | None = None,
-                thickness: int | None = None, pad_x: int = 0, pad_y: int = 0,
+                thickness: int | None = None, pad_x: int | None = None, pad_y: int = 0,
+                film="auto",
                 crop: bool = True, support=None, support_threshold: float = 0.1,
                 positivity: bool = True, filter: str = "ramp", step: float = 1.0,
                 accelerate: bool = True, relaxation: float = 1.0,
@@ -97,7 +98,14 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
         Extended objects (films): voxels added to the box on each side along x (and y); the data
         term counts only the measured field of view (the detector stays its own size), so
         material entering and leaving the view at high tilt is reconstructed, not aliased.
-        RESIRE, SIRT and WBP only.
+        RESIRE, SIRT and WBP only. ``pad_x`` default: from the film decision (0 for a
+        particle).
+    film : {"auto", True, False}
+        Extended-object (film) mode, see :mod:`aet.reconstruct.film`. ``"auto"`` (default)
+        decides from the data (atomic contrast at the x edges of the view at all tilts) and,
+        for a film, estimates its z range by parallax and pads the box so every ray crosses
+        the film inside it; ``True`` forces film mode, ``False`` treats the object as
+        isolated (nothing measured). The decision and its evidence are ``result["film"]``.
     crop : bool
         Return only the measured field of view of a padded box (default True).
     support : None, "auto" or bool array (nz, ny, nx)
@@ -164,6 +172,12 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
                          f"frames first with TiltSeries.register_frames()")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    # extended objects (films): decided here, acted on through method, pad_x and thickness
+    from .film import resolve_film
+
+    film_dec = resolve_film(da, film, thickness=thickness)
+    method, pad_x, thickness = film_dec.apply(method, pad_x, thickness,
+                                                default_method=DEFAULT_METHOD)
     if holdout_by not in alg.HOLDOUT_BY:
         raise ValueError(f"holdout_by must be one of {alg.HOLDOUT_BY}, got {holdout_by!r}")
     if holdout is None:
@@ -203,7 +217,7 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
     if is_dask(data) and single and method != "genfire" and not isinstance(support, str):
         out = _lazy_single_axis(data, euler, vol_shape, sup, opts, crop, pad_x)
         result = {"method": method, "lazy": True, "n_iter": n_iter,
-                  "chunks_y": list(out.chunks[1])}
+                  "chunks_y": list(out.chunks[1]), "film": film_dec.to_dict()}
         return volume_dataarray(out, px, attrs), result
     b = np.asarray(data, dtype=np.float32)
     _check_finite(b)
@@ -225,7 +239,7 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
         vol, rec, r1p = _run(b, euler, vol_shape, sup, opts, single)
     result = {"method": method, "convergence": rec, "r1_per_projection": r1p.tolist(),
               "r1": float(np.nanmean(r1p)), "volume_shape": list(vol_shape),
-              "time_s": time.perf_counter() - t0}
+              "time_s": time.perf_counter() - t0, "film": film_dec.to_dict()}
     if fsc:
         from .metrics import half_set_fsc
 
@@ -237,7 +251,7 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
             interpolation_cutoff=interpolation_cutoff, resolution_extension=resolution_extension,
             r_free_fraction=r_free_fraction, holdout=holdout, patience=patience,
             holdout_by=holdout_by, refit=refit, subsets=subsets, tol=tol, seed=seed,
-            progress=progress)
+            progress=progress, film=False)
     if sup is not None:
         result["support_voxels"] = int(np.count_nonzero(sup))
     if crop and pad_x:
