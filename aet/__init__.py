@@ -19,7 +19,7 @@ from .model.volume import Volume
 __all__ = ["AtomicModel", "NucleusTracker", "TiltSeries", "Volume", "__version__", "open",
            "save"]
 
-_SUBMODULES = {"analysis", "atoms", "dynamics", "export", "io", "plot", "preprocess",
+_SUBMODULES = {"analysis", "atoms", "dynamics", "export", "io", "plot", "preprocess", "report",
                "reconstruct", "simulate", "testing", "cli", "errors"}
 
 

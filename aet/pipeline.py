@@ -9,7 +9,6 @@ temporary name and renamed into place, so an interrupted run never leaves a half
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from collections.abc import Callable
@@ -18,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
 SPECIES = ["Fe", "Pt"]
+#: what run_demo writes into its output folder
+DEMO_ENTRIES = ("volume.zarr", "model.csv", "model.csv-metadata.json", "model.xyz", "model.cif",
+                "dft", "figures", "provenance.json", "report.html", "summary.txt")
 
 # Reconstruction settings per method for the demo (iterations chosen so the small case
 # finishes in about a minute on 2 cores).
@@ -40,19 +41,16 @@ class DemoResult:
     facts: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> str:
-        """A plain-text table: recall, precision, RMSD, species accuracy; time per stage."""
-        lines = [f"aet demo ({self.size}): {self.n_true} true atoms", "",
-                 f"{'model':<18}{'atoms':>7}{'recall':>9}{'precision':>11}{'RMSD pm':>9}"
-                 f"{'x/y/z pm':>18}{'species':>9}"]
-        for name, s in self.scores.items():
-            xyz = "/".join(f"{v:.0f}" for v in s.rmsd_pm_xyz)
-            lines.append(f"{name:<18}{s.n_predicted:>7d}{s.recall:>9.3f}{s.precision:>11.3f}"
-                         f"{s.rmsd_pm:>9.1f}{xyz:>18}{s.species_accuracy:>9.3f}")
-        lines += ["", f"{'stage':<16}{'seconds':>9}"]
-        for k, v in self.timings.items():
-            lines.append(f"{k:<16}{v:>9.2f}")
-        lines.append(f"{'total':<16}{sum(self.timings.values()):>9.2f}")
-        return "\n".join(lines)
+        """A plain-text table: recall, precision, RMSD, species accuracy; time per stage (the
+        text of summary.txt, see :func:`aet.report.summary_text`)."""
+        from .report import summary_text
+
+        return summary_text(title=_title(self.size, self.n_true), scores=self.scores,
+                            timings=self.timings).rstrip("\n")
+
+
+def _title(size: str, n_true: int) -> str:
+    return f"aet demo — simulated FePt nanoparticle ({size}), {n_true} true atoms"
 
 
 class _Stages:
@@ -78,7 +76,8 @@ class _Stages:
 
 
 def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
-             method: str = "resire", progress: bool = True) -> DemoResult:
+             method: str = "resire", progress: bool = True,
+             overwrite: bool = False) -> DemoResult:
     """Simulate ``fept_benchmark(size, seed)`` and run the full pipeline on its raw frames.
 
     Parameters
@@ -86,24 +85,28 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
     size : {"small", "standard", "large"}
         Benchmark size; ``small`` finishes in a few minutes on 2 cores.
     out : path
-        Output folder (replaced atomically if it exists).
+        Output folder. An existing folder with content is refused unless ``overwrite``; even
+        then only what aet wrote there is replaced (see :mod:`aet.io._outdir`).
     seed : int
         Seed of the simulated experiment.
     method : {"resire", "genfire", "sirt", "wbp"}
         Reconstruction algorithm.
     progress : bool
         Show a progress bar per stage.
+    overwrite : bool
+        Replace the results of an earlier run in ``out`` (the user's own files stay).
 
     Returns
     -------
     DemoResult
     """
     from . import simulate
-    from .io._atomic import atomic_path
+    from .io._outdir import check_output_folder, output_folder
 
     if method not in _RECON:
         raise ValueError(f"method must be one of {sorted(_RECON)}, got {method!r}")
     out = Path(out)
+    check_output_folder(out, overwrite=overwrite, names=DEMO_ENTRIES)  # before any work
     names = ["simulate", "register", "background", "align", "denoise", "reconstruct", "trace",
              "classify", "cleanup", "refine", "analysis", "export", "report"]
     st = _Stages(names, progress)
@@ -131,8 +134,7 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
             "cleaned": bench.score(cleaned),
             "refined": bench.score(refined),
         }
-        with atomic_path(out) as tmp:
-            tmp.mkdir()
+        with output_folder(out, overwrite=overwrite) as tmp:
             st.run("export", lambda: _export(tmp, vol, refined))
             facts = {
                 "alignment": _alignment_facts(aligned, bench),
@@ -141,10 +143,12 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
             }
             result = DemoResult(out=out, size=size, n_true=bench.truth.n_atoms, scores=scores,
                                 timings=st.timings, facts=facts)
-            st.run("report", lambda: _report(tmp, result, bench, merged, aligned, vol, refined,
-                                             analysis, classified=cleaned))
-            # the report's own time is known only now: rewrite the table file with it
-            (tmp / "summary.txt").write_text(result.table() + "\n", encoding="utf-8")
+            # the report times itself and writes report.html and summary.txt from the same
+            # numbers; the result's table takes its time too, so all three agree
+            st.bar.set_postfix_str("report")
+            shown = _report(tmp, result, bench, merged, aligned, vol, refined, analysis)
+            st.timings["report"] = shown["report"]
+            st.bar.update(1)
     finally:
         st.close()
     return result
@@ -196,76 +200,28 @@ def _alignment_facts(aligned, bench) -> dict:
 
 
 def _report(folder: Path, result: DemoResult, bench, merged, aligned, vol, model,
-            analysis, *, classified=None) -> None:
-    from . import plot
+            analysis) -> dict:
+    """The demo's report (:mod:`aet.report`) and provenance.json; returns the timings shown."""
+    from .report import _write
 
-    figs = folder / "figures"
-    figs.mkdir()
-    items = []
-
-    def add(name: str, caption: str, fig):
-        plot.save_figure(fig, figs / f"{name}.png")
-        items.append((name, caption))
-
-    add("projections", "Merged projections (after frame registration), evenly spread over the "
-        "tilt range.", plot.projection_montage(merged, title="Projections"))
-    res = _alignment_series(aligned)
-    if res:
-        add("alignment", "Shifts applied by the alignment per projection (Å).",
-            plot.series_plot(aligned.angles, res, xlabel="tilt angle θ (°)",
-                             ylabel="shift (Å)", title="Alignment"))
-    add("slices", "Central orthogonal slices of the reconstruction with the refined atoms "
-        "within ±1 Å of each slice.", plot.orthoslices(vol, atoms=model,
-                                                        title="Reconstruction"))
-    # the classification's own numbers (refinement adds atoms that have none)
-    cls = classified if classified is not None else model
-    key = next((k for k in ("box_intensity", "intensity") if k in cls), None)
-    if key is not None:
-        add("histogram", "Box-integrated intensity per atom used by the classification, split "
-            "by the assigned species.", plot.intensity_histogram(cls, values=key))
-    add("rdf", "Radial distribution per species pair.", plot.radial_distribution(model))
-    strain = analysis["strain"]
-    comps = [c for c in ("e_xx", "e_yy", "e_zz", "e_xy", "e_xz", "e_yz") if c in strain]
-    if comps:
-        add("strain", "Strain components, central xy slice.",
-            plot.field_slices(strain, comps, title="Strain"))
-    order = analysis["order"]
-    names = [v for v in ("order_L10_a", "order_L10_b", "order_L10_c") if v in order]
-    if names:
-        from .analysis import order_field
-
-        fields = xr.Dataset({n: order_field(order, n, voxel_size_A=1.0) for n in names})
-        add("order", "L1₀ order parameter per variant (c ∥ fitted crystal axis a, b, c), "
-            "Gaussian-smoothed (σ 4.25 Å), central xy slice.",
-            plot.field_slices(fields, names, title="Order", cmap="viridis",
-                              symmetric=False))
-    prov = {"volume": vol.provenance, "model": model.provenance,
-            "benchmark": bench.params}
+    prov = {"volume": vol.provenance, "model": model.provenance, "benchmark": bench.params}
     (folder / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
-    table = html.escape(result.table())
-    body = "\n".join(
-        f'<figure><img src="figures/{n}.png" alt="{html.escape(c)}">'
-        f"<figcaption>{html.escape(c)}</figcaption></figure>" for n, c in items)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>aet demo report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-img{{max-width:100%}} pre{{background:#f4f4f4;padding:1em}}</style></head>
-<body><h1>aet demo — simulated FePt nanoparticle ({html.escape(result.size)})</h1>
-<p>{html.escape(repr(bench))}</p>
-<h2>Result against the ground truth</h2><pre>{table}</pre>
-<h2>Figures</h2>{body}
-<h2>Files</h2><ul><li>volume.zarr — the reconstruction (open with aet.open)</li>
-<li>model.csv / model.xyz / model.cif — the refined atomic model</li>
-<li>dft/ — VASP and Quantum ESPRESSO inputs (magnetic-anisotropy preset,
- a 6 Å cluster) with a manifest</li>
-<li>provenance.json — every operation and its parameters</li></ul>
-</body></html>"""
-    (folder / "report.html").write_text(page, encoding="utf-8")
-
-
-def _alignment_series(ts) -> dict:
-    out = {}
-    for name in ("shift_x_A", "shift_y_A"):
-        if name in ts.data.coords:
-            out[name] = np.asarray(ts.data.coords[name].values, dtype=float)
-    return out
+    p = bench.params
+    counts = bench.truth.species_counts()
+    description = (
+        f"A simulated experiment on an FePt nanoparticle (benchmark “{result.size}”, seed "
+        f"{p.get('seed')}): {bench.truth.n_atoms} atoms ("
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + f"), {p.get('n_angles')} projections × {p.get('n_frames')} frames of "
+        f"{p['shape'][1]} × {p['shape'][0]} pixels at {p.get('pixel_size_A')} Å, "
+        f"{p.get('dose_e_per_A2'):g} e⁻/Å² per projection, images from the "
+        f"{p.get('engine')} engine. The whole pipeline ran on the raw frames; the ground "
+        f"truth was used only to score the result.")
+    gt = {"n_atoms": bench.truth.n_atoms, "species_counts": counts,
+          "tilt_axis_rotation_deg": float(bench.alignment.attrs.get(
+              "tilt_axis_rotation_deg", np.nan))}
+    return _write(folder, model, volume=vol, tilt_series=merged, aligned=aligned,
+                  strain=analysis["strain"], order=analysis["order"], scores=result.scores,
+                  ground_truth=gt, timings=dict(result.timings),
+                  title=_title(result.size, result.n_true),
+                  description=description)
