@@ -1,8 +1,9 @@
 """The main job: simulate an FePt nanoparticle experiment and run the whole pipeline on it.
 
-:func:`run_demo` is what ``aet demo`` runs: raw frames → register → background → align →
-denoise → reconstruct → trace → classify → clean up → refine → strain and order → DFT export,
-then a table of what it found against the ground truth and an output folder with the volume,
+:func:`run_demo` is what ``aet demo`` runs: :func:`aet.run` (raw frames → register →
+background → align → denoise → reconstruct → trace → classify → clean up → refine →
+uncertainty) on the simulated raw frames, then strain and order → DFT export, and a table of
+what it found against the ground truth and an output folder with the volume,
 the model, figures, a report and the provenance. The output folder is assembled under a
 temporary name and renamed into place, so an interrupted run never leaves a half-written result.
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .workflow import _readable
 
 SPECIES = ["Fe", "Pt"]
 #: what run_demo writes into its output folder
@@ -53,28 +55,6 @@ def _title(size: str, n_true: int) -> str:
     return f"aet demo — simulated FePt nanoparticle ({size}), {n_true} true atoms"
 
 
-class _Stages:
-    """Run named stages with a progress bar and wall-clock timing."""
-
-    def __init__(self, names: list[str], progress: bool):
-        from tqdm.auto import tqdm
-
-        self.timings: dict[str, float] = {}
-        self.bar = tqdm(total=len(names), desc="aet demo", unit="stage", disable=not progress,
-                        leave=True)
-
-    def run(self, name: str, func: Callable[[], Any]) -> Any:
-        self.bar.set_postfix_str(name)
-        t0 = time.perf_counter()
-        out = func()
-        self.timings[name] = time.perf_counter() - t0
-        self.bar.update(1)
-        return out
-
-    def close(self):
-        self.bar.close()
-
-
 def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
              method: str = "resire", progress: bool = True,
              overwrite: bool = False) -> DemoResult:
@@ -102,71 +82,51 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
     """
     from . import simulate
     from .io._outdir import check_output_folder, output_folder
+    from .workflow import run
 
     if method not in _RECON:
         raise ValueError(f"method must be one of {sorted(_RECON)}, got {method!r}")
     out = Path(out)
     check_output_folder(out, overwrite=overwrite, names=DEMO_ENTRIES)  # before any work
-    names = ["simulate", "register", "background", "align", "denoise", "reconstruct", "trace",
-             "classify", "cleanup", "refine", "analysis", "export", "report"]
-    st = _Stages(names, progress)
-    try:
-        bench = st.run("simulate", lambda: simulate.fept_benchmark(size, seed=seed))
-        raw = bench.tilt_series
-        merged = st.run("register", lambda: raw.register_frames())
-        # the detector offset and carbon background must go before centre-of-mass alignment
-        # (an offset biases the centre of mass towards the image centre)
-        flat = st.run("background", lambda: merged.remove_background())
-        aligned = st.run("align", lambda: flat.align())
-        denoised = st.run("denoise", lambda: aligned.denoise())
-        vol = st.run("reconstruct", lambda: denoised.reconstruct(method=method,
-                                                                 **_RECON[method]))
-        traced = st.run("trace", lambda: vol.trace_atoms(min_distance_A=2.0))
-        classified = st.run("classify", lambda: traced.classify(SPECIES, volume=vol))
-        cleaned = st.run("cleanup", lambda: _cleanup(classified))
-        # positions, heights/B-factors and the per-projection alignment together (the
-        # alignment left by align() is worth ~8 pm here), adding atoms the residual shows
-        refined = st.run("refine", lambda: cleaned.refine(
-            aligned, refine_alignment=("shifts", "angles"), add_remove=True))
-        analysis = st.run("analysis", lambda: _analysis(refined))
-        scores = {
-            "traced": bench.score(classified),
-            "cleaned": bench.score(cleaned),
-            "refined": bench.score(refined),
+    timings: dict[str, float] = {}
+
+    def timed(name, func):
+        t0 = time.perf_counter()
+        value = func()
+        timings[name] = time.perf_counter() - t0
+        return value
+
+    bench = timed("simulate", lambda: simulate.fept_benchmark(size, seed=seed))
+    # the whole default pipeline, exactly as a user runs it on their own data (aet.run); the
+    # ground truth is used only below, to score what it found
+    result = run(bench.tilt_series, SPECIES, method=method, progress=progress,
+                 **_RECON[method])
+    timings.update(result.timings)
+    refined = result.model
+    analysis = timed("analysis", lambda: _analysis(refined))
+    scores = {
+        "traced": bench.score(result.stages["classified"]),
+        "cleaned": bench.score(result.stages["cleaned"]),
+        "refined": bench.score(refined),
+    }
+    aligned, vol = result.tilt_series, result.volume
+    merged = result.raw.register_frames() if "frame" in result.raw.data.dims else result.raw
+    with output_folder(out, overwrite=overwrite) as tmp:
+        timed("export", lambda: _export(tmp, vol, refined))
+        facts = {
+            "alignment": _alignment_facts(aligned, bench),
+            "species_counts": refined.species_counts(),
+            "analysis": analysis["summary"],
+            "decisions": result.decisions,
         }
-        with output_folder(out, overwrite=overwrite) as tmp:
-            st.run("export", lambda: _export(tmp, vol, refined))
-            facts = {
-                "alignment": _alignment_facts(aligned, bench),
-                "species_counts": refined.species_counts(),
-                "analysis": analysis["summary"],
-            }
-            result = DemoResult(out=out, size=size, n_true=bench.truth.n_atoms, scores=scores,
-                                timings=st.timings, facts=facts)
-            # the report times itself and writes report.html and summary.txt from the same
-            # numbers; the result's table takes its time too, so all three agree
-            st.bar.set_postfix_str("report")
-            shown = _report(tmp, result, bench, merged, aligned, vol, refined, analysis)
-            st.timings["report"] = shown["report"]
-            st.bar.update(1)
-    finally:
-        st.close()
-    return result
-
-
-def _cleanup(model):
-    """Drop peaks with fewer than 3 neighbours within 1.15× the median nearest-neighbour
-    distance: noise and support-film peaks outside the particle (0–2 such neighbours), while a
-    surface atom of a close-packed particle has ≥ 3 (on the small benchmark, 22 of 23 false
-    atoms go, no true one)."""
-    from scipy.spatial import cKDTree
-
-    pos = model.positions
-    if len(pos) < 2:
-        return model
-    d, _ = cKDTree(pos).query(pos, k=2)
-    radius = 1.15 * float(np.median(d[:, 1]))
-    return model.cleanup(min_neighbours=3, radius_A=radius)
+        demo = DemoResult(out=out, size=size, n_true=bench.truth.n_atoms, scores=scores,
+                          timings=timings, facts=facts)
+        # the report times itself and writes report.html and summary.txt from the same
+        # numbers; the result's table takes its time too, so all three agree
+        shown = _report(tmp, demo, bench, merged, aligned, vol, refined, analysis,
+                        decisions=result.decisions)
+        timings["report"] = shown["report"]
+    return demo
 
 
 def _analysis(model) -> dict:
@@ -200,7 +160,7 @@ def _alignment_facts(aligned, bench) -> dict:
 
 
 def _report(folder: Path, result: DemoResult, bench, merged, aligned, vol, model,
-            analysis) -> dict:
+            analysis, *, decisions=None) -> dict:
     """The demo's report (:mod:`aet.report`) and provenance.json; returns the timings shown."""
     from .report import _write
 
@@ -224,4 +184,4 @@ def _report(folder: Path, result: DemoResult, bench, merged, aligned, vol, model
                   strain=analysis["strain"], order=analysis["order"], scores=result.scores,
                   ground_truth=gt, timings=dict(result.timings),
                   title=_title(result.size, result.n_true),
-                  description=description)
+                  description=description, decisions=_readable(decisions or {}))

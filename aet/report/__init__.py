@@ -503,9 +503,10 @@ def _decisions(model, volume, aligned, gt) -> list[tuple[str, str, str]]:
         elif op == "cleanup":
             if "n_removed" in res:
                 crit = ""
-                if "min_neighbours" in params and "radius_A" in params:
+                radius = res.get("radius_A", params.get("radius_A"))
+                if "min_neighbours" in params and isinstance(radius, (int, float)):
                     crit = (f" (fewer than {params['min_neighbours']} neighbours within "
-                            f"{params['radius_A']:.2f} Å)")
+                            f"{radius:.2f} Å)")
                 row("atoms removed by the clean-up", f"{res['n_removed']}{crit}")
         elif op == "refine":
             if "r_factor_start" in res and "r_factor" in res:
