@@ -170,14 +170,17 @@ def _window(shape, centre_yx, radius: float, taper: float) -> np.ndarray:
 def _spectra_one(img: np.ndarray, win: np.ndarray, alphas_deg: np.ndarray,
                  freqs: np.ndarray) -> np.ndarray:
     """Fourier coefficients of the line profile along the ideal y for every trial α:
-    ``(len(alphas), len(freqs) + 1)`` complex, the last column the profile's centroid.
+    ``(len(alphas), len(freqs) + 1)`` complex, the last column the object's centre on that
+    profile.
 
-    ``win`` = (cy, cx, radius, taper) of the window (pixels). Every pixel is a point mass at
-    its centre, at ideal y₀ = −x sin α + y cos α (pixels from the centre):
-    ``F_α(k) = Σ_p w_p v_p exp(−2πi k y₀,p)`` with ``w`` the window and ``v`` the image minus
-    the median level of a ring just outside it. No pixel is interpolated or split between
-    bins for any α, 0° included, so the noise energy of every coefficient, ``Σ_p w_p² σ_p²``,
-    is the same at every trial rotation (independent pixel noise) and cannot favour one."""
+    ``win`` = (cy, cx, radius, taper) of the window (pixels), centred on the object.
+    Every pixel is a point mass at its centre, at ideal y₀ = −x sin α + y cos α (pixels
+    from the centre): ``F_α(k) = Σ_p w_p v_p exp(−2πi k y₀,p)`` with ``w`` the window and ``v``
+    the image minus the median level of a ring just outside it. No pixel is interpolated or
+    split between bins for any α, 0° included, so the noise energy of every coefficient,
+    ``Σ_p w_p² σ_p²``, is the same at every trial rotation (independent pixel noise) and
+    cannot favour one. The centre (cy, cx) — from the smoothed image, not from these noisy
+    sums, whose centroid a low dose throws about — projects to −cx sin α + cy cos α."""
     finite_check_block(img, "align")
     ny, nx = img.shape
     cy, cx, radius, taper = (float(t) for t in win)
@@ -194,19 +197,39 @@ def _spectra_one(img: np.ndarray, win: np.ndarray, alphas_deg: np.ndarray,
     vy = np.exp(-2j * np.pi * y[:, None, None] * (np.cos(a)[:, None] * k[None, :])[None])
     inner = (v @ ux.reshape(nx, -1)).reshape(ny, len(a), len(k))
     F = np.einsum("yak,yak->ak", vy, inner)
-    tot = v.sum()
-    if tot != 0:
-        cen = (np.cos(a) * (v.sum(axis=1) @ y) - np.sin(a) * (v.sum(axis=0) @ x)) / tot
-    else:
-        cen = np.zeros(len(a))
+    cen = cy * np.cos(a) - cx * np.sin(a)
     return np.concatenate([F, cen[:, None].astype(np.complex128)], axis=1)
 
 
+def _register_spectra(G: np.ndarray, freqs: np.ndarray, *, max_px: float = 4.0,
+                      step_px: float = 0.05, n_iter: int = 3) -> np.ndarray:
+    """Move every profile (spectra ``G``, (n, n_freq)) along the line by the shift that best
+    correlates it with the mean profile (grid of ``step_px`` within ±``max_px``, refined by a
+    parabola), three times; returns the registered spectra."""
+    f = np.asarray(freqs, dtype=np.float64)
+    grid = np.arange(-max_px, max_px + 1e-9, step_px)
+    ph = np.exp(2j * np.pi * grid[:, None] * f[None, :])  # (n_s, n_f)
+    for _ in range(n_iter):
+        ref = G.mean(axis=0)
+        C = ((G * np.conj(ref)[None, :]) @ ph.T).real  # (n, n_s)
+        k = np.clip(np.argmax(C, axis=1), 1, len(grid) - 2)
+        rows = np.arange(len(G))
+        c0, cm, cp = C[rows, k], C[rows, k - 1], C[rows, k + 1]
+        den = cm - 2 * c0 + cp
+        frac = np.where(den < 0, 0.5 * (cm - cp) / np.where(den < 0, den, -1.0), 0.0)
+        shift = grid[k] + np.clip(frac, -0.5, 0.5) * step_px
+        G = G * np.exp(2j * np.pi * shift[:, None] * f[None, :])
+    return G
+
+
 def _spectral_spread(S: np.ndarray, freqs: np.ndarray) -> float:
-    """Relative spread of the centred profile spectra ``S`` (n_proj, n_freq + 1 centroid):
-    Σ_k Σ_f |G_k(f) − Ḡ(f)|² / Σ_f |Ḡ(f)|², each profile moved to its centroid."""
+    """Relative spread of the profile spectra ``S`` (n_proj, n_freq + 1 centre) after moving
+    each profile onto the others (the object's centre first, then a registration against the
+    mean profile): Σ_k Σ_f |G_k(f) − Ḡ(f)|² / Σ_f |Ḡ(f)|². Moving a profile multiplies its
+    coefficients by a phase, which leaves their noise energy as it is."""
     F, cen = S[:, :-1], S[:, -1].real
     G = F * np.exp(2j * np.pi * cen[:, None] * np.asarray(freqs)[None, :])
+    G = _register_spectra(G, freqs)
     ref = G.mean(axis=0)
     return float(np.sum(np.abs(G - ref) ** 2) / max(np.sum(np.abs(ref) ** 2), 1e-300))
 
@@ -299,7 +322,10 @@ def estimate_tilt_axis_rotation(da: xr.DataArray, *, max_deg: float = 5.0,
     taper = max(2.0 / px, 2.0)
     inscribed = 0.5 * min(ny, nx) - 1.0
     finite = np.isfinite(ext[:, 2])
-    radius = float(np.max(ext[finite, 2])) + 3.0 / px if np.any(finite) else inscribed
+    # the upper quartile of the projections' extents: the largest would follow a patch of
+    # support film far from the object in one projection
+    radius = (float(np.percentile(ext[finite, 2], 75)) + 3.0 / px if np.any(finite)
+              else inscribed)
     radius = min(radius, inscribed - taper)
     cen = np.where(finite[:, None], ext[:, :2], 0.0)
     # keep the window inside the image
@@ -385,8 +411,10 @@ def align(da: xr.DataArray, *, tilt_axis: str | float | None = "estimate",
         ``(angle, y, x)`` with coords in Å centred at ``n // 2`` (frames merged), ≥ 2 angles.
     tilt_axis : "estimate", float or None
         In-plane rotation α of the tilt axis in degrees (measured image = ideal rotated by +α,
-        counter-clockwise in (x, y)); ``"estimate"`` measures it (common-line condition),
-        ``None``/0 leaves the axis along y.
+        counter-clockwise in (x, y)); ``"estimate"`` measures it
+        (:func:`estimate_tilt_axis_rotation`) and applies it unless it is within twice its
+        jackknife uncertainty of 0° (then the axis stays along y; both numbers and the
+        decision are in the result); ``None``/0 leaves the axis along y.
     x : {"com", None}
         Centre-of-mass alignment across the axis (x), or none.
     y : {"common_line", "com", None}
@@ -468,7 +496,19 @@ def align(da: xr.DataArray, *, tilt_axis: str | float | None = "estimate",
         if tilt_axis == "estimate":
             est = estimate_tilt_axis_rotation(measure, max_deg=max_rotation_deg)
             alpha = est["tilt_axis_rotation_deg"]
-            result["tilt_axis_uncertainty_deg"] = est["tilt_axis_uncertainty_deg"]
+            sigma = est["tilt_axis_uncertainty_deg"]
+            result["tilt_axis_estimate_deg"] = alpha
+            result["tilt_axis_uncertainty_deg"] = sigma
+            if np.isfinite(sigma) and abs(alpha) < 2.0 * sigma:
+                # not distinguishable from an axis along y (where most series have it):
+                # resampling every projection by a rotation that is mostly noise would blur
+                # them for nothing
+                result["tilt_axis_decision"] = (
+                    f"estimate {alpha:+.2f}° ± {sigma:.2f}° is within 2σ of 0°: axis kept along "
+                    f"y")
+                alpha = 0.0
+            else:
+                result["tilt_axis_decision"] = f"estimate {alpha:+.2f}° ± {sigma:.2f}° applied"
             result["rotation_search"] = {"alphas_deg": est["alphas_deg"],
                                          "spread": est["spread"]}
         elif tilt_axis is None:

@@ -43,7 +43,7 @@ def shift_reference(img: np.ndarray, shift_yx) -> np.ndarray:
 def profile_spectrum_reference(img: np.ndarray, win, alpha_deg: float, freqs) -> np.ndarray:
     """Fourier coefficients of the windowed line profile along the ideal y of a projection
     rotated in-plane by +α, by direct summation over pixels (each a point mass at ideal
-    y₀ = −x sin α + y cos α, pixels from the centre), and the profile's centroid last.
+    y₀ = −x sin α + y cos α, pixels from the centre), and the window centre's y₀ last.
     ``win`` = (cy, cx, radius, taper): the circular cosine-tapered window; the median of the
     ring radius + taper … radius + 3·taper is subtracted first."""
     ny, nx = img.shape
@@ -59,14 +59,11 @@ def profile_spectrum_reference(img: np.ndarray, win, alpha_deg: float, freqs) ->
                 ring.append(img[iy, ix])
     level = np.median(ring) if len(ring) >= 32 else 0.0
     out = np.zeros(len(freqs) + 1, dtype=complex)
-    mass = moment = 0.0
     for iy in range(ny):
         for ix in range(nx):
             v = (img[iy, ix] - level) * w[iy, ix]
             y0 = -(ix - nx // 2) * np.sin(a) + (iy - ny // 2) * np.cos(a)
             for j, k in enumerate(freqs):
                 out[j] += v * np.exp(-2j * np.pi * k * y0)
-            mass += v
-            moment += v * y0
-    out[-1] = moment / mass
+    out[-1] = -cx * np.sin(a) + cy * np.cos(a)  # the window centre on the profile
     return out
