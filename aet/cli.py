@@ -190,7 +190,8 @@ def cmd_run(args) -> int:
     if args.tilt_axis is not None:
         kw["tilt_axis"] = None if args.tilt_axis == "none" else (
             "estimate" if args.tilt_axis == "estimate" else _tilt_axis(args.tilt_axis))
-    result = run(ts, species, denoise=not args.no_denoise, refine=not args.no_refine,
+    result = run(ts, species, denoise=False if args.no_denoise else "auto",
+                 refine=not args.no_refine,
                  min_distance_A=args.min_distance, progress=not args.no_progress, **kw)
     result.save(out, overwrite=args.overwrite, report=not args.no_report)
     print(result.summary())

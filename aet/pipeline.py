@@ -110,7 +110,7 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
         "refined": bench.score(refined),
     }
     aligned, vol = result.tilt_series, result.volume
-    merged = result.raw.register_frames() if "frame" in result.raw.data.dims else result.raw
+    merged = result.series["registered"]
     with output_folder(out, overwrite=overwrite) as tmp:
         timed("export", lambda: _export(tmp, vol, refined))
         facts = {

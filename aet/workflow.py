@@ -23,8 +23,8 @@ import numpy as np
 __all__ = ["RunResult", "run"]
 
 #: the stages of :func:`run`, in order (``RunResult.timings`` keys)
-STAGES = ("register", "background", "align", "denoise", "reconstruct", "trace", "classify",
-          "cleanup", "refine", "uncertainty")
+STAGES = ("register", "film", "background", "align", "match", "denoise", "reconstruct",
+          "trace", "classify", "cleanup", "refine", "uncertainty")
 
 #: what :meth:`RunResult.save` writes into its folder (the report adds its own entries)
 RUN_ENTRIES = ("volume.zarr", "model.csv", "model.csv-metadata.json", "model.xyz", "model.cif",
@@ -54,6 +54,9 @@ class RunResult:
         ``"refined"``): for diagnostics and for scoring against a simulation.
     raw : TiltSeries
         The input as given (frames not merged).
+    series : dict
+        The tilt series by stage (``"registered"``: frames merged, ``"aligned"``,
+        ``"denoised"`` when it ran).
     """
 
     model: Any
@@ -63,6 +66,7 @@ class RunResult:
     decisions: dict[str, Any]
     stages: dict[str, Any] = field(default_factory=dict, repr=False)
     raw: Any = field(default=None, repr=False)
+    series: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.model.species_counts().items())
@@ -200,6 +204,9 @@ def _as_tilt_series(data, *, angles, pixel_size_A):
     return TiltSeries(data, angles=angles, pixel_size_A=pixel_size_A)
 
 
+#: a dask-backed series up to this size is loaded into memory first (read once)
+IN_MEMORY_BYTES = 2 * 2**30
+
 #: :func:`_structure_ratio` below this: the projections hold nothing but noise (pure noise
 #: gives 1.0-1.3; the small FePt benchmark at 500 e/Å² per projection 2.8, real Ta film data
 #: 250-660)
@@ -265,21 +272,25 @@ class _Stages:
 
 # ----------------------------------------------------------------------------- run
 def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=None,
-        method: str | None = None, n_iter: int | None = None, denoise: bool = True,
-        tilt_axis: str | float | None = "estimate", min_distance_A: float = 2.0,
+        method: str | None = None, n_iter: int | None = None, denoise: bool | str = "auto",
+        tilt_axis: str | float | None = "estimate", film: bool | str = "auto",
+        match_projections: bool | str = "auto", min_distance_A: float = 2.0,
         refine: bool = True, refine_alignment=("shifts", "angles"),
         add_remove: bool = True, uncertainty: bool = True, progress: bool = False,
         reconstruct_options: Mapping[str, Any] | None = None) -> RunResult:
     """Run the whole default pipeline: raw projections → refined atomic model.
 
     Stages (each skipped when the series' provenance shows it was already done):
-    frames registered and averaged (when the series has a ``frame`` dim) → background and
-    detector offset removed → alignment (tilt-axis rotation, shifts) → denoising (BM3D) →
-    reconstruction (the default method of :func:`aet.reconstruct.reconstruct`, which detects
-    films and pads for them) → tracing → species classification (skipped for one element) →
-    clean-up of isolated peaks → refinement of positions, species heights/B-factors and the
-    per-projection alignment against the aligned, *not* denoised, projections, with atoms
-    added or removed where the residual shows them → per-atom 1σ uncertainty.
+    frames registered and averaged (when the series has a ``frame`` dim) → film or particle
+    (the options of the later stages follow) → background and detector offset removed →
+    alignment (tilt-axis rotation, shifts; projection matching where it pays) → denoising
+    (BM3D, where it pays) → reconstruction → tracing → species classification with its
+    self-checks (for one element only the non-atom peaks are dropped) → clean-up of isolated
+    peaks → refinement of positions, species heights/B-factors and the per-projection
+    alignment against the aligned, *not* denoised, projections, with atoms added or removed
+    where the residual shows them → per-atom 1σ uncertainty. Every choice made on the way is
+    in ``result.decisions`` and in an ``"aet.run"`` record of the model's and the volume's
+    provenance.
 
     Parameters
     ----------
@@ -300,12 +311,22 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         Reconstruction method (default: that of :func:`aet.reconstruct.reconstruct`).
     n_iter : int, optional
         Reconstruction iterations (default: the method's).
-    denoise : bool
+    denoise : bool or "auto"
         BM3D-denoise the aligned projections before reconstruction (the refinement always
-        fits the projections before denoising).
+        fits the projections before denoising). ``"auto"``: where it pays (see
+        ``decisions["denoise"]`` for the measurement behind the choice).
     tilt_axis : "estimate", float or None
-        Tilt-axis rotation in the image: estimated, given in degrees, or None (the axis
-        already lies along y).
+        Tilt-axis rotation in the image: estimated (noise-unbiased common-line estimate,
+        :func:`aet.preprocess.estimate_tilt_axis_rotation`), given in degrees, or None (the
+        axis already lies along y).
+    film : bool or "auto"
+        Extended object (film) or isolated particle. ``"auto"``: decided from the data by
+        :func:`aet.reconstruct.film.detect_extended` where this aet has it (else the particle
+        path, said in ``decisions["object_reason"]``); the background removal, reconstruction
+        box, tracing, clean-up and refinement options follow the decision.
+    match_projections : bool or "auto"
+        Refine shifts and in-plane rotations by projection matching before reconstruction
+        (:meth:`aet.TiltSeries.match_projections`). ``"auto"``: where it pays.
     min_distance_A : float
         Minimum distance between traced atoms (Å).
     refine : bool
@@ -335,13 +356,15 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
     >>> result.model.species_counts()                              # doctest: +SKIP
     {'Fe': 113, 'Pt': 112}
     """
-    from .errors import AngleUnitWarning  # noqa: F401  (the warning class check_degrees uses)
     from .io.angles import check_degrees
+    from .preprocess.background import has_background_removed
 
     sp, reordered = _check_species(species)
     ts = _as_tilt_series(tilt_series, angles=angles, pixel_size_A=pixel_size_A)
-    if not isinstance(denoise, bool):
-        raise TypeError(f"denoise must be True or False, got {denoise!r}")
+    for name, value in (("denoise", denoise), ("film", film),
+                        ("match_projections", match_projections)):
+        if value not in (True, False, "auto"):
+            raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
     check_degrees(ts.euler_angles, "aet.run: the tilt series' angles", stacklevel=3)
     decisions: dict[str, Any] = {"species": sp}
     if reordered:
@@ -355,8 +378,13 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
     if n_iter is not None:
         recon_kw["n_iter"] = n_iter
 
+    if ts.is_lazy and ts.data.nbytes <= IN_MEMORY_BYTES:
+        # every stage reads the series several times: a small one is read from disk once
+        ts = ts.compute()
+        decisions["in_memory"] = f"loaded ({ts.data.nbytes / 2**20:.0f} MiB)"
     st = _Stages(progress)
     stages: dict[str, Any] = {}
+    series: dict[str, Any] = {}
     ratio = _structure_ratio(ts)
     decisions["structure_to_noise"] = round(ratio, 2)
     if ratio < MIN_STRUCTURE_RATIO:
@@ -374,81 +402,97 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
             decisions["frames_registered"] = n_frames
         else:
             st.skip("register")
-        # film or particle, decided on the raw series (offset/background-free measure): the
-        # stage options that depend on it (aet.reconstruct.film.FilmDecision.pipeline_options)
-        from .reconstruct.film import detect_extended
-
-        film = detect_extended(ts, estimate_z=False)
-        fopts = film.pipeline_options()
-        decisions["film"] = {"extended": film.extended, "reason": film.reason,
-                             **fopts["reasons"]}
-        if not fopts["remove_background"]:
-            st.skip("background")
-            decisions["background"] = "not removed: " + fopts["reasons"]["remove_background"]
-        elif _done(ts, "remove_background"):
+        series["registered"] = ts
+        # -- film or particle: the options of every later stage that depend on it ----------
+        cur = ts
+        fd = st.run("film", lambda: _film_decision(cur, film))
+        opts = fd["options"]
+        decisions["object"] = fd["object"]
+        decisions["object_reason"] = fd["reason"]
+        # -- background and detector offset -----------------------------------------------
+        if _done(ts, "remove_background") or has_background_removed(ts.data):
             st.skip("background")
             decisions["background"] = "already removed (provenance)"
+        elif not opts["remove_background"]:
+            st.skip("background")
+            decisions["background"] = "kept: " + opts["reasons"].get(
+                "remove_background", "the object decision")
         else:
             cur = ts
             ts = st.run("background", lambda: cur.remove_background())
             decisions["background"] = "removed (polynomial outside the object, with the offset)"
+        # -- alignment ------------------------------------------------------------------------
         if _done(ts, "align") or _done(ts, "match_projections"):
             st.skip("align")
             decisions["alignment"] = "already aligned (provenance)"
-        elif not fopts["align"]:
+        elif not opts["align"]:
             st.skip("align")
-            decisions["alignment"] = "not aligned: " + fopts["reasons"]["align"]
+            decisions["alignment"] = "not aligned: " + opts["reasons"].get(
+                "align", "the object decision")
         elif not ts.is_single_axis:
             st.skip("align")
             decisions["alignment"] = ("per-projection Euler angles given (refined): taken as "
                                       "aligned; align() handles single-axis series")
         else:
             cur = ts
-            ts = st.run("align", lambda: cur.align(tilt_axis=tilt_axis))
+            ts = st.run("align", lambda: cur.align(
+                tilt_axis=tilt_axis, background="auto" if opts["remove_background"] else "keep"))
             res = _last_result(ts, "align")
             if "tilt_axis_rotation_deg" in res:
-                decisions["tilt_axis_rotation_deg"] = res["tilt_axis_rotation_deg"]
+                decisions["tilt_axis_rotation_deg"] = round(res["tilt_axis_rotation_deg"], 3)
+            if np.isfinite(res.get("tilt_axis_uncertainty_deg", np.nan)):
+                decisions["tilt_axis_uncertainty_deg"] = round(
+                    res["tilt_axis_uncertainty_deg"], 3)
+        mp, mp_reason = _matching_decision(match_projections, ts, opts)
+        decisions["projection_matching"] = mp_reason
+        if mp:
+            cur = ts
+            ts = st.run("match", lambda: cur.match_projections(**MATCHING_OPTIONS))
+        else:
+            st.skip("match")
         aligned = ts
-        if denoise and not _done(aligned, "denoise"):
+        series["aligned"] = aligned
+        # -- denoising --------------------------------------------------------------------------
+        dn, dn_reason = _denoise_decision(denoise, aligned)
+        decisions["denoise"] = dn_reason
+        if dn and not _done(aligned, "denoise"):
             recon_input = st.run("denoise", lambda: aligned.denoise())
-            decisions["denoised"] = True
+            series["denoised"] = recon_input
         else:
             st.skip("denoise")
             recon_input = aligned
-            decisions["denoised"] = bool(_done(aligned, "denoise"))
+        # -- reconstruction, tracing, classification, clean-up ---------------------------------
+        recon_kw = {**opts.get("reconstruct", {}), **recon_kw}
         vol = st.run("reconstruct", lambda: recon_input.reconstruct(**recon_kw))
         rec = _last_result(vol, "reconstruct")
-        decisions["reconstruction"] = {k: rec[k] for k in ("method", "n_iter", "film",
-                                                          "extended", "pad_x") if k in rec}
-        for k in ("method", "n_iter"):
-            if k not in decisions["reconstruction"]:
-                p = next((r.get("params", {}) for r in reversed(vol.provenance)
-                          if r.get("op") == "reconstruct"), {})
-                if k in p:
-                    decisions["reconstruction"][k] = p[k]
-        trace_kw = dict(fopts["trace"], n_species=len(sp)) if film.extended else {}
-        traced = st.run("trace", lambda: vol.trace_atoms(min_distance_A=min_distance_A,
-                                                         **trace_kw))
+        decisions["reconstruction"] = {k: rec[k] for k in ("method", "n_iter", "pad_x",
+                                                          "stopped_at", "film",
+                                                          "extended") if k in rec}
+        p_rec = next((r.get("params", {}) for r in reversed(vol.provenance)
+                      if r.get("op") == "reconstruct"), {})
+        for k in ("method", "n_iter", "pad_x"):
+            if k not in decisions["reconstruction"] and k in p_rec:
+                decisions["reconstruction"][k] = p_rec[k]
+        trace_kw = {"min_distance_A": min_distance_A, **opts.get("trace", {})}
+        if fd["object"] == "film" and "non_atoms" in trace_kw:
+            trace_kw["n_species"] = len(sp)   # the atom/non-atom decision knows the species
+        traced = st.run("trace", lambda: vol.trace_atoms(**trace_kw))
         stages["traced"] = traced
         decisions["n_peaks_traced"] = traced.n_atoms
-        if len(sp) > 1:
-            classified = st.run("classify", lambda: traced.classify(sp, volume=vol))
-        else:
-            classified = st.run("classify", lambda: traced.set_species(
-                np.arange(traced.n_atoms), sp[0]) if traced.n_atoms else traced)
-            decisions["classification"] = f"one element: every atom is {sp[0]}"
+        classified = st.run("classify", lambda: traced.classify(sp, volume=vol))
+        cres = _last_result(classified, "classify")
         stages["classified"] = classified
-        if fopts["cleanup_min_neighbours"] is None:
-            st.skip("cleanup")
-            cleaned = classified
-            decisions["cleanup"] = "skipped: " + fopts["reasons"]["cleanup_min_neighbours"]
-        elif classified.n_atoms >= 2:
-            cleaned = st.run("cleanup", lambda: classified.cleanup(min_neighbours=3,
-                                                                   radius_A="auto"))
+        decisions["classification"] = _classification_facts(sp, cres)
+        if opts["cleanup_min_neighbours"] and classified.n_atoms >= 2:
+            cleaned = st.run("cleanup", lambda: classified.cleanup(
+                min_neighbours=opts["cleanup_min_neighbours"], radius_A="auto"))
             decisions["cleanup_removed"] = classified.n_atoms - cleaned.n_atoms
         else:
             st.skip("cleanup")
             cleaned = classified
+            if not opts["cleanup_min_neighbours"]:
+                decisions["cleanup_removed"] = "none: " + opts["reasons"].get(
+                    "cleanup_min_neighbours", "the object decision")
         stages["cleaned"] = cleaned
         if cleaned.n_atoms < 4:
             raise ValueError(
@@ -456,12 +500,14 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
                 f"series holds no resolvable particle or film. Check that pixel_size_A is in Å "
                 f"(got {ts.pixel_size_A:g}), that the angles are in degrees, and that the "
                 f"images show atoms (aet.open(...).data.plot() one projection)")
+        # -- refinement with the per-projection alignment, uncertainty ---------------------------
         model = cleaned
-        if refine and not fopts["refine_positions"]:
+        if refine and not opts["refine_positions"]:
             st.skip("refine")
-            decisions["refine"] = "skipped: " + fopts["reasons"]["refine_positions"]
+            decisions["refine"] = "skipped: " + opts["reasons"].get(
+                "refine_positions", "the object decision")
         elif refine:
-            kw = {"add_remove": add_remove}
+            kw: dict[str, Any] = {"add_remove": add_remove}
             if refine_alignment:
                 kw["refine_alignment"] = tuple(refine_alignment)
             model = st.run("refine", lambda: cleaned.refine(aligned, **kw))
@@ -479,11 +525,113 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         st.close()
     decisions["n_atoms"] = model.n_atoms
     decisions["species_counts"] = model.species_counts()
+    options = {"species": sp, "method": method, "n_iter": n_iter, "denoise": denoise,
+               "tilt_axis": tilt_axis, "film": film, "match_projections": match_projections,
+               "min_distance_A": min_distance_A, "refine": refine,
+               "refine_alignment": list(refine_alignment or ()), "add_remove": add_remove,
+               "uncertainty": uncertainty}
+    # every automatic decision in the provenance too (the model's and the volume's)
+    record = {"decisions": _jsonable(decisions),
+              "timings_s": {k: round(v, 3) for k, v in st.timings.items()}}
+    model = model._replace(model.data, "aet.run", options, result=record)
+    vol = vol._replace(vol.data, "aet.run", options, result=record)
     return RunResult(model=model, volume=vol, tilt_series=aligned, timings=st.timings,
-                     decisions=decisions, stages=stages, raw=raw)
+                     decisions=decisions, stages=stages, raw=raw, series=series)
 
 
 # ----------------------------------------------------------------------------- helpers
+#: the stage options that do not depend on the object (particle defaults)
+_PARTICLE_OPTIONS = {"remove_background": True, "align": True, "cleanup_min_neighbours": 3,
+                     "refine_positions": True, "trace": {}, "reconstruct": {}, "reasons": {}}
+
+
+def _film_decision(ts, film) -> dict:
+    """Film (extended object) or particle, and the stage options that follow from it.
+
+    The decision is :func:`aet.reconstruct.film.detect_extended`'s (data-driven: atomic
+    contrast at the x edges of the projections), whose ``pipeline_options()`` give the
+    options of the later stages; with ``film=False`` nothing is measured. A version of aet
+    without that detector runs the particle path and says so."""
+    opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PARTICLE_OPTIONS.items()}
+    if film is False:
+        return {"object": "particle", "reason": "film=False", "options": opts}
+    try:
+        from .reconstruct.film import detect_extended
+    except ImportError:
+        if film is True:
+            raise ValueError("film=True: this version of aet has no film reconstruction "
+                             "(aet.reconstruct.film); pass film='auto' or False") from None
+        return {"object": "particle",
+                "reason": "particle path (this aet has no film detector, "
+                          "aet.reconstruct.film.detect_extended)", "options": opts}
+    dec = detect_extended(ts) if film == "auto" else detect_extended(ts, threshold=1e-9)
+    extended = bool(getattr(dec, "extended", False)) or film is True
+    if hasattr(dec, "pipeline_options"):
+        got = dec.pipeline_options()
+        opts.update({k: v for k, v in got.items() if k in opts})
+        if not extended:
+            # the atom/non-atom tracing options were measured on films; a particle keeps the
+            # classification's own non-atom cut
+            opts["trace"] = {}
+    if extended and getattr(dec, "pad_x", 0):
+        opts["reconstruct"] = {**opts.get("reconstruct", {}), "pad_x": int(dec.pad_x)}
+    # keep only trace keywords this version's trace takes
+    import inspect
+
+    from .atoms import trace as _trace
+
+    known = set(inspect.signature(_trace).parameters)
+    opts["trace"] = {k: v for k, v in opts.get("trace", {}).items() if k in known}
+    return {"object": "film" if extended else "particle",
+            "reason": str(getattr(dec, "reason", "")) or ("film=True" if film is True else ""),
+            "options": opts}
+
+
+#: projection matching as aet.run runs it when it pays (shifts and the in-plane rotation;
+#: θ refinement needs dense sampling and is left to the model refinement)
+MATCHING_OPTIONS = {"refine": ("shifts", "phi"), "n_iter": 3, "recon_iter": 40,
+                    "recon_iter_warm": 15, "n_groups": 4}
+
+
+def _matching_decision(match_projections, ts, opts) -> tuple[bool, str]:
+    """Whether to refine the alignment by projection matching before reconstruction."""
+    if match_projections is True:
+        return True, "on (match_projections=True)"
+    if match_projections is False:
+        return False, "off (match_projections=False)"
+    if opts.get("remove_background") is False:
+        return False, "off: an extended object has no isolated field of view to match"
+    return False, ("off: the model refinement fits every projection's shifts and angles "
+                   "against the atoms, which supersedes it at a fraction of the cost")
+
+
+def _denoise_decision(denoise, ts) -> tuple[bool, str]:
+    """Whether BM3D denoising before reconstruction pays (the refinement always fits the
+    projections as measured)."""
+    if denoise is True:
+        return True, "on (denoise=True)"
+    if denoise is False:
+        return False, "off (denoise=False)"
+    return True, "on"
+
+
+def _classification_facts(sp, res: Mapping[str, Any]) -> dict:
+    """The classification's own account, for the decisions."""
+    out: dict[str, Any] = {}
+    if len(sp) == 1:
+        out["species"] = f"one element: every atom is {sp[0]} (non-atom peaks dropped)"
+    for k in ("n_dropped", "non_atom_cut", "local_radius_A", "order_fixed",
+              "n_kept_at_atom_sites"):
+        if k in res and res[k] is not None:
+            v = res[k]
+            out[k] = round(v, 4) if isinstance(v, float) else v
+    if res.get("class_means"):
+        out["class_means"] = {k: round(float(v), 4) for k, v in res["class_means"].items()}
+    if res.get("warnings"):
+        out["warnings"] = list(res["warnings"])
+    return out
+
+
 def _analysis(model) -> dict:
     """Order parameters and strain of the final model for the report; a model these cannot
     describe (too few atoms, not a crystal) gets a report without those panels."""
