@@ -277,29 +277,40 @@ def _reassign(prof, lab, k, max_iter, neigh=None):
     return lab, d, n_done, converged
 
 
-def _non_atom_cut(x: np.ndarray) -> float:
-    """Intensity below which a peak is not an atom: a two-class split of ``log(x)`` (non-atoms
-    and all atoms; values below 10⁻³ of the maximum are clipped there), then the least dense
-    point of ``log(x)`` (Gaussian kernel density, Scott's bandwidth) between the two class
-    centres. In log the noise peaks and the atoms are two compact, well separated groups,
-    whatever the number of species; a valley does not depend on how many of each there are."""
+def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
+    """Candidate intensities below which a peak is not an atom, most likely first: a split of
+    ``log(x)`` into two classes (non-atoms and all atoms; values below 10⁻³ of the maximum are
+    clipped there), then the least dense point of ``log(x)`` (Gaussian kernel density, Scott's
+    bandwidth) between the two lowest class centres. In log the noise peaks are one compact
+    group and the atoms one more when the species are alike in Z (Pt/Au); species far apart in
+    Z (Fe/Pt, 6–8× in intensity) are a group each, and a two-class split then puts the light
+    species with the noise — the second candidate, from an ``n_species + 1`` class split, is
+    the valley below the lightest species there. :func:`classify` keeps the first candidate
+    whose atoms split into classes the species' atomic numbers allow. A valley does not depend
+    on how many of each there are."""
     from scipy.stats import gaussian_kde
 
     top = float(np.max(x))
     if not top > 0:
-        return 0.0
+        return [0.0]
     lx = np.log(np.maximum(x, 1e-3 * top))
-    lab, mu, sd, *_ = gmm_1d(lx, 2)
-    if not mu[1] > mu[0]:
-        return float(np.exp(0.5 * (mu[0] + mu[1])))
-    g = np.linspace(mu[0], mu[1], 400)
-    if np.ptp(lx) == 0:
-        return float(np.exp(g[200]))
-    # bandwidth: the narrower of the two groups' own Scott bandwidths (one for all data is
-    # set by the distance between the groups and would smooth the gap away)
-    bw = min(s_ * max(np.count_nonzero(lab == c), 1) ** -0.2 for c, s_ in enumerate(sd))
-    dens = gaussian_kde(lx, bw_method=max(bw, 1e-6) / max(np.std(lx), 1e-12))(g)
-    return float(np.exp(g[int(np.argmin(dens))]))
+    ks = [2] + ([n_species + 1] if n_species > 1 and len(lx) >= 3 * (n_species + 1) else [])
+    cuts = []
+    for k in ks:
+        lab, mu, sd, *_ = gmm_1d(lx, k)
+        if not mu[1] > mu[0]:
+            cuts.append(float(np.exp(0.5 * (mu[0] + mu[1]))))
+            continue
+        g = np.linspace(mu[0], mu[1], 400)
+        if np.ptp(lx) == 0:
+            cuts.append(float(np.exp(g[200])))
+            continue
+        # bandwidth: the narrower of the two lowest groups' own Scott bandwidths (one for all
+        # data is set by the distance between the groups and would smooth the gap away)
+        bw = min(sd[c] * max(np.count_nonzero(lab == c), 1) ** -0.2 for c in (0, 1))
+        dens = gaussian_kde(lx, bw_method=max(bw, 1e-6) / max(np.std(lx), 1e-12))(g)
+        cuts.append(float(np.exp(g[int(np.argmin(dens))])))
+    return cuts
 
 
 def _rank_by_brightness(feat, lab, k):
@@ -478,7 +489,20 @@ def classify(model: xr.Dataset, species: Sequence[str], *, volume: xr.DataArray 
     if use_non:
         # the valley between the non-atoms and all atoms (a split into non-atoms and the
         # lightest species alone lets the noise tail pull that class down)
-        cut = _non_atom_cut(feat)
+        cuts = _non_atom_cuts(feat, n_sp)
+        cut = cuts[0]
+        for c_ in cuts:
+            a_ = feat >= c_
+            if np.count_nonzero(a_) < n_sp + 1:
+                continue
+            sub = feat[a_]
+            lab_c = gmm_1d(sub, n_sp)[0] if n_sp > 1 else np.zeros(len(sub), dtype=np.int64)
+            m_c = [sub[lab_c == c].mean() if np.any(lab_c == c) else np.nan
+                   for c in range(n_sp)]
+            cnt = [int(np.count_nonzero(lab_c == c)) for c in range(n_sp)]
+            if not _ratio_check(sp, m_c, cnt, n):
+                cut = c_
+                break
         atom = feat >= cut
         if np.count_nonzero(atom) < n_sp + 1:
             atom = lab >= 1
