@@ -18,7 +18,7 @@ from .._jit import jit, map_ranges, split_range
 # ----------------------------------------------------------------------------- local maxima
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _is_local_max(vol, k, j, i, threshold):
     """Whether voxel ``(k, j, i)`` is above ``threshold`` and a maximum of its
     26-neighbourhood under the raster-order tie rule of :func:`local_maxima`."""
@@ -93,9 +93,28 @@ def local_maxima_parallel(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
 # ----------------------------------------------------------------------------- polynomial
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _powers(x, emax, out):
+    """``out[e] = x**e`` for ``0 ≤ e ≤ emax``, each as ``out[e // 2] * out[e - e // 2]``
+    (the products Numba's integer power forms for e ≤ 4)."""
+    out[0] = 1.0
+    if emax >= 1:
+        out[1] = x
+    for e in range(2, emax + 1):
+        out[e] = out[e // 2] * out[e - e // 2]
+
+
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _poly_grad_hess(coef, exps, d, g, h):
     """Value, gradient and Hessian of sum_t coef[t] z^a y^b x^c at offset ``d`` (z, y, x)."""
+    emax = 0
+    for t in range(exps.shape[0]):
+        for a in range(3):
+            if exps[t, a] > emax:
+                emax = exps[t, a]
+    pw = np.empty((3, emax + 1))
+    for a in range(3):
+        _powers(d[a], emax, pw[a])
     val = 0.0
     for a in range(3):
         g[a] = 0.0
@@ -104,16 +123,16 @@ def _poly_grad_hess(coef, exps, d, g, h):
     for t in range(exps.shape[0]):
         e0, e1, e2 = exps[t, 0], exps[t, 1], exps[t, 2]
         ct = coef[t]
-        p0 = d[0] ** e0
-        p1 = d[1] ** e1
-        p2 = d[2] ** e2
+        p0 = pw[0, e0]
+        p1 = pw[1, e1]
+        p2 = pw[2, e2]
         val += ct * p0 * p1 * p2
-        q0 = e0 * d[0] ** (e0 - 1) if e0 >= 1 else 0.0
-        q1 = e1 * d[1] ** (e1 - 1) if e1 >= 1 else 0.0
-        q2 = e2 * d[2] ** (e2 - 1) if e2 >= 1 else 0.0
-        r0 = e0 * (e0 - 1) * d[0] ** (e0 - 2) if e0 >= 2 else 0.0
-        r1 = e1 * (e1 - 1) * d[1] ** (e1 - 2) if e1 >= 2 else 0.0
-        r2 = e2 * (e2 - 1) * d[2] ** (e2 - 2) if e2 >= 2 else 0.0
+        q0 = e0 * pw[0, e0 - 1] if e0 >= 1 else 0.0
+        q1 = e1 * pw[1, e1 - 1] if e1 >= 1 else 0.0
+        q2 = e2 * pw[2, e2 - 1] if e2 >= 1 else 0.0
+        r0 = e0 * (e0 - 1) * pw[0, e0 - 2] if e0 >= 2 else 0.0
+        r1 = e1 * (e1 - 1) * pw[1, e1 - 2] if e1 >= 2 else 0.0
+        r2 = e2 * (e2 - 1) * pw[2, e2 - 2] if e2 >= 2 else 0.0
         g[0] += ct * q0 * p1 * p2
         g[1] += ct * p0 * q1 * p2
         g[2] += ct * p0 * p1 * q2
@@ -129,7 +148,7 @@ def _poly_grad_hess(coef, exps, d, g, h):
     return val
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _newton_ascent(coef, exps, d, max_step, limit, n_steps):
     """Move ``d`` towards the maximum of the polynomial in steps clamped to ``max_step`` per
     axis (Newton where the Hessian is negative definite, else along the gradient); ``d``
@@ -181,7 +200,7 @@ def _newton_ascent(coef, exps, d, max_step, limit, n_steps):
     return _poly_grad_hess(coef, exps, d, g, h)
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _lstsq_householder(A, y, m, n, sol):
     """Least-squares solution of ``A[:m, :n] x = y[:m]`` (m ≥ n, full column rank) into
     ``sol[:n]`` by Householder QR; ``A`` and ``y`` are overwritten.
@@ -225,7 +244,7 @@ def _lstsq_householder(A, y, m, n, sol):
         sol[j] = acc / A[j, j] if A[j, j] != 0.0 else 0.0
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _solve_small(M, b, x):
     """``x = M⁻¹ b`` for a small dense system by Gaussian elimination with partial pivoting
     (LAPACK's ``gesv`` algorithm, unblocked); ``M`` and ``b`` are overwritten. A singular
@@ -260,7 +279,7 @@ def _solve_small(M, b, x):
         x[j] = acc / M[j, j]
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fit_poly(vol, c0, c1, c2, radius, exps, pinv, wsig):
     """Coefficients of the Gaussian-weighted (width ``wsig`` voxels, centred on the voxel
     ``c``) least-squares 4th-order polynomial through the window ``c ± radius``."""
@@ -291,23 +310,32 @@ def _fit_poly(vol, c0, c1, c2, radius, exps, pinv, wsig):
     m1 = hi1 - lo1 + 1
     m2 = hi2 - lo2 + 1
     use = np.zeros(nt, dtype=np.int64)
-    nu = 0
+    nu = np.int64(0)  # not the literal 0: a literal would type-specialise the call below
+    emax = 0
     for t in range(nt):
         if exps[t, 0] < m0 and exps[t, 1] < m1 and exps[t, 2] < m2:
             use[nu] = t
             nu += 1
+        for q in range(3):
+            if exps[t, q] > emax:
+                emax = exps[t, q]
     npts = m0 * m1 * m2
     A = np.empty((npts, nu))
     y = np.empty(npts)
+    pa = np.empty(emax + 1)
+    pb = np.empty(emax + 1)
+    pc = np.empty(emax + 1)
     m = 0
     for a in range(lo0, hi0 + 1):
+        _powers(float(a), emax, pa)
         for b in range(lo1, hi1 + 1):
+            _powers(float(b), emax, pb)
             for c in range(lo2, hi2 + 1):
+                _powers(float(c), emax, pc)
                 sw = math.exp(-(a * a + b * b + c * c) / (4.0 * wsig * wsig))  # sqrt(weight)
                 for u in range(nu):
                     t = use[u]
-                    A[m, u] = sw * float(a) ** exps[t, 0] * float(b) ** exps[t, 1] * \
-                        float(c) ** exps[t, 2]
+                    A[m, u] = sw * pa[exps[t, 0]] * pb[exps[t, 1]] * pc[exps[t, 2]]
                 y[m] = sw * float(vol[c0 + a, c1 + b, c2 + c])
                 m += 1
     sol = np.zeros(nu)
@@ -317,7 +345,25 @@ def _fit_poly(vol, c0, c1, c2, radius, exps, pinv, wsig):
     return coef
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _gauss_cost(vol, c0, c1, c2, radius, q):
+    """Σ (q[0] exp(-|r - q[1:4]|² / 2 q[4]²) + q[5] - vol)² over the window ``c ± radius``
+    (clipped at the array border)."""
+    n0, n1, n2 = vol.shape
+    cst = 0.0
+    for a in range(-radius, radius + 1):
+        for b in range(-radius, radius + 1):
+            for c in range(-radius, radius + 1):
+                if not (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + c < n2):
+                    continue
+                r2 = (a - q[1]) ** 2 + (b - q[2]) ** 2 + (c - q[3]) ** 2
+                e = math.exp(-r2 / (2.0 * q[4] * q[4]))
+                res = q[0] * e + q[5] - float(vol[c0 + a, c1 + b, c2 + c])
+                cst += res * res
+    return cst
+
+
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
     """Levenberg–Marquardt fit of ``A exp(-|r - m|² / 2s²) + b`` over the window
     ``c ± radius`` (clipped at the array border); ``out = [A, m0, m1, m2, s, b, ok]``."""
@@ -338,20 +384,7 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
     rhs = np.empty(6)
     step = np.empty(6)
 
-    def cost_of(q):
-        cst = 0.0
-        for a in range(-radius, radius + 1):
-            for b in range(-radius, radius + 1):
-                for c in range(-radius, radius + 1):
-                    if not (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + c < n2):
-                        continue
-                    r2 = (a - q[1]) ** 2 + (b - q[2]) ** 2 + (c - q[3]) ** 2
-                    e = math.exp(-r2 / (2.0 * q[4] * q[4]))
-                    res = q[0] * e + q[5] - float(vol[c0 + a, c1 + b, c2 + c])
-                    cst += res * res
-        return cst
-
-    cost = cost_of(p)
+    cost = _gauss_cost(vol, c0, c1, c2, radius, p)
     ok = 0.0
     for _ in range(n_iter):
         for u in range(6):
@@ -393,7 +426,7 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
             if pn[4] <= 0.05:
                 lam *= 4.0
                 continue
-            cn = cost_of(pn)
+            cn = _gauss_cost(vol, c0, c1, c2, radius, pn)
             if cn < cost:
                 big = 0.0
                 for u in range(1, 4):
