@@ -13,6 +13,17 @@ environment variable is touched, and nothing is created until a kernel is first 
 
 Kernels compile lazily, on their first call, for the argument types of that call only: a run
 compiles the kernels it uses, and a later process loads them from the cache.
+
+Compiling is most of a first run's wait (issue #18; ``benchmarks/bench_startup.py`` measures
+it), so kernels are kept cheap to compile: one compiled variant per kernel where possible
+(wrappers pass one dtype), no ``np.linalg`` inside kernels (each pulls in LAPACK bindings
+worth seconds of compiling), and no ``parallel=True`` twin of a kernel that is parallel over
+an outer index. Such a kernel takes the index range as arguments and :func:`map_ranges` runs
+the one serial variant on a pool of threads (kernels release the GIL: ``nogil=True``), which
+gives the same results as the serial call (each range is computed as the serial kernel
+computes it) without compiling a Numba ``prange`` twin: a parallel variant costs several
+times the serial one's compile, and with a thread pool dask's per-chunk calls and in-memory
+calls share one compiled kernel.
 """
 
 from __future__ import annotations
@@ -20,7 +31,9 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 from numba.core import caching
@@ -107,3 +120,69 @@ def jit(*, parallel: bool = False, fastmath: bool = False, **kw):
 
 
 prange = numba.prange
+
+
+# ----------------------------------------------------------------------------- thread pool
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_in_pool = threading.local()
+
+
+def n_threads() -> int:
+    """Threads for in-memory kernel calls: Numba's thread count (``NUMBA_NUM_THREADS``, the
+    CPU count by default, or what :func:`numba.set_num_threads` set once Numba's threading
+    layer has started)."""
+    from numba.np.ufunc import parallel as _npar
+
+    if _npar._is_initialized:
+        return max(int(numba.get_num_threads()), 1)
+    return max(int(numba.config.NUMBA_NUM_THREADS), 1)
+
+
+def _mark_worker():
+    _in_pool.active = True
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size != n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="aet-kernel",
+                                       initializer=_mark_worker)
+            _pool_size = n
+        return _pool
+
+
+def split_range(n: int, *, min_chunk: int = 1, per_thread: int = 4,
+                threads: int | None = None) -> list[tuple[int, int]]:
+    """``[0, n)`` cut into contiguous ``(lo, hi)`` ranges: about ``per_thread`` ranges per
+    thread (uneven work balances across the pool), none shorter than ``min_chunk`` (one
+    range when ``n < 2 min_chunk``)."""
+    n = int(n)
+    if n <= 0:
+        return []
+    t = n_threads() if threads is None else max(int(threads), 1)
+    k = max(1, min(t * per_thread, n // max(int(min_chunk), 1)))
+    if t == 1:
+        k = 1
+    edges = [n * i // k for i in range(k + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(k) if edges[i + 1] > edges[i]]
+
+
+def map_ranges(func, ranges):
+    """``[func(lo, hi) for (lo, hi) in ranges]``, run on aet's kernel thread pool (in order).
+
+    ``func`` calls a ``nogil`` kernel on the range, so the calls run in parallel. One range,
+    a single thread, or a call from inside the pool (no nested waiting) runs in the caller's
+    thread. Exceptions propagate.
+    """
+    ranges = list(ranges)
+    n = n_threads()
+    if len(ranges) <= 1 or n == 1 or getattr(_in_pool, "active", False):
+        return [func(lo, hi) for lo, hi in ranges]
+    pool = _get_pool(n)
+    futures = [pool.submit(func, lo, hi) for lo, hi in ranges]
+    return [f.result() for f in futures]
