@@ -409,13 +409,15 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         opts = fd["options"]
         decisions["object"] = fd["object"]
         decisions["object_reason"] = fd["reason"]
+        decisions["film"] = {"extended": fd["object"] == "film", "reason": fd["reason"],
+                             **opts["reasons"]}
         # -- background and detector offset -----------------------------------------------
         if _done(ts, "remove_background") or has_background_removed(ts.data):
             st.skip("background")
             decisions["background"] = "already removed (provenance)"
         elif not opts["remove_background"]:
             st.skip("background")
-            decisions["background"] = "kept: " + opts["reasons"].get(
+            decisions["background"] = "not removed: " + opts["reasons"].get(
                 "remove_background", "the object decision")
         else:
             cur = ts
@@ -491,7 +493,7 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
             st.skip("cleanup")
             cleaned = classified
             if not opts["cleanup_min_neighbours"]:
-                decisions["cleanup_removed"] = "none: " + opts["reasons"].get(
+                decisions["cleanup"] = "skipped: " + opts["reasons"].get(
                     "cleanup_min_neighbours", "the object decision")
         stages["cleaned"] = cleaned
         if cleaned.n_atoms < 4:
