@@ -382,6 +382,13 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         # every stage reads the series several times: a small one is read from disk once
         ts = ts.compute()
         decisions["in_memory"] = f"loaded ({ts.data.nbytes / 2**20:.0f} MiB)"
+    ang = np.asarray(ts.data.coords["angle"].values, dtype=float)
+    if ang.size > 1 and np.any(np.diff(ang) < 0):
+        # the stages that compare neighbouring tilts sort by angle (with a warning each); the
+        # run sorts once (every projection keeps its own Euler angles and shifts)
+        ts = ts._replace(ts.data.sortby("angle"), "sort_by_angle",
+                         {"first_out_of_order": int(np.argmax(np.diff(ang) < 0)) + 1})
+        decisions["angle_order"] = "projections sorted by increasing tilt angle"
     st = _Stages(progress)
     stages: dict[str, Any] = {}
     series: dict[str, Any] = {}
