@@ -127,7 +127,7 @@ def _reference_qbar(kind: str) -> tuple[float, float]:
     from ase.build import bulk
     from ase.cluster import Icosahedron
 
-    from ..model.atomicmodel import build_model_dataset
+    from ..core.schema import build_model_dataset
 
     if kind == "ico":
         at = Icosahedron("Cu", noshells=5)

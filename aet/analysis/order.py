@@ -44,7 +44,7 @@ import scipy.sparse as sps
 import xarray as xr
 from scipy.spatial import cKDTree
 
-from ..model._meta import centred_coord
+from ..core.meta import centred_coord
 from ._kernels import splat_values
 from .lattice import (
     LatticeFit,

@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 from scipy.spatial import cKDTree
 
-from ..model._meta import centred_coord
+from ..core.meta import centred_coord
 from ._kernels import N_MOMENTS, splat_moments
 from .lattice import (
     LatticeFit,
@@ -183,7 +183,7 @@ def sigma_for_precision(strain_precision: float, *, position_noise_A: float,
 
 
 def _grid_like(like):
-    from ..model._meta import spacing_from_coord
+    from ..core.meta import spacing_from_coord
 
     da = like.data if hasattr(like, "data") and isinstance(like.data, xr.DataArray) else like
     if not isinstance(da, xr.DataArray) or tuple(da.dims) != ("z", "y", "x"):

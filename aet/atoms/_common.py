@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numbers
 
-import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..model._meta import spacing_from_coord
+from ..core.meta import spacing_from_coord
 
 
 def check_volume(volume, name: str = "volume") -> tuple[xr.DataArray, float]:
@@ -41,10 +40,6 @@ def check_volume(volume, name: str = "volume") -> tuple[xr.DataArray, float]:
     if attr is not None and np.isclose(float(attr), vs, rtol=1e-6):
         vs = float(attr)  # the exact value the user gave (coords carry rounding)
     return volume, vs
-
-
-def is_dask_da(da: xr.DataArray) -> bool:
-    return isinstance(da.variable._data, dsa.Array)
 
 
 def check_positive(name: str, value, *, allow_zero: bool = False, integer: bool = False):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from ..model._meta import centred_coord, positions_to_indices
+from ..core.meta import centred_coord, positions_to_indices
 from . import _kernels
 
 __all__ = ["common_grid", "order_field", "order_fields"]

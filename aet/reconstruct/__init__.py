@@ -18,10 +18,10 @@ is the oversampled FFT). GENFIRE therefore keeps gridding for speed inside its i
 """
 
 from .fourier import fourier_slice_values, genfire
-from .metrics import fourier_shell_correlation, half_set_fsc, resolution_from_fsc
+from .metrics import fourier_shell_correlation, resolution_from_fsc
 from .project import project
 from .projector import Projector, back_project, forward_project, rotation_matrices
-from .reconstruct import METHODS, estimate_support, reconstruct
+from .reconstruct import METHODS, estimate_support, half_set_fsc, reconstruct
 
 __all__ = ["METHODS", "Projector", "back_project", "estimate_support", "forward_project",
            "fourier_shell_correlation", "fourier_slice_values", "genfire", "half_set_fsc",

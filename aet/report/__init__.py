@@ -686,7 +686,7 @@ _FILES = {
 
 def _page(*, model, volume, tilt_series, aligned, scores, gt, timings, decisions, title,
           description, figures, files, folder) -> str:
-    from .. import __version__
+    from .._version import __version__
     from ._viewer import CSS, JS
 
     facts = _data_facts(model, volume, tilt_series, aligned) + _score_facts(scores, gt)

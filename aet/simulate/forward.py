@@ -20,7 +20,7 @@ import math
 import numpy as np
 from ase.data import atomic_numbers
 
-from ..model._meta import rotation_matrices as _rotation_matrices
+from ..core.meta import rotation_matrices as _rotation_matrices
 from ..model.atomicmodel import AtomicModel
 from ..model.tiltseries import TiltSeries
 from ..model.volume import Volume
