@@ -43,6 +43,9 @@ import xarray as xr
 from ase.data import atomic_numbers
 from scipy.spatial import cKDTree
 
+from ..core.geometry import kabsch_rotation
+from ..core.geometry import nearest_neighbour_distance as _nn_distance
+
 STRUCTURES = ("fcc", "bcc", "hcp", "L10", "L12")
 
 FCC_BASIS = np.array([[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]], dtype=np.float64)
@@ -225,22 +228,12 @@ def _positions_species(ds) -> tuple[np.ndarray, np.ndarray]:
 
 def nearest_neighbour_distance(pos: np.ndarray, *, shell: int = 12) -> float:
     """First-shell neighbour distance (Å): the median over atoms of the median distance to
-    their ``shell`` nearest neighbours (robust to position noise, unlike the nearest one)."""
-    if len(pos) < 2:
-        raise ValueError("need at least 2 atoms to measure a nearest-neighbour distance")
-    k = int(min(shell, len(pos) - 1))
-    d, _ = cKDTree(pos).query(pos, k=k + 1)
-    return float(np.median(np.median(d[:, 1:], axis=1)))
+    their ``shell`` nearest neighbours (robust to position noise, unlike the nearest one);
+    :func:`aet.core.geometry.nearest_neighbour_distance` with ``k=shell``."""
+    return _nn_distance(pos, k=shell)
 
 
-def _kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """Rotation R minimising Σ w |dst - R src|² (rows are vectors)."""
-    w = np.ones(len(src)) if w is None else w
-    H = (src * w[:, None]).T @ dst
-    U, _, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(Vt.T @ U.T))
-    D = np.diag([1.0, 1.0, d])
-    return Vt.T @ D @ U.T
+_kabsch = kabsch_rotation  # one definition: aet.core.geometry
 
 
 def _triad(u: np.ndarray, v: np.ndarray) -> np.ndarray:
