@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ..core.geometry import kabsch_rotation
+from ..core.schema import as_xarray
 from .lattice import (
     _canonical_structure,
     _positions_species,
@@ -34,7 +35,7 @@ from .order import _canonical_kind, _Context, order_parameters, variant_table
 
 
 def _base(ds) -> xr.Dataset:
-    return ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    return as_xarray(ds, xr.Dataset)
 
 
 def cubic_symmetry() -> np.ndarray:

@@ -5,7 +5,7 @@ is ``position ≈ origin_A + cell @ s`` where ``s`` is the site's fractional coo
 *conventional* cell (integers + basis fraction) and ``cell`` (3 × 3) holds the cell vectors as
 columns in Å. ``rotation`` (3 × 3, columns = crystal axes a, b, c in the sample frame) maps the
 crystal frame to the sample frame; ``euler_deg`` is the same rotation as ZYZ Euler angles
-(φ, θ, ψ) in degrees, ``R = R_z(φ) R_y(θ) R_z(ψ)`` (DESIGN.md).
+(φ, θ, ψ) in degrees, ``R = R_z(φ) R_y(θ) R_z(ψ)`` (docs/conventions.rst).
 
 Fit (iterative closest lattice point, IRLS with Huber weights):
 
@@ -45,6 +45,7 @@ from scipy.spatial import cKDTree
 
 from ..core.geometry import kabsch_rotation
 from ..core.geometry import nearest_neighbour_distance as _nn_distance
+from ..core.schema import as_xarray
 
 STRUCTURES = ("fcc", "bcc", "hcp", "L10", "L12")
 
@@ -214,8 +215,7 @@ def rotation_to_euler_zyz_deg(R: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- helpers
 def _positions_species(ds) -> tuple[np.ndarray, np.ndarray]:
-    if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset):
-        ds = ds.data
+    ds = as_xarray(ds, xr.Dataset)
     if not isinstance(ds, xr.Dataset) or "position" not in ds:
         raise TypeError(
             f"expected an AtomicModel or its xarray.Dataset (variables 'position', 'species'), "
@@ -636,7 +636,7 @@ def lattice_arrays(ds, fit) -> xr.Dataset:
         region[f.atoms] = f.label
         sites[f.atoms] = f.sites
         res[f.atoms] = np.linalg.norm(f.residual_A, axis=1)
-    ds = ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    ds = as_xarray(ds, xr.Dataset)
     out = ds.copy()
     out["sublattice"] = ("atom", sub)
     out["lattice_region"] = ("atom", region)

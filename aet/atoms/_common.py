@@ -8,13 +8,12 @@ import numpy as np
 import xarray as xr
 
 from ..core.meta import spacing_from_coord
+from ..core.schema import as_xarray
 
 
 def check_volume(volume, name: str = "volume") -> tuple[xr.DataArray, float]:
     """Return ``(DataArray, voxel_size_A)`` of a ``(z, y, x)`` volume with Å coordinates."""
-    if hasattr(volume, "data") and isinstance(volume.data, xr.DataArray) and \
-            not isinstance(volume, xr.DataArray):
-        volume = volume.data
+    volume = as_xarray(volume, xr.DataArray)
     if not isinstance(volume, xr.DataArray):
         raise TypeError(
             f"{name} must be an xarray.DataArray with dims (z, y, x) (or an aet.Volume), got "
@@ -55,8 +54,7 @@ def check_positive(name: str, value, *, allow_zero: bool = False, integer: bool 
 
 
 def check_model(ds, name: str = "model") -> xr.Dataset:
-    if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset):
-        ds = ds.data
+    ds = as_xarray(ds, xr.Dataset)
     if not isinstance(ds, xr.Dataset) or "position" not in ds or "species" not in ds:
         raise TypeError(
             f"{name} must be an atomic-model xarray.Dataset (variables 'position', 'species') "

@@ -59,12 +59,13 @@ def facade_class(name: str) -> type:
                           f"{sorted(_FACADES)}); import aet first") from None
 
 
-def as_xarray(obj):
+def as_xarray(obj, kind: type | tuple[type, ...] = (xr.DataArray, xr.Dataset)):
     """The ``xarray`` object behind a facade; ``obj`` itself when it is not a facade.
 
     A facade (``TiltSeries``, ``Volume``, ``AtomicModel``) exposes its ``DataArray`` or
-    ``Dataset`` as ``.data``; an xarray object (or anything else) is returned unchanged, so the
-    core functions accept either without importing the facade classes.
+    ``Dataset`` as ``.data``; that object is returned when it is an instance of ``kind``. An
+    xarray object (or anything else) is returned unchanged, so the core functions accept
+    either without importing the facade classes. The one unwrap of the package.
 
     Examples
     --------
@@ -74,11 +75,15 @@ def as_xarray(obj):
     True
     >>> class Wrapped:
     ...     data = da
-    >>> as_xarray(Wrapped()) is da
-    True
+    >>> as_xarray(Wrapped()) is da, isinstance(as_xarray(Wrapped(), xr.Dataset), Wrapped)
+    (True, True)
     """
     if isinstance(obj, xr.DataArray | xr.Dataset):
         return obj
+    inner = getattr(obj, "data", None)
+    if isinstance(inner, kind):
+        return inner
+    return obj
     inner = getattr(obj, "data", None)
     if isinstance(inner, xr.DataArray | xr.Dataset):
         return inner

@@ -34,9 +34,10 @@ from ..core.meta import (
 from ..core.schema import (
     _check_species,
     _per_atom,
+    as_xarray,
     build_model_dataset,
     is_dask,
-    register_facade,  # noqa: F401  (build_model_dataset: re-exported at its old path)
+    register_facade,
 )
 from ..errors import MetadataError
 
@@ -416,7 +417,7 @@ class AtomicModel:
         """Assign species (light → heavy) from the volume (:func:`aet.atoms.classify`)."""
         from .. import atoms
 
-        vol_da = volume.data if hasattr(volume, "data") else volume
+        vol_da = as_xarray(volume)
         params = {"species": list(species), **kw}
         out = atoms.classify(self._ds, list(species), volume=vol_da, **kw)
         ds, result = out if isinstance(out, tuple) else (out, None)
@@ -427,7 +428,7 @@ class AtomicModel:
         (:func:`aet.atoms.refine`)."""
         from .. import atoms
 
-        ts_da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series
+        ts_da = as_xarray(tilt_series)
         out = atoms.refine(self._ds, ts_da, **kw)
         ds, result = out if isinstance(out, tuple) else (out, None)
         return self._replace(ds, "refine", kw, result=result)
@@ -496,7 +497,7 @@ class AtomicModel:
         curvature or a bootstrap over projections (:func:`aet.atoms.uncertainty`)."""
         from .. import atoms
 
-        ts_da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series
+        ts_da = as_xarray(tilt_series)
         ds, result = atoms.uncertainty(self._ds, ts_da, method=method, **kw)
         return self._replace(ds, "uncertainty", {"method": method, **kw}, result=result)
 

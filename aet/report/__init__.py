@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.schema import as_xarray
+
 __all__ = ["REPORT_ENTRIES", "summary_text", "write_report"]
 
 #: what :func:`write_report` puts into its folder
@@ -378,7 +380,7 @@ def _order_figure(order, model):
     from .. import plot
     from ..analysis import order_field
 
-    ds = order.data if hasattr(order, "data") and isinstance(order.data, xr.Dataset) else order
+    ds = as_xarray(order, xr.Dataset)
     names = [v for v in ("order_L10_a", "order_L10_b", "order_L10_c") if v in ds]
     titles = {"order_L10_a": "variant with c ∥ crystal a", "order_L10_b":
               "variant with c ∥ crystal b", "order_L10_c": "variant with c ∥ crystal c"}
