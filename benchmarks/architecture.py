@@ -95,7 +95,8 @@ def main() -> None:
     for c in cyc:
         print(f"  [{len(c)}] " + " ".join(c))
     up = upward(d)
-    print(f"upward imports core -> facade: {len(up)}")
+    n_sim = sum(a.startswith("aet.simulate") for a, _ in up)
+    print(f"upward imports core -> facade: {len(up)} (of which from aet.simulate: {n_sim})")
     for a, b in up:
         print(f"  {a} -> {b}")
     # importing any module of aet.model first runs aet/model/__init__.py (every facade class)

@@ -1,7 +1,7 @@
 """Metadata, coordinates and provenance shared by the data classes.
 
-Conventions (``DESIGN.md``): lengths in Å, angles in degrees, the coordinate value 0 at index
-``n // 2`` of every spatial axis. Provenance is a list of ``{"op", "params", "aet_version",
+Conventions (``docs/conventions.rst``): lengths in Å, angles in degrees, the coordinate value 0
+at index ``n // 2`` of every spatial axis. Provenance is a list of ``{"op", "params", "aet_version",
 "time"}`` records stored in ``attrs["provenance"]`` as JSON text, so it survives Zarr, NetCDF and
 any other store that keeps string attributes.
 """
@@ -101,7 +101,7 @@ def indices_to_positions(indices_zyx: np.ndarray, volume: xr.DataArray) -> np.nd
 
 
 def rotation_matrices(euler_deg) -> np.ndarray:
-    """``(n, 3, 3)`` rotation matrices R = R_z(φ)·R_y(θ)·R_z(ψ) (DESIGN.md: ZYZ, active,
+    """``(n, 3, 3)`` rotation matrices R = R_z(φ)·R_y(θ)·R_z(ψ) (docs/conventions.rst: ZYZ, active,
     right-handed, acting on (x, y, z) columns) for an ``(n, 3)`` array of Euler angles
     (φ, θ, ψ) in **degrees**. The one implementation of the convention in the package
     (:func:`aet.testing.phantoms.rotation_matrix_zyz` is the independent test twin)."""

@@ -185,7 +185,8 @@ def read(path: Path, *, kind=None, variable: str | None = None, angles=None,
     da = obj.data
     rec = _last_params(da)
     rec.update({"variable": name, "layout": "MATLAB (x, y, n|z) -> aet reversed axes"})
-    if euler_convention is not None:  # how the file's angles were turned into DESIGN's
+    # how the file's angles were turned into aet's (docs/conventions.rst)
+    if euler_convention is not None:
         rec["euler_convention"] = _check_convention(euler_convention)
     return type(obj)._wrap(_replace_last_params(da, rec))
 

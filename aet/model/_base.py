@@ -191,7 +191,7 @@ def coerce_angles(angles, n: int, *, name: str = "angles") -> tuple[np.ndarray, 
     """Validate tilt angles; returns ``(theta_deg (n,), euler_deg (n, 3) or None)``.
 
     ``angles`` may be a 1D sequence of tilt angles (single axis, degrees) or an ``(n, 3)``
-    array of Euler angles (φ, θ, ψ) in degrees (ZYZ, DESIGN.md).
+    array of Euler angles (φ, θ, ψ) in degrees (ZYZ, docs/conventions.rst).
     """
     if angles is None:
         raise MetadataError(

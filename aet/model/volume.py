@@ -86,7 +86,7 @@ class Volume(_Facade):
         ext = " × ".join(f"{n * vs:.1f}" for n in self.shape)
         return [f"voxel_size_A: {vs:g}  (extent {ext} Å, z × y × x)"]
 
-    # -- frame helpers (DESIGN.md: convert only through these) --------------------------
+    # -- frame helpers (docs/conventions.rst: convert only through these) --------------------------
     def positions_to_indices(self, positions_xyz_A) -> np.ndarray:
         """(N, 3) positions (x, y, z) Å → fractional voxel indices (z, y, x)."""
         return positions_to_indices(positions_xyz_A, self._da)

@@ -3,7 +3,7 @@
 Public functions
 ----------------
 - :func:`project` (what ``Volume.project`` calls) and :func:`reconstruct` (what
-  ``TiltSeries.reconstruct`` calls) work on xarray objects in the DESIGN.md frame.
+  ``TiltSeries.reconstruct`` calls) work on xarray objects in the docs/conventions.rst frame.
 - :func:`forward_project` / :func:`back_project` are the array-level matched pair (NumPy in,
   NumPy out, voxel units) used by projection matching; :class:`Projector` keeps one geometry.
 - :func:`genfire`, :func:`fourier_slice_values` (gridding or exact NUFFT), :func:`estimate_support`.

@@ -1,8 +1,8 @@
 """Array-level forward and back projectors (NumPy in, NumPy out).
 
-Frame (DESIGN.md): volume ``(z, y, x)`` with the centre at index ``n // 2`` of every axis;
-projections ``(angle, y, x)`` with the centre at ``n // 2``; Euler angles (φ, θ, ψ) in degrees,
-R = R_z(φ)·R_y(θ)·R_z(ψ) active, projection = rotated object summed along z.
+Frame (docs/conventions.rst): volume ``(z, y, x)`` with the centre at index ``n // 2`` of every
+axis; projections ``(angle, y, x)`` with the centre at ``n // 2``; Euler angles (φ, θ, ψ) in
+degrees, R = R_z(φ)·R_y(θ)·R_z(ψ) active, projection = rotated object summed along z.
 
 Discretisations (:class:`Projector` ``method``):
 
