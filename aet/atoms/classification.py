@@ -310,6 +310,18 @@ def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
         bw = min(sd[c] * max(np.count_nonzero(lab == c), 1) ** -0.2 for c in (0, 1))
         dens = gaussian_kde(lx, bw_method=max(bw, 1e-6) / max(np.std(lx), 1e-12))(g)
         cuts.append(float(np.exp(g[int(np.argmin(dens))])))
+    # then every clear valley of the log density, the deepest first (a field of thousands of
+    # noise peaks spans decades in log: the class splits above can fall inside it)
+    if np.ptp(lx) > 0 and len(lx) >= 20:
+        q25, q75 = np.percentile(lx, [25, 75])
+        h = 0.5 * 0.9 * min(np.std(lx), (q75 - q25) / 1.34 or np.std(lx)) * len(lx) ** -0.2
+        g = np.linspace(lx.min(), lx.max(), 512)
+        dens = gaussian_kde(lx, bw_method=max(h, 1e-6) / max(np.std(lx), 1e-12))(g)
+        mins = np.flatnonzero((dens[1:-1] < dens[:-2]) & (dens[1:-1] <= dens[2:])) + 1
+        prom = np.array([min(dens[:m].max(), dens[m + 1:].max()) / max(dens[m], 1e-300)
+                         for m in mins])
+        for m in mins[np.argsort(-prom)][prom[np.argsort(-prom)] >= 2.0]:
+            cuts.append(float(np.exp(g[m])))
     return cuts
 
 
