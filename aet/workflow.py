@@ -679,6 +679,6 @@ def _readable(decisions: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _jsonable(obj):
-    from .model._meta import to_jsonable
+    from .core.meta import to_jsonable
 
     return to_jsonable(obj)

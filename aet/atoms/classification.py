@@ -45,8 +45,8 @@ from ase.data import atomic_numbers
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-from ..model._meta import positions_to_indices
-from ..model.atomicmodel import build_model_dataset
+from ..core.meta import positions_to_indices
+from ..core.schema import build_model_dataset
 from ._common import check_model, check_positive, check_volume, model_positions
 
 __all__ = ["SpeciesMismatchError", "SpeciesWarning", "classify", "gmm_1d", "kmeans_1d",

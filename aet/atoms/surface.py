@@ -6,17 +6,16 @@ import numpy as np
 import xarray as xr
 from scipy.spatial import Delaunay, cKDTree
 
-from ..model.atomicmodel import build_model_dataset
+from ..core.geometry import nearest_neighbour_distance
+from ..core.schema import build_model_dataset
 from ._common import check_model, check_positive, model_positions
 
 __all__ = ["flag_surface", "cleanup", "coordination_numbers", "alpha_shape_vertices"]
 
 
 def _nn_distance(pos: np.ndarray) -> float:
-    if len(pos) < 2:
-        return 1.0
-    d, _ = cKDTree(pos).query(pos, k=2)
-    return float(np.median(d[:, 1]))
+    # the plain nearest-neighbour distance (k=1) of aet.core.geometry; 1 Å for a lone atom
+    return 1.0 if len(pos) < 2 else nearest_neighbour_distance(pos, k=1)
 
 
 def coordination_numbers(positions_xyz_A: np.ndarray, radius_A: float) -> np.ndarray:

@@ -247,11 +247,3 @@ def test_film_decision_and_film_mode_on_abtem_images():
     assert out["auto"].recall >= 0.98 and out["auto"].precision >= 0.98
     assert out["auto"].rmsd_pm < 0.7 * out[False].rmsd_pm
 
-
-def test_film_module_docstring_examples():
-    import doctest
-
-    import aet.reconstruct.film as film
-
-    failures, tried = doctest.testmod(film, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert tried > 0 and failures == 0
