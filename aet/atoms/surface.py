@@ -155,8 +155,8 @@ def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float | str
     radius_A : float or "auto"
         Neighbour radius (Å). ``"auto"``: :data:`AUTO_RADIUS_FACTOR` × the model's bond
         length (:func:`bond_length_A`, the first peak of its pair distances); with
-        ``min_neighbours=3`` this drops noise and support-film peaks outside a close-packed particle, while its surface atoms have ≥ 3
-        such neighbours).
+        ``min_neighbours=3`` this drops noise and support-film peaks outside a close-packed
+        particle, while its surface atoms have ≥ 3 such neighbours.
     min_distance_A : float, optional
         Of two atoms closer than this (Å) only the one with the higher ``intensity`` (or the
         first) is kept.
