@@ -313,8 +313,11 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         Reconstruction iterations (default: the method's).
     denoise : bool or "auto"
         BM3D-denoise the aligned projections before reconstruction (the refinement always
-        fits the projections before denoising). ``"auto"``: where it pays (see
-        ``decisions["denoise"]`` for the measurement behind the choice).
+        fits the projections before denoising). ``"auto"``: not denoised — measured through
+        ``aet.run`` on abTEM-simulated 3 nm FePt at 1×10⁵ e/Å², BM3D before reconstruction
+        lowered recall 0.92 → 0.75 and species accuracy 0.985 → 0.71, and on the small
+        cases it changed recall and precision by < 0.01 at twice the run time
+        (``decisions["denoise"]`` says so).
     tilt_axis : "estimate", float or None
         Tilt-axis rotation in the image: estimated (noise-unbiased common-line estimate,
         :func:`aet.preprocess.estimate_tilt_axis_rotation`), given in degrees, or None (the
@@ -614,6 +617,14 @@ def _matching_decision(match_projections, ts, opts) -> tuple[bool, str]:
                    "against the atoms, which supersedes it at a fraction of the cost")
 
 
+#: why ``denoise="auto"`` does not denoise before reconstruction (aet.run, seed 0 of each case)
+DENOISE_AUTO_REASON = (
+    "off: BM3D before reconstruction lost atoms and species on independently simulated "
+    "(abTEM) data — 3 nm FePt, 1e5 e/A^2: recall 0.92 -> 0.75, species 0.985 -> 0.71 — and "
+    "gained nothing on the small cases (recall/precision within 0.01), at twice the run "
+    "time; pass denoise=True to denoise")
+
+
 def _denoise_decision(denoise, ts) -> tuple[bool, str]:
     """Whether BM3D denoising before reconstruction pays (the refinement always fits the
     projections as measured)."""
@@ -621,7 +632,7 @@ def _denoise_decision(denoise, ts) -> tuple[bool, str]:
         return True, "on (denoise=True)"
     if denoise is False:
         return False, "off (denoise=False)"
-    return True, "on"
+    return False, DENOISE_AUTO_REASON
 
 
 def _classification_facts(sp, res: Mapping[str, Any]) -> dict:
