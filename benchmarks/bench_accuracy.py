@@ -150,7 +150,7 @@ def default_chain(raw, species, *, skip=()) -> tuple[dict, dict, dict]:
         t0 = time.perf_counter()
         ts = _mark_done(raw.register_frames().remove_background(), "align")
         pre = time.perf_counter() - t0
-    r = aet.run(ts, species=species, denoise="denoise" not in skip)
+    r = aet.run(ts, species=species, denoise=False if "denoise" in skip else "auto")
     times = dict(r.timings)
     if pre:
         times["register+background"] = pre
