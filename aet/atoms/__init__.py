@@ -12,9 +12,9 @@ Public functions (core level: xarray in, xarray out; the facades ``Volume.trace_
 """
 
 from .classification import classify, local_profiles
-from .refinement import refine, uncertainty
+from .refinement import model_images, refine, uncertainty
 from .surface import cleanup, flag_surface
 from .tracing import trace
 
-__all__ = ["classify", "cleanup", "flag_surface", "local_profiles", "refine", "trace",
-           "uncertainty"]
+__all__ = ["classify", "cleanup", "flag_surface", "local_profiles", "model_images", "refine",
+           "trace", "uncertainty"]
