@@ -28,3 +28,8 @@ class MissingVariableError(AetError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class AngleUnitWarning(UserWarning):
+    """Tilt angles look like radians (ten or more projections, all within ±π/2); aet reads
+    degrees."""

@@ -21,6 +21,9 @@ import numpy as np
 import xarray as xr
 
 SPECIES = ["Fe", "Pt"]
+#: what run_demo writes into its output folder
+DEMO_ENTRIES = ("volume.zarr", "model.csv", "model.csv-metadata.json", "model.xyz", "model.cif",
+                "dft", "figures", "provenance.json", "report.html", "summary.txt")
 
 # Reconstruction settings per method for the demo (iterations chosen so the small case
 # finishes in about a minute on 2 cores).
@@ -78,7 +81,8 @@ class _Stages:
 
 
 def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
-             method: str = "resire", progress: bool = True) -> DemoResult:
+             method: str = "resire", progress: bool = True,
+             overwrite: bool = False) -> DemoResult:
     """Simulate ``fept_benchmark(size, seed)`` and run the full pipeline on its raw frames.
 
     Parameters
@@ -86,24 +90,28 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
     size : {"small", "standard", "large"}
         Benchmark size; ``small`` finishes in a few minutes on 2 cores.
     out : path
-        Output folder (replaced atomically if it exists).
+        Output folder. An existing folder with content is refused unless ``overwrite``; even
+        then only what aet wrote there is replaced (see :mod:`aet.io._outdir`).
     seed : int
         Seed of the simulated experiment.
     method : {"resire", "genfire", "sirt", "wbp"}
         Reconstruction algorithm.
     progress : bool
         Show a progress bar per stage.
+    overwrite : bool
+        Replace the results of an earlier run in ``out`` (the user's own files stay).
 
     Returns
     -------
     DemoResult
     """
     from . import simulate
-    from .io._atomic import atomic_path
+    from .io._outdir import check_output_folder, output_folder
 
     if method not in _RECON:
         raise ValueError(f"method must be one of {sorted(_RECON)}, got {method!r}")
     out = Path(out)
+    check_output_folder(out, overwrite=overwrite, names=DEMO_ENTRIES)  # before any work
     names = ["simulate", "register", "background", "align", "denoise", "reconstruct", "trace",
              "classify", "cleanup", "refine", "analysis", "export", "report"]
     st = _Stages(names, progress)
@@ -131,8 +139,7 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
             "cleaned": bench.score(cleaned),
             "refined": bench.score(refined),
         }
-        with atomic_path(out) as tmp:
-            tmp.mkdir()
+        with output_folder(out, overwrite=overwrite) as tmp:
             st.run("export", lambda: _export(tmp, vol, refined))
             facts = {
                 "alignment": _alignment_facts(aligned, bench),
@@ -227,7 +234,8 @@ def _report(folder: Path, result: DemoResult, bench, merged, aligned, vol, model
     strain = analysis["strain"]
     comps = [c for c in ("e_xx", "e_yy", "e_zz", "e_xy", "e_xz", "e_yz") if c in strain]
     if comps:
-        add("strain", "Strain components, central xy slice.",
+        ref = strain.attrs.get("reference", strain.attrs.get("structure", "fcc"))
+        add("strain", f"Strain components, central xy slice; reference: {ref}.",
             plot.field_slices(strain, comps, title="Strain"))
     order = analysis["order"]
     names = [v for v in ("order_L10_a", "order_L10_b", "order_L10_c") if v in order]

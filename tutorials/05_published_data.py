@@ -125,8 +125,9 @@ else:
 # An EMD file holds a group with ``emd_group_type = 1``, a ``data`` array and one
 # ``dim1, dim2, …`` vector per axis with ``name`` and ``units``. RosettaSciIO reads the axes in
 # the NCEM convention (dim1 = the fastest axis, x), so a ``(angle, y, x)`` stack is stored
-# transposed, ``(x, y, angle)``. The pixel size comes from the file, converted from nm to Å;
-# the tilt angles are not taken from a non-navigation axis, so we pass them.
+# transposed, ``(x, y, angle)`` (the layout the Materials Data Bank uses). The pixel size comes
+# from the file, converted from nm to Å, and the tilt angles from the axis whose units are
+# degrees (:mod:`aet.io.emd`); passing ``angles=`` overrides them.
 
 # %%
 with h5py.File(OUT / "tilts.emd", "w") as f:

@@ -48,7 +48,27 @@ _COMPONENTS = (("xx", 0, 0), ("yy", 1, 1), ("zz", 2, 2), ("xy", 0, 1), ("xz", 0,
                ("yz", 1, 2))
 
 
+def _resolve_structure(ds, structure, lattice, species) -> tuple[str, str]:
+    """``(structure, why)``: ``"auto"`` becomes the structure the model has
+    (:func:`aet.analysis.reference.identify_structure`)."""
+    if lattice is not None:
+        return _canonical_structure(structure if structure != "auto" else "fcc"), \
+            "the lattice fit(s) passed as lattice="
+    if str(structure).lower() == "auto":
+        from .reference import identify_structure
+
+        info = identify_structure(ds, species=species)
+        return info["structure"], info["reason"]
+    return _canonical_structure(structure), "chosen by the caller (structure=)"
+
+
+_LABEL = {"fcc": "fcc (cubic)", "bcc": "bcc (cubic)", "hcp": "hcp", "L10": "L1₀ (tetragonal)",
+          "L12": "L1₂ (cubic)"}
+
+
 def _fits(ds, structure, lattice, labels, a_A, c_A, species):
+    if str(structure).lower() == "auto":
+        structure, _ = _resolve_structure(ds, structure, lattice, species)
     if lattice is None:
         lattice = fit_lattice(ds, structure, labels=labels, species=species)
     fits = [lattice] if isinstance(lattice, LatticeFit) else list(dict(lattice).values())
@@ -73,7 +93,7 @@ def _fits(ds, structure, lattice, labels, a_A, c_A, species):
     return out
 
 
-def displacements(ds, *, structure: str = "fcc", lattice=None, labels=None,
+def displacements(ds, *, structure: str = "auto", lattice=None, labels=None,
                   a_A: float | None = None, c_A: float | None = None, species=None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Per-atom displacement (x, y, z Å) from the ideal reference lattice.
@@ -217,7 +237,7 @@ def _atom_density(fits) -> float:
     return float(np.mean(dens))
 
 
-def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float | None = None,
+def strain(ds, *, structure: str = "auto", lattice=None, labels=None, a_A: float | None = None,
            c_A: float | None = None, species=None, sigma_A: float = DEFAULT_SIGMA_A,
            voxel_size_A: float = 1.0, cutoff_sigma: float = 3.0, mask_threshold: float = 0.5,
            like=None) -> xr.Dataset:
@@ -228,7 +248,10 @@ def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float 
     ds : xarray.Dataset or AtomicModel
         Atomic model, positions (x, y, z) Å.
     structure : str
-        Ideal lattice to fit when ``lattice`` is not given (see :func:`fit_lattice`).
+        Ideal lattice to fit when ``lattice`` is not given (see :func:`fit_lattice`); default
+        ``"auto"``: the structure the model has (:func:`aet.analysis.reference.
+        identify_structure`: e.g. L1₀ for an ordered FePt particle, whose tetragonality would
+        otherwise read as strain against a cubic reference).
     lattice : LatticeFit or dict, optional
         A previous :func:`fit_lattice` result (per grain when a dict).
     labels : array_like of int, optional
@@ -255,14 +278,15 @@ def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float 
         (tensor, not engineering, shear), ``w_xy, w_xz, w_yz`` (rotation, rad,
         ``w_ij = ½(∂u_i/∂x_j − ∂u_j/∂x_i)``), ``u_x, u_y, u_z`` (Å), ``weight`` (Σw relative to
         the bulk) and ``mask`` (inside the particle); attrs ``voxel_size_A``, ``sigma_A``,
-        reference lattice constants.
+        ``structure``, ``reference`` (the reference lattice in words, for captions),
+        ``reference_choice`` (why that structure), reference lattice constants.
     """
     sigma_A = _check_pos("sigma_A", sigma_A)
     voxel_size_A = _check_pos("voxel_size_A", voxel_size_A)
     cutoff_sigma = _check_pos("cutoff_sigma", cutoff_sigma)
     if not 0 < mask_threshold < 1:
         raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold!r}")
-    structure = _canonical_structure(structure)
+    structure, why = _resolve_structure(ds, structure, lattice, species)
     pos, _ = _positions_species(ds)
     fits = _fits(ds, structure, lattice, labels, a_A, c_A, species)
     u = np.full_like(pos, np.nan)
@@ -298,10 +322,17 @@ def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float 
     dv["weight"] = (dims, weight)
     dv["mask"] = (dims, mask)
     f0 = fits[0][0]
+    ref_a = float(f0.a_A if a_A is None else a_A)
+    ref_c = float(np.linalg.norm(fits[0][1][:, 2]))
+    how = "fitted to the model" if a_A is None and c_A is None else "with the given constants"
+    consts = f"a = {ref_a:.3f} Å" + (f", c = {ref_c:.3f} Å" if f0.structure in ("L10", "hcp")
+                                     else "")
     attrs = {"voxel_size_A": voxel_size_A, "sigma_A": sigma_A, "cutoff_sigma": cutoff_sigma,
              "structure": f0.structure,
-             "reference_a_A": float(f0.a_A if a_A is None else a_A),
-             "reference_c_A": float(np.linalg.norm(fits[0][1][:, 2])),
+             "reference": f"{_LABEL.get(f0.structure, f0.structure)} lattice {how}, {consts}",
+             "reference_choice": why,
+             "reference_a_A": ref_a,
+             "reference_c_A": ref_c,
              "strain_convention": "e_ij = (du_i/dx_j + du_j/dx_i)/2 (tensor shear)",
              "lattice_inlier_fraction": [float(f.inlier.mean()) for f, _ in fits]}
     out = xr.Dataset(dv, coords=cc, attrs=attrs)
@@ -314,7 +345,7 @@ def strain(ds, *, structure: str = "fcc", lattice=None, labels=None, a_A: float 
     return out
 
 
-def local_strain(ds, *, structure: str = "fcc", lattice=None, labels=None,
+def local_strain(ds, *, structure: str = "auto", lattice=None, labels=None,
                  a_A: float | None = None, c_A: float | None = None, species=None,
                  cutoff_A: float | None = None, min_neighbours: int = 4) -> xr.Dataset:
     """Per-atom strain from the least-squares deformation gradient of the neighbour shell.
@@ -325,7 +356,7 @@ def local_strain(ds, *, structure: str = "fcc", lattice=None, labels=None,
     ``min_neighbours`` fitted neighbours within ``cutoff_A`` (default: between the first and
     second neighbour shells).
     """
-    structure = _canonical_structure(structure)
+    structure, _ = _resolve_structure(ds, structure, lattice, species)
     pos, _ = _positions_species(ds)
     fits = _fits(ds, structure, lattice, labels, a_A, c_A, species)
     n = len(pos)

@@ -27,8 +27,17 @@ Initial moments per species (μB) default to ``{"Fe": 3.0, "Co": 1.7, "Ni": 0.6,
 POTCARs are licensed and cannot be fetched here: instead of a POTCAR each VASP folder holds
 ``POTCAR.spec`` (one POTCAR symbol per species, in POSCAR order; ``potcar_symbols`` overrides the
 defaults, e.g. ``Fe_pv``) — concatenate those POTCARs into ``POTCAR`` before running.
-Quantum ESPRESSO pseudopotential file names (default: PSlibrary fully relativistic PAW names,
-needed for spin–orbit) are written into the input; the files themselves must be supplied.
+Quantum ESPRESSO pseudopotential file names (default: PSlibrary 1.0.0 fully relativistic PAW
+data sets with semicore s and p states, ``<El>.rel-pbe-spn-kjpaw_psl.1.0.0.UPF``, needed for
+spin–orbit) are written into the input; the files themselves must be supplied.
+
+pw.x does not take moments in μB: ``starting_magnetization(i)`` is the spin polarisation of the
+valence electrons of species *i*, documented to range from −1 (all down) to 1 (all up); pw.x
+silently clips larger values to ±1 (``PW/src/input.f90``). aet writes
+``moment (μB) / z_valence`` of the pseudopotential: Fe 3.0 μB / 16 = 0.1875 with the default
+Fe data set (3s² 3p⁶ 3d⁶ 4s²). The valence charges of the default data sets are in
+:data:`QE_DEFAULT_VALENCE`; with other pseudopotentials pass ``qe_valence={"Fe": 8, ...}``
+(their ``z_valence``), and a moment larger than the valence charge is refused.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..io._atomic import atomic_path
+from ..io._outdir import output_folder
 from ..model._meta import to_jsonable
 
 DEFAULT_MAGMOM = {"Fe": 3.0, "Co": 1.7, "Ni": 0.6, "Mn": 3.5, "Cr": 1.0, "Pt": 0.4,
@@ -48,6 +57,10 @@ DEFAULT_MAGMOM = {"Fe": 3.0, "Co": 1.7, "Ni": 0.6, "Mn": 3.5, "Cr": 1.0, "Pt": 0
 DEFAULT_POTCAR = {"Fe": "Fe_pv", "Co": "Co", "Ni": "Ni_pv", "Mn": "Mn_pv", "Cr": "Cr_pv",
                   "Pt": "Pt", "Pd": "Pd", "Rh": "Rh_pv", "Ir": "Ir", "Au": "Au", "Cu": "Cu",
                   "W": "W_sv", "Ta": "Ta_pv"}
+#: z_valence of the default pseudopotentials (PSlibrary 1.0.0 "spn" fully relativistic PAW:
+#: semicore s and p in the valence; pslibrary's paw_ps_*.job inputs give the configurations)
+QE_DEFAULT_VALENCE = {"Cr": 14, "Mn": 15, "Fe": 16, "Co": 17, "Ni": 18, "Cu": 19, "Rh": 17,
+                      "Pd": 18, "Ta": 13, "W": 14, "Ir": 17, "Pt": 18, "Au": 19}
 PRESETS = ("scf", "magnetic_anisotropy")
 CODES = ("vasp", "qe")
 
@@ -204,8 +217,50 @@ def _write_vasp(folder: Path, structure, incar: dict, kpoints, potcar_symbols, c
     return syms
 
 
+def qe_starting_magnetization(species: Sequence[str], magm: Sequence[float],
+                              pseudopotentials: Mapping[str, str] | None = None,
+                              valence: Mapping[str, float] | None = None) -> dict[str, float]:
+    """pw.x ``starting_magnetization`` per element: moment (μB) / z_valence, in [−1, 1].
+
+    ``valence`` gives z_valence per element; by default :data:`QE_DEFAULT_VALENCE`, which holds
+    only for the default pseudopotentials: an element with a non-zero moment and a
+    user-supplied pseudopotential needs its z_valence in ``valence``.
+    """
+    pps = dict(pseudopotentials or {})
+    val = dict(valence or {})
+    out: dict[str, float] = {}
+    for el, m in zip(species, magm):
+        if el in out:
+            continue
+        if m == 0:
+            out[el] = 0.0
+            continue
+        z = val.get(el)
+        if z is None:
+            if el in pps:
+                raise ValueError(
+                    f"qe_valence has no entry for {el}, which has a pseudopotential of your own "
+                    f"({pps[el]!r}) and an initial moment of {m} μB; pw.x needs the moment as a "
+                    f"fraction of the valence charge: pass qe_valence={{{el!r}: <z_valence of "
+                    f"that file>}}")
+            z = QE_DEFAULT_VALENCE.get(el)
+            if z is None:
+                raise ValueError(
+                    f"no default z_valence for {el} (initial moment {m} μB); pass "
+                    f"qe_valence={{{el!r}: <z_valence of its pseudopotential>}}")
+        if not (np.isfinite(z) and z > 0):
+            raise ValueError(f"qe_valence[{el!r}] must be a positive charge, got {z!r}")
+        frac = float(m) / float(z)
+        if abs(frac) > 1:
+            raise ValueError(
+                f"the initial moment of {el} ({m} μB) exceeds its {z:g} valence electrons; "
+                f"pw.x's starting_magnetization must lie in [-1, 1]: lower magmom[{el!r}]")
+        out[el] = frac
+    return out
+
+
 def _write_qe(folder: Path, structure, *, periodic, mesh, magm, axis, pseudopotentials,
-              ecutwfc, soc: bool, magmom_scale: float = 1.0):
+              ecutwfc, soc: bool, valence=None):
     import ase.io
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -215,8 +270,14 @@ def _write_qe(folder: Path, structure, *, periodic, mesh, magm, axis, pseudopote
     for k in list(atoms.arrays):
         if k not in ("numbers", "positions"):
             del atoms.arrays[k]
-    atoms.set_initial_magnetic_moments(magm)
-    order = list(dict.fromkeys(atoms.get_chemical_symbols()))
+    symbols = atoms.get_chemical_symbols()
+    pp = {e: dict(pseudopotentials).get(e, f"{e}.rel-pbe-spn-kjpaw_psl.1.0.0.UPF")
+          for e in dict.fromkeys(symbols)}
+    frac = qe_starting_magnetization(symbols, magm, pseudopotentials, valence)
+    # ASE writes starting_magnetization = initial moment / rescale_magmom_fac: hand it the
+    # fraction already and a factor of 1
+    atoms.set_initial_magnetic_moments([frac[e] for e in symbols])
+    order = list(dict.fromkeys(symbols))
     system = {"ecutwfc": float(ecutwfc), "ecutrho": float(ecutwfc) * 8,
               "occupations": "smearing", "smearing": "mv", "degauss": 0.01}
     if soc:
@@ -231,11 +292,9 @@ def _write_qe(folder: Path, structure, *, periodic, mesh, magm, axis, pseudopote
         system["assume_isolated"] = "mt"
     input_data = {"control": {"calculation": "scf", "prefix": "aet", "tprnfor": True},
                   "system": system, "electrons": {"conv_thr": 1e-9, "mixing_beta": 0.3}}
-    pp = {e: dict(pseudopotentials).get(e, f"{e}.rel-pbe-spn-kjpaw_psl.1.0.0.UPF")
-          for e in order}
     ase.io.write(folder / "pw.in", atoms, format="espresso-in", input_data=input_data,
-                 pseudopotentials=pp, kpts=tuple(mesh), rescale_magmom_fac=magmom_scale)
-    return pp, order
+                 pseudopotentials=pp, kpts=tuple(mesh), rescale_magmom_fac=1.0)
+    return pp, order, frac
 
 
 def _angles(axis) -> tuple[float, float]:
@@ -253,13 +312,16 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
                  kpoint_length_A: float = 40.0, incar: Mapping | None = None,
                  potcar_symbols: Mapping[str, str] | None = None,
                  pseudopotentials: Mapping[str, str] | None = None, purpose: str = "",
-                 qe_magmom_scale: float = 1.0, overwrite: bool = False) -> Path:
+                 qe_valence: Mapping[str, float] | None = None,
+                 overwrite: bool = False) -> Path:
     """Write a set of DFT calculations for one structure, one folder each, with a manifest.
 
     Parameters
     ----------
     folder : path
-        Output folder (created atomically; must not exist unless ``overwrite``).
+        Output folder (assembled under a temporary name, then moved in). An existing folder
+        with content is refused unless ``overwrite``; even then only what aet wrote there is
+        replaced, the user's own files stay.
     structure : pymatgen Structure
         From :func:`cluster_structure` or :func:`periodic_cell` (or any Structure).
     preset : {"scf", "magnetic_anisotropy"}
@@ -273,10 +335,10 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
         when the structure carries ``aet_origin_shift_A`` (made by :func:`cluster_structure`).
     incar : mapping, optional
         Extra/overriding INCAR tags for every VASP run.
-    qe_magmom_scale : float
-        ``starting_magnetization`` is written by ASE as moment (μB) / ``qe_magmom_scale``
-        (ASE's convention for pw.x ≥ 7.3; pass about 10 for older pw.x, which reads it as a
-        fraction of the valence charge in [-1, 1]).
+    qe_valence : mapping, optional
+        z_valence per element of the Quantum ESPRESSO pseudopotentials, to write
+        ``starting_magnetization`` = moment / z_valence in pw.x's range [−1, 1] (default
+        :data:`QE_DEFAULT_VALENCE`, right for the default pseudopotentials only).
 
     Returns
     -------
@@ -309,8 +371,9 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
         common.update({"ISMEAR": 0, "SIGMA": 0.05, "LREAL": "Auto"})
     common.update(dict(incar or {}))
     calcs = []
-    with atomic_path(folder, overwrite=overwrite) as tmp:
-        tmp.mkdir()
+    if "qe" in codes:  # fail before writing anything
+        qe_starting_magnetization(species, magm, pseudopotentials, qe_valence)
+    with output_folder(folder, overwrite=overwrite) as tmp:
         if "vasp" in codes:
             scf = {**common, "ISPIN": 2, "MAGMOM": magm, "ISYM": -1, "LCHARG": True,
                    "LWAVE": False}
@@ -347,11 +410,12 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
                     [(ax, f"qe/{k + 1:02d}_soc_{_axis_name(ax)}", True)
                      for k, ax in enumerate(axes)])
             for ax, name, soc in runs:
-                pp, order = _write_qe(tmp / name, structure, periodic=periodic, mesh=mesh,
-                                      magm=magm, axis=ax, pseudopotentials=pseudopotentials
-                                      or {}, ecutwfc=ecutwfc_Ry, soc=soc,
-                                      magmom_scale=qe_magmom_scale)
-                settings = {"noncolin": soc, "lspinorb": soc, "species_order": order}
+                pp, order, frac = _write_qe(tmp / name, structure, periodic=periodic,
+                                            mesh=mesh, magm=magm, axis=ax,
+                                            pseudopotentials=pseudopotentials or {},
+                                            ecutwfc=ecutwfc_Ry, soc=soc, valence=qe_valence)
+                settings = {"noncolin": soc, "lspinorb": soc, "species_order": order,
+                            "starting_magnetization": {e: frac[e] for e in order}}
                 if soc:
                     settings["angle1_deg"], settings["angle2_deg"] = _angles(ax)
                 calcs.append({"name": name, "code": "qe", "files": ["pw.in"],
@@ -367,14 +431,19 @@ def write_inputs(folder, structure, *, preset: str = "magnetic_anisotropy",
                     "notes": ["POTCARs are not included: build POTCAR from POTCAR.spec "
                               "(one symbol per species, POSCAR order)",
                               "QE pseudopotential files are named in pw.in and must be "
-                              "supplied (fully relativistic for spin-orbit)"]}
+                              "supplied (fully relativistic for spin-orbit)",
+                              "QE starting_magnetization = initial moment (muB) / z_valence "
+                              "of the pseudopotential (pw.x's range is -1..1)"]}
         (tmp / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2))
     return folder
 
 
-def cluster_inputs(ds, folder, *, radius_A: float, centre_A=None, atoms=None, labels=None,
-                   grain: int | None = None, vacuum_A: float = 8.0, fit=None, **kw) -> Path:
+def cluster_inputs(ds, folder, *, radius_A: float | None = None, centre_A=None, atoms=None,
+                   labels=None, grain: int | None = None, vacuum_A: float = 8.0, fit=None,
+                   **kw) -> Path:
     """Carve a cluster (:func:`carve_cluster`) and write its DFT inputs (:func:`write_inputs`).
+
+    ``radius_A=None`` takes the whole model (every atom, centred on its centroid).
 
     The cluster keeps the model's (sample) frame, so ``axes`` are sample-frame directions —
     unless ``fit`` (a :class:`~aet.analysis.LatticeFit` of the grain) is given: then ``axes``
@@ -392,6 +461,10 @@ def cluster_inputs(ds, folder, *, radius_A: float, centre_A=None, atoms=None, la
         kw.setdefault("purpose", f"cluster, radius {radius_A} Å, {vacuum_A} Å vacuum; "
                                  f"magnetisation along crystal axes {crystal.tolist()} of grain "
                                  f"{fit.label}")
+    if radius_A is None:
+        pos, _ = _pos_sp(ds)
+        c = pos.mean(0) if centre_A is None else np.asarray(centre_A, dtype=np.float64)
+        radius_A = float(np.linalg.norm(pos - c, axis=1).max()) * (1 + 1e-9) + 1e-9
     cl = carve_cluster(ds, radius_A=radius_A, centre_A=centre_A, atoms=atoms, labels=labels,
                        grain=grain)
     st = cluster_structure(cl, vacuum_A=vacuum_A)
@@ -408,5 +481,6 @@ def periodic_inputs(ds, fit, folder, *, supercell=(1, 1, 1), **kw) -> Path:
     return write_inputs(folder, st, periodic=True, **kw)
 
 
-__all__ = ["DEFAULT_MAGMOM", "DEFAULT_POTCAR", "carve_cluster", "cluster_inputs",
-           "cluster_structure", "periodic_cell", "periodic_inputs", "write_inputs"]
+__all__ = ["DEFAULT_MAGMOM", "DEFAULT_POTCAR", "QE_DEFAULT_VALENCE", "carve_cluster",
+           "cluster_inputs", "cluster_structure", "periodic_cell", "periodic_inputs",
+           "qe_starting_magnetization", "write_inputs"]

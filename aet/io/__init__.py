@@ -6,6 +6,7 @@ Every write goes to a temporary name in the target folder and is renamed into pl
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -88,9 +89,24 @@ def write(obj, path, *, format: str | None = None, overwrite: bool = True, **opt
             f"format {fmt.name!r} cannot hold a {type(obj).__name__}; formats that can: "
             f"{', '.join(f.name for f in REGISTRY.values() if kind in f.kinds and f.writer)}"
         )
+    sidecars = {p.parent / (p.name + suffix) for suffix in _SIDECARS.get(fmt.name, ())}
+    if not overwrite:
+        for side in sorted(sidecars):
+            if side.exists():
+                raise FileExistsError(f"{str(side)!r} (written beside {p.name}) exists; pass "
+                                      f"overwrite=True to replace it")
     with atomic_path(p, overwrite=overwrite) as tmp:
-        fmt.write(obj, tmp, **options)
+        extra = fmt.write(obj, tmp, **options)
+    for suffix, doc in (extra or {}).items():
+        if isinstance(doc, dict) and "url" in doc:
+            doc = {**doc, "url": p.name}
+        with atomic_path(p.parent / (p.name + suffix)) as tmp:
+            tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     return p
+
+
+#: files a format writes beside its target (``<name><suffix>``)
+_SIDECARS = {"csv": ("-metadata.json",)}
 
 
 def write_model(model, path, *, format: str | None = None, overwrite: bool = True) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,46 +13,50 @@ from ..errors import MetadataError
 from ..model._meta import PROVENANCE_ATTR, get_provenance, with_provenance
 
 
-def read_sidecar_angles(path: Path) -> np.ndarray | None:
-    """Angles from a sidecar text file next to ``path``: ``<stem>.tlt``, ``<stem>.rawtlt``,
-    ``<stem>_angles.txt`` or ``<stem>.angles`` (one angle per line, or 3 Euler columns)."""
-    stem = path.name
-    for suffix in (".zarr", ".mrc", ".tiff", ".tif", ".npy", ".npz", ".st", ".ali", ".mrcs",
-                   ".dm3", ".dm4", ".emd", ".ser", ".emi", ".h5", ".hdf5", ".nc", ".rec", ".map",
-                   ".mat"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    for name in (f"{stem}.tlt", f"{stem}.rawtlt", f"{stem}_angles.txt", f"{stem}.angles"):
-        cand = path.parent / name
-        if cand.is_file():
-            try:
-                arr = np.loadtxt(cand, dtype=np.float64, ndmin=1)
-            except ValueError as exc:
-                raise MetadataError(f"angle sidecar {str(cand)!r} is not numeric text: {exc}") \
-                    from None
-            return arr
-    return None
-
-
 def make_object(array, *, path: Path, fmt: str, kind: str | None, metadata: dict[str, Any],
                 file_attrs: dict[str, Any] | None = None, file_angles=None,
-                default_kind: str | None = None):
+                default_kind: str | None = None, use_sidecar: bool = True):
     """Wrap a raw 2D/3D/4D array read from ``path`` as a TiltSeries or Volume.
 
-    Precedence for angles and pixel size: ``metadata`` (the caller) > the file > a sidecar.
+    Precedence for angles and pixel size: ``metadata`` (the caller) > the file > a sidecar
+    (:func:`aet.io.angles.find_sidecar`; not looked for when ``use_sidecar`` is False, e.g. for
+    a reconstruction lying beside its tilt series' ``.tlt``). ``metadata["angles"]`` may be
+    numbers or the path of an angle file (:func:`aet.io.angles.read_angles`).
     """
     from ..model.tiltseries import TiltSeries
     from ..model.volume import Volume
+    from .angles import check_degrees, find_sidecar, read_angles
 
     md = dict(metadata)
     attrs = {**(file_attrs or {})}
     file_px = attrs.pop("pixel_size_A", None)
+    n_tilts = 1 if array.ndim == 2 else int(array.shape[0])
+    fpa = int(array.shape[1]) if array.ndim == 4 else 1
     angles = md.pop("angles", None)
-    if angles is None:
+    euler_convention = md.pop("euler_convention", None)
+    src: dict[str, Any] = {"path": str(path), "format": fmt}
+    side_attrs: dict[str, Any] = {}
+    if isinstance(angles, (str, os.PathLike)):
+        got = read_angles(angles, n=n_tilts, frames_per_angle=fpa,
+                          euler_convention=euler_convention)
+        angles, side_attrs = got.values, dict(got.attrs)
+        src["angles"] = got.source
+    elif angles is not None:
+        check_degrees(angles, f"angles for {str(path)!r}", stacklevel=4)
+        src["angles"] = "argument"
+    if angles is None and file_angles is not None:
         angles = file_angles
-    if angles is None:
-        angles = read_sidecar_angles(path)
+        check_degrees(angles, f"the tilt angles in {str(path)!r}", stacklevel=4)
+        src["angles"] = "file"
+    if angles is None and kind != "volume" and use_sidecar:
+        side = find_sidecar(path)
+        if side is not None:
+            got = read_angles(side, n=n_tilts, frames_per_angle=fpa)
+            angles, side_attrs = got.values, dict(got.attrs)
+            src["angles"] = str(side)
+    side_px = side_attrs.pop("pixel_size_A", None)
+    for k, v in side_attrs.items():
+        attrs.setdefault(k, v)
     if kind is None:
         if angles is not None:
             kind = "tilt_series"
@@ -60,14 +65,15 @@ def make_object(array, *, path: Path, fmt: str, kind: str | None, metadata: dict
         else:
             raise MetadataError(
                 f"{str(path)!r} holds an array of shape {tuple(array.shape)} but no tilt angles "
-                f"were given; pass angles=[...] (degrees) for a tilt series, or kind='volume' "
-                f"for a 3D volume"
+                f"were given; pass angles=[...] (degrees) or an angle file (.tlt, .rawtlt, "
+                f".mdoc) for a tilt series, or kind='volume' for a 3D volume"
             )
-    src = {"path": str(path), "format": fmt}
     if kind == "tilt_series":
         if array.ndim == 2:
             array = array[None]
-        px = md.pop("pixel_size_A", None) or file_px
+        px = md.pop("pixel_size_A", None)
+        if px is None:
+            px = file_px if file_px is not None else side_px
         if px is None:
             raise MetadataError(
                 f"pixel_size_A is missing: {str(path)!r} carries no pixel size; pass "
@@ -75,7 +81,11 @@ def make_object(array, *, path: Path, fmt: str, kind: str | None, metadata: dict
             )
         obj = TiltSeries(array, angles=angles, pixel_size_A=px, **attrs, **md)
     elif kind == "volume":
-        vs = md.pop("voxel_size_A", None) or md.pop("pixel_size_A", None) or file_px
+        vs = md.pop("voxel_size_A", None)
+        if vs is None:
+            vs = md.pop("pixel_size_A", None)
+        if vs is None:
+            vs = file_px
         if vs is None:
             raise MetadataError(
                 f"voxel_size_A is missing: {str(path)!r} carries no voxel size; pass "

@@ -109,8 +109,8 @@ for _fmt in (
            ("tilt_series", "volume"), ".rsciio_:read"),
     Format("tia", (".emi", ".ser"), "FEI/Thermo TIA (RosettaSciIO)", ("tilt_series", "volume"),
            ".rsciio_:read"),
-    Format("emd", (".emd",), "Berkeley / Velox EMD (RosettaSciIO)", ("tilt_series", "volume"),
-           ".rsciio_:read"),
+    Format("emd", (".emd",), "Berkeley EMD (tomviz, Materials Data Bank tilt series) / Velox EMD "
+           "(RosettaSciIO)", ("tilt_series", "volume"), ".emd:read"),
     Format("csv", (".csv",), "atom table: x_A, y_A, z_A, species (+ extras)", ("model",),
            ".atoms:read_csv", ".atoms:write_csv"),
     Format("xyz", (".xyz", ".extxyz"), "XYZ / extended XYZ (ASE)", ("model",),

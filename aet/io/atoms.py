@@ -1,7 +1,11 @@
 """Atom formats: CSV (own, with every per-atom column), and XYZ/extXYZ, CIF, POSCAR via ASE.
 
-CSV columns: ``x_A, y_A, z_A, species`` then one column per further per-atom array. Lines
-starting with ``#`` hold metadata as ``# key: JSON value`` (attrs and provenance).
+CSV: a plain table that any CSV reader takes without options (``pandas.read_csv(path)``,
+spreadsheets): a header row ``x_A, y_A, z_A, species`` then one column per further per-atom
+array, one row per atom. The model's attrs and provenance go beside it into
+``<name>-metadata.json`` (the file name the W3C "CSV on the Web" recommendation gives a CSV
+file's metadata), which :func:`aet.open` reads back when present. Files written by older aet
+versions, with ``# key: JSON value`` lines above the header, are still read.
 """
 
 from __future__ import annotations
@@ -30,17 +34,18 @@ def _check_kind(kind, path):
 
 
 # --------------------------------------------------------------------------- CSV
-def write_csv(model, path: Path) -> None:
+SIDECAR_SUFFIX = "-metadata.json"
+_UNITS = {"x_A": "Å", "y_A": "Å", "z_A": "Å", "b_factor": "Å²", "uncertainty": "Å"}
+
+
+def write_csv(model, path: Path) -> dict:
+    """Write the plain CSV table; returns the metadata sidecar ``{suffix: document}`` that
+    :func:`aet.io.write` writes beside it (atomically, ``url`` filled in)."""
     ds = model.data
     extras = [k for k in ds.data_vars if k not in ("position", "species")
               and ds[k].dims == ("atom",)]
     pos = model.positions
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        for k, v in ds.attrs.items():
-            if k == PROVENANCE_ATTR:
-                fh.write(f"# provenance: {json.dumps(get_provenance(ds.attrs))}\n")
-            else:
-                fh.write(f"# {k}: {json.dumps(to_jsonable(v))}\n")
         w = csv.writer(fh)
         w.writerow([*_POS_COLS, "species", *extras])
         cols = [np.asarray(ds[k].values) for k in extras]
@@ -51,6 +56,39 @@ def write_csv(model, path: Path) -> None:
                 v = c[i]
                 row.append(repr(float(v)) if c.dtype.kind == "f" else str(v))
             w.writerow(row)
+    columns = []
+    kinds = {"f": "double", "i": "integer", "u": "integer", "b": "boolean"}
+    for name in (*_POS_COLS, "species", *extras):
+        if name in _POS_COLS:
+            kind = "double"
+        elif name == "species":
+            kind = "string"
+        else:
+            kind = kinds.get(np.asarray(ds[name].values).dtype.kind, "string")
+        col = {"name": name, "datatype": kind}
+        units = _UNITS.get(name) or (ds[name].attrs.get("units") if name in ds else None)
+        if units:
+            col["aet:units"] = str(units)
+        columns.append(col)
+    attrs = {k: to_jsonable(v) for k, v in ds.attrs.items() if k != PROVENANCE_ATTR}
+    doc = {"@context": "http://www.w3.org/ns/csvw", "url": None,
+           "tableSchema": {"columns": columns},
+           "aet:attrs": attrs, "aet:provenance": get_provenance(ds.attrs)}
+    return {SIDECAR_SUFFIX: doc}
+
+
+def _read_sidecar(path: Path) -> dict | None:
+    side = path.parent / (path.name + SIDECAR_SUFFIX)
+    if not side.is_file():
+        return None
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{str(side)!r} (the metadata of {path.name}) is not JSON: "
+                               f"{exc}") from None
+    if not isinstance(doc, dict) or doc.get("url") not in (None, path.name):
+        return None  # another table's metadata
+    return doc
 
 
 def read_csv(path: Path, *, kind=None, **metadata):
@@ -96,6 +134,13 @@ def read_csv(path: Path, *, kind=None, **metadata):
             continue
         arrays[h] = _parse_column(cols[h])
     prov = attrs.pop(PROVENANCE_ATTR, None)
+    side = _read_sidecar(path)
+    if side is not None:
+        got = side.get("aet:attrs")
+        if isinstance(got, dict):
+            attrs.update(got)
+        if isinstance(side.get("aet:provenance"), list):
+            prov = side["aet:provenance"]
     attrs.pop("aet_class", None)
     model = _model_cls()(pos, cols["species"], arrays=arrays, **attrs, **metadata)
     ds = model.data

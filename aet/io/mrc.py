@@ -4,13 +4,17 @@ Reading
 -------
 - The data ``(nz, ny, nx)`` map to ``(angle, y, x)`` for a tilt series or ``(z, y, x)`` for a
   volume, without transposition (MRC sections are images ``(ny, nx)``).
-- Pixel size: the header's ``voxel_size`` (``cella / mxyz``, Å). Zero or negative values (as
-  written by software that does not calibrate) count as "no pixel size".
+- Pixel size: the header's ``voxel_size`` (``cella / mxyz``, Å); when that is zero or
+  negative (software that does not calibrate the main header), the FEI1/FEI2 extended
+  header's ``Pixel size X``/``Y`` (metres, as Thermo Fisher software writes them). Otherwise
+  "no pixel size".
 - Angles, in order of precedence: the ``angles=`` argument; the extended header (FEI1/FEI2
   ``Alpha tilt`` per section, or IMOD/SerialEM ``SERI`` tilt angles when ``nreal`` has bit 1);
-  a sidecar ``<stem>.tlt``/``.rawtlt``.
+  a sidecar (``<stem>.tlt``/``.rawtlt``, SerialEM ``<name>.mdoc``; see
+  :mod:`aet.io.angles`). ``angles=`` may also be the path of such a file.
 - Kind: ``kind=`` if given; ``.rec`` files and files whose header says "volume" (``ispg`` ≥ 1)
-  open as a :class:`~aet.Volume` unless angles are passed; image stacks (``ispg = 0``) with
+  open as a :class:`~aet.Volume` unless angles are passed or the extended header gives the
+  sections different tilt angles; image stacks (``ispg = 0``) with
   angles open as a :class:`~aet.TiltSeries`.
 - Movie stacks: ``frames_per_angle=n`` splits the sections into ``(angle, frame, y, x)``.
 - Large files (over ``lazy_threshold_bytes``, default 256 MiB, or ``lazy=True``) are opened
@@ -87,6 +91,19 @@ def _angles_from_ext(header, ext, indexed, *, zeros_ok=False):
     return None
 
 
+def _pixel_size_from_ext(indexed):
+    """Pixel size (Å) from FEI1/FEI2 ``Pixel size X/Y`` (metres), or None when absent/zero."""
+    if indexed is None or "Pixel size X" not in (indexed.dtype.names or ()):
+        return None
+    px = np.asarray(indexed["Pixel size X"], dtype=np.float64) * 1e10
+    py = np.asarray(indexed["Pixel size Y"], dtype=np.float64) * 1e10
+    if not (px.size and np.all(np.isfinite(px)) and px[0] > 0):
+        return None
+    if not (np.allclose(px, px[0], rtol=1e-6) and np.allclose(py, px[0], rtol=1e-5)):
+        return None  # varying or non-square: let the caller pass pixel_size_A
+    return float(px[0])
+
+
 def read(path: Path, *, kind=None, frames_per_angle: int | None = None, lazy: bool | None = None,
          lazy_threshold_bytes: int = LAZY_THRESHOLD_BYTES, **metadata):
     """Read an MRC-family file (see the module docstring for kind, pixel size and angles).
@@ -146,6 +163,8 @@ def read(path: Path, *, kind=None, frames_per_angle: int | None = None, lazy: bo
                 f"pixels: resample first, or pass pixel_size_A= to override"
             )
         file_attrs["pixel_size_A"] = vs[0]
+    elif (fei_px := _pixel_size_from_ext(indexed)) is not None:
+        file_attrs["pixel_size_A"] = fei_px
     aet_label = next((lb for lb in labels if lb.startswith(_LABEL)), "")
     exact = _label_value(aet_label, "pixel_size_A", float)
     # the header holds float32; the label keeps aet's float64 value while the two agree
@@ -167,12 +186,18 @@ def read(path: Path, *, kind=None, frames_per_angle: int | None = None, lazy: bo
         if file_angles is not None:
             file_angles = file_angles[::fpa]
     default = None
-    if "TiltSeries" not in aet_label and (
+    # sections that each carry their own stage tilt are a tilt series whatever ispg says
+    # (writers leave mrcfile's volume default, ispg = 1, on stacks)
+    varying = file_angles is not None and len(file_angles) > 1 and np.ptp(file_angles) > 0
+    if "TiltSeries" not in aet_label and not varying and (
             "Volume" in aet_label or path.suffix.lower() == ".rec" or int(header.ispg) >= 1):
         default = "volume"  # a reconstruction: its sections are z slices, not tilts
         file_angles = None if kind != "tilt_series" else file_angles
+    # an IMOD reconstruction (.rec) sits beside its series' .tlt: those are not its angles
+    reconstruction = path.suffix.lower() == ".rec" or "Volume" in aet_label
     return make_object(arr, path=path, fmt="mrc", kind=kind, metadata=metadata,
-                       file_attrs=file_attrs, file_angles=file_angles, default_kind=default)
+                       file_attrs=file_attrs, file_angles=file_angles, default_kind=default,
+                       use_sidecar=not reconstruction)
 
 
 def _label_value(label: str, key: str, conv):

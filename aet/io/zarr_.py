@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import xarray as xr
@@ -97,5 +98,11 @@ def _apply_overrides(obj, kind, metadata, path):
             ds = obj.data.copy()
             ds.attrs.update(metadata)
             return AtomicModel._wrap(ds)
-        return type(obj)(obj.data, **metadata)
+        md = dict(metadata)
+        if isinstance(md.get("angles"), (str, os.PathLike)):
+            from .angles import read_angles
+
+            md["angles"] = read_angles(md["angles"], n=obj.data.sizes.get("angle", 1),
+                                       frames_per_angle=obj.data.sizes.get("frame", 1)).values
+        return type(obj)(obj.data, **md)
     return obj

@@ -462,6 +462,17 @@ class AtomicModel:
 
         return cls._from_core(from_pymatgen(obj), op="from_pymatgen")
 
+    def dft_inputs(self, folder, *, radius_A: float | None = None,
+                   preset: str = "magnetic_anisotropy", codes=("vasp", "qe"), **kw):
+        """Write DFT input sets (VASP, Quantum ESPRESSO) for a cluster carved from this model
+        (:func:`aet.export.dft.cluster_inputs`): the atoms within ``radius_A`` (Å) of the
+        centre, or the whole model; ``preset`` "scf" or "magnetic_anisotropy"; returns the
+        folder (with ``manifest.json``)."""
+        from ..export import dft
+
+        return dft.cluster_inputs(self._ds, folder, radius_A=radius_A, preset=preset,
+                                  codes=codes, **kw)
+
     # -- stages (thin: one core call each) ------------------------------------------------
     def classify(self, species: Sequence[str], *, volume=None, **kw) -> AtomicModel:
         """Assign species (light → heavy) from the volume (:func:`aet.atoms.classify`)."""

@@ -7,12 +7,18 @@
   :func:`render_volume` (ground-truth volume)
 - degradations: :func:`simulate_acquisition` (noise, frames, drift, scan distortion, shifts,
   angle errors, tilt axis, carbon background — all recorded)
-- benchmark cases: :func:`fept_benchmark` → :class:`Benchmark`
+- image engines: the Gaussian engine above (fast, the model family refinement fits) and
+  :class:`AbtemEngine` (abTEM's projected potential, a response calibrated on multislice,
+  abTEM's probe, point sampling: for accuracy figures; needs ``pip install "aet[abtem]"``)
+- benchmark cases: :func:`fept_benchmark`, :func:`fept_film_benchmark`,
+  :func:`benchmark_from_model` (any truth model) → :class:`Benchmark`, each with
+  ``engine="gaussian"`` or ``"abtem"``
 - scoring: :func:`score` → :class:`Score`
 - 4D: :func:`nucleation_series` → :class:`NucleationSeries` (true nuclei and events)
 """
 
-from .benchmark import Benchmark, fept_benchmark
+from .abtem_engine import AbtemEngine
+from .benchmark import Benchmark, benchmark_from_model, fept_benchmark, fept_film_benchmark
 from .degrade import (
     Acquisition,
     add_detector_noise,
@@ -41,7 +47,8 @@ from .structures import (
 )
 
 __all__ = [
-    "Acquisition", "Benchmark", "add_detector_noise", "carbon_background",
+    "AbtemEngine", "Acquisition", "Benchmark", "add_detector_noise", "benchmark_from_model",
+    "fept_film_benchmark", "carbon_background",
     "euler_from_alignment", "fept_benchmark", "frame_transform", "simulate_acquisition",
     "true_euler_deg", "NucleationEvent", "NucleationSeries", "nucleation_series",
     "ANTIPHASE_BOUNDARY", "ANTISITE", "DISLOCATION_CORE", "GRAIN_BOUNDARY", "SWAP",

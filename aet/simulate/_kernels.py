@@ -111,3 +111,54 @@ def splat_volume(xyz, amp, sigma, voxel, n_sigma, out):
                 vzy = vz * wy[iy - y0]
                 for ix in range(x0, x1):
                     out[iz, iy, ix] += vzy * wx[ix - x0]
+
+
+# ----------------------------------------------------------------------------- abTEM engine
+@jit()
+def _deposit_radial_one(xy, kind, tables, dr, origin_x, origin_y, h, out2d):
+    """Add radially symmetric atom profiles to ``out2d`` (ny, nx) sampled at points.
+
+    Grid point ``(iy, ix)`` sits at ``(origin_x + ix h, origin_y + iy h)`` Å. Atom ``a`` at
+    ``xy[a]`` (x, y Å) adds ``tables[kind[a]]`` at its distance ``r`` (table entry ``i`` at
+    ``r = i dr``, linear interpolation, zero at and beyond the last entry)."""
+    ny, nx = out2d.shape
+    n_tab = tables.shape[1]
+    rmax = (n_tab - 1) * dr
+    rmax2 = rmax * rmax
+    reach = int(math.ceil(rmax / h)) + 1
+    inv_dr = 1.0 / dr
+    for a in range(xy.shape[0]):
+        cx = (xy[a, 0] - origin_x) / h
+        cy = (xy[a, 1] - origin_y) / h
+        jx = int(math.floor(cx))
+        jy = int(math.floor(cy))
+        x0 = max(jx - reach, 0)
+        x1 = min(jx + reach + 2, nx)
+        y0 = max(jy - reach, 0)
+        y1 = min(jy + reach + 2, ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        t = tables[kind[a]]
+        for iy in range(y0, y1):
+            dy = (iy - cy) * h
+            dy2 = dy * dy
+            if dy2 >= rmax2:
+                continue
+            for ix in range(x0, x1):
+                dx = (ix - cx) * h
+                r2 = dx * dx + dy2
+                if r2 >= rmax2:
+                    continue
+                u = math.sqrt(r2) * inv_dr
+                i = int(u)
+                f = u - i
+                out2d[iy, ix] += t[i] * (1.0 - f) + t[i + 1] * f
+
+
+@jit(parallel=True)
+def deposit_radial(xy, kind, tables, dr, origin, h, out):
+    """``out[k]`` += radial atom profiles at ``xy[k]`` (n_images, n_atoms, 2) on grid ``k``
+    whose point (0, 0) sits at ``origin[k]`` (x, y Å), spacing ``h``; parallel over images.
+    See :func:`_deposit_radial_one`."""
+    for k in prange(out.shape[0]):
+        _deposit_radial_one(xy[k], kind, tables, dr, origin[k, 0], origin[k, 1], h, out[k])

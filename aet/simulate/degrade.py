@@ -127,18 +127,22 @@ def add_detector_noise(expected, *, dose_e_per_A2: float | None, gain: float = 1
 def carbon_background(angles_deg, shape, pixel_size_A: float, *, thickness_A: float,
                       correlation_A: float = 6.0, contrast: float = 0.3,
                       z_exponent: float = 1.7, reference_cross_section_A2: float = 0.02,
-                      seed=0) -> np.ndarray:
+                      carbon_cross_section_A2: float | None = None, seed=0) -> np.ndarray:
     """Smooth amorphous-carbon background ``(n_angles, ny, nx)`` in Å² per pixel (expected).
 
     Mean: carbon cross-section × 0.1 atoms/Å³ × ``thickness_A`` / cos θ × pixel area; relative
     fluctuations: a zero-mean Gaussian random field of RMS ``contrast`` and correlation length
-    ``correlation_A``; clipped at 0.
+    ``correlation_A``; clipped at 0. The carbon cross-section is the Gaussian engine's
+    ``reference · (6 / 78) ** z_exponent`` unless ``carbon_cross_section_A2`` (Å²) is given.
     """
     rng = _rng(seed)
     th = np.radians(np.asarray(angles_deg, dtype=np.float64).reshape(-1))
     ny, nx = shape
-    sc = cross_sections(["C"], z_exponent=z_exponent,
-                        reference_cross_section_A2=reference_cross_section_A2)[0]
+    if carbon_cross_section_A2 is None:
+        sc = cross_sections(["C"], z_exponent=z_exponent,
+                            reference_cross_section_A2=reference_cross_section_A2)[0]
+    else:
+        sc = float(carbon_cross_section_A2)
     mean = sc * CARBON_ATOMS_PER_A3 * thickness_A * pixel_size_A**2 / np.cos(th)
     noise = rng.normal(size=(len(th), ny, nx))
     # periodic Gaussian filtering of white noise (a stationary random field; no padding)
@@ -181,7 +185,7 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
                          probe_fwhm_A: float = 0.8, z_exponent: float = 1.7,
                          reference_cross_section_A2: float = 0.02,
                          nonlinearity: str | None = None, nonlinear_param: float | None = None,
-                         seed=0, dtype=np.float32) -> Acquisition:
+                         engine=None, seed=0, dtype=np.float32) -> Acquisition:
     """Simulate a degraded ADF-STEM tilt series of ``model`` (see the module docstring).
 
     Parameters
@@ -216,7 +220,15 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
         recorded as the ``scan_direction_deg`` coord on ``frame``.
     b_factor_A2, probe_fwhm_A, z_exponent, reference_cross_section_A2, nonlinearity,
     nonlinear_param
-        Forward model (see :func:`aet.simulate.project_atoms`).
+        Forward model of the Gaussian engine (see :func:`aet.simulate.project_atoms`).
+    engine : AbtemEngine, optional
+        Image engine. None (default): the Gaussian engine (analytic pixel-integrated
+        Gaussian atoms, the keywords above). An :class:`aet.simulate.AbtemEngine`: abTEM's
+        projected potential, the calibrated response, abTEM's probe and point sampling at
+        the scan positions ``p = M r − b`` of every pixel ``r`` of every frame (the same
+        drift and scan distortion, exact for every point, not only atom centres); the
+        carbon background then uses the engine's carbon cross-section. The random draws
+        (geometry, background, noise) are the same for both engines at the same seed.
     seed : int or Generator
     dtype : output dtype of the raw series.
 
@@ -285,26 +297,36 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
     if scan_distortion > 0:
         S = S + rng.normal(0.0, scan_distortion, (na, n_frames, 2, 2))
     frames_xy = np.empty((na, n_frames, len(pos), 2))
+    transforms = np.empty((na, n_frames, 2, 3))
     for k in range(na):
         for f in range(n_frames):
             M, b = frame_transform(S[k, f], d0[k, f], vel[k, f], ny=ny, nx=nx,
                                    pixel_size_A=px, scan_direction_deg=scan_dirs[f])
             frames_xy[k, f] = np.linalg.solve(M, (xy[k] + b).T).T
-    b_model = model["b_factor"] if "b_factor" in model else DEFAULT_B_FACTOR_A2
-    b = b_model if b_factor_A2 is None else b_factor_A2
-    img = forward_images(pos, model.species, np.zeros((na * n_frames, 3)), shape=(ny, nx),
-                         pixel_size_A=px, b_factor_A2=b, probe_fwhm_A=probe_fwhm_A,
-                         z_exponent=z_exponent,
-                         reference_cross_section_A2=reference_cross_section_A2,
-                         nonlinearity=nonlinearity, nonlinear_param=nonlinear_param,
-                         xy=frames_xy.reshape(na * n_frames, len(pos), 2))
-    img = img.reshape(na, n_frames, ny, nx)
+            transforms[k, f, :, :2], transforms[k, f, :, 2] = M, b
+    engine_name = "gaussian" if engine is None else "abtem"
+    if engine is None:
+        b_model = model["b_factor"] if "b_factor" in model else DEFAULT_B_FACTOR_A2
+        b = b_model if b_factor_A2 is None else b_factor_A2
+        img = forward_images(pos, model.species, np.zeros((na * n_frames, 3)),
+                             shape=(ny, nx), pixel_size_A=px, b_factor_A2=b,
+                             probe_fwhm_A=probe_fwhm_A, z_exponent=z_exponent,
+                             reference_cross_section_A2=reference_cross_section_A2,
+                             nonlinearity=nonlinearity, nonlinear_param=nonlinear_param,
+                             xy=frames_xy.reshape(na * n_frames, len(pos), 2))
+        img = img.reshape(na, n_frames, ny, nx)
+        carbon = None
+    else:
+        img = engine.render(xy, model.species, scan_points(transforms, (ny, nx), px),
+                            pixel_size_A=px)
+        carbon = engine.atom_cross_section_A2("C")
     # ---- background and detector
     if background_thickness_A > 0:
         bg = carbon_background(theta, (ny, nx), px, thickness_A=background_thickness_A,
                                correlation_A=background_correlation_A,
                                contrast=background_contrast, z_exponent=z_exponent,
-                               reference_cross_section_A2=reference_cross_section_A2, seed=rng)
+                               reference_cross_section_A2=reference_cross_section_A2,
+                               carbon_cross_section_A2=carbon, seed=rng)
     else:
         bg = np.zeros((na, ny, nx))
     expected = np.maximum(img + bg[:, None], 0.0)
@@ -315,7 +337,7 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
     ts = TiltSeries(raw, angles=theta if single_axis else nominal, pixel_size_A=px,
                     units=units,
                     dose_e_per_A2=float(dose_e_per_A2) if dose_e_per_A2 else 0.0,
-                    n_frames=n_frames)
+                    n_frames=n_frames, simulation_engine=engine_name)
     frame = np.arange(n_frames)
     ts = TiltSeries(ts.data.assign_coords(scan_direction_deg=("frame", scan_dirs,
                                                               {"units": "degree"})))
@@ -346,12 +368,27 @@ def simulate_acquisition(model: AtomicModel, angles_deg, *, shape, pixel_size_A:
                "tilt_axis_offset_A": float(tilt_axis_offset_A),
                "dose_e_per_A2": float(dose_e_per_A2) if dose_e_per_A2 else 0.0,
                "gain": float(gain), "offset": float(offset), "read_noise": float(read_noise),
-               "pixel_size_A": px, "n_frames": n_frames,
+               "pixel_size_A": px, "n_frames": n_frames, "simulation_engine": engine_name,
                "description": "applied degradations (ground truth); an atom at aligned image "
                               "position p appears at p + shift; see the "
                               "aet.simulate.degrade module docstring for the model"},
     )
     return Acquisition(ts, alignment, expected, bg)
+
+
+def scan_points(transforms, shape, pixel_size_A: float) -> np.ndarray:
+    """Probe positions in the aligned sample frame of every pixel of every frame.
+
+    ``transforms`` (..., 2, 3) holds ``[M | b]`` of :func:`frame_transform` per frame; pixel
+    ``r`` (x, y Å, 0 at index n // 2) of that frame probes the aligned position
+    ``p = M r − b``. Returns (..., ny, nx, 2) (x, y) Å.
+    """
+    t = np.asarray(transforms, dtype=np.float64)
+    y, x = image_grid(shape, pixel_size_A)
+    r = np.stack(np.broadcast_arrays(x[None, :], y[:, None]), axis=-1)  # (ny, nx, 2)
+    M, b = t[..., :2], t[..., 2]
+    p = np.einsum("...ij,yxj->...yxi", M, r) - b[..., None, None, :]
+    return p
 
 
 def euler_from_alignment(alignment: xr.Dataset) -> np.ndarray:
@@ -366,5 +403,5 @@ def image_grid(shape, pixel_size_A: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = ["Acquisition", "add_detector_noise", "carbon_background", "euler_array",
-           "euler_from_alignment", "frame_transform", "image_grid", "simulate_acquisition",
-           "true_euler_deg"]
+           "euler_from_alignment", "frame_transform", "image_grid", "scan_points",
+           "simulate_acquisition", "true_euler_deg"]

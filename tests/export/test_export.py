@@ -112,11 +112,47 @@ def test_magnetic_anisotropy_vasp_and_qe_periodic(fept, tmp_path):
     qe = (out / "qe/02_soc_100/pw.in").read_text()
     assert "lspinorb         = .true." in qe and "noncolin         = .true." in qe
     assert "angle1(1)        = 90.0" in qe and "angle2(1)        = 0.0" in qe
-    assert "starting_magnetization(1) = 3.0" in qe  # Fe, μB (ASE's pw.x ≥ 7.3 convention)
-    assert "starting_magnetization(2) = 0.35" in qe
+    # pw.x reads a spin polarisation of the valence electrons in [-1, 1] (INPUT_PW), not μB:
+    # moment / z_valence of the default PSlibrary data sets (Fe 3s2 3p6 3d6 4s2: 16,
+    # Pt 5s2 5p6 5d8 6s2: 18)
+    start = _starting_magnetization(qe)
+    assert start == pytest.approx({1: 3.0 / 16, 2: 0.35 / 18})
+    assert all(-1 <= v <= 1 for v in start.values())
+    soc = [c for c in man["calculations"] if c["name"] == "qe/02_soc_100"][0]
+    assert soc["settings"]["starting_magnetization"] == pytest.approx({"Fe": 0.1875,
+                                                                       "Pt": 0.35 / 18})
     import ase.io
     back = ase.io.read(out / "qe/01_soc_001/pw.in", format="espresso-in")
     assert sorted(back.get_chemical_symbols()) == ["Fe", "Fe", "Pt", "Pt"]
+
+
+def _starting_magnetization(text):
+    import re
+
+    return {int(m.group(1)): float(m.group(2)) for m in re.finditer(
+        r"starting_magnetization\((\d+)\)\s*=\s*([-+0-9.eE]+)", text)}
+
+
+def test_qe_starting_magnetization_range_and_valence(fept, tmp_path):
+    from aet.export.dft import qe_starting_magnetization
+
+    st = periodic_cell(fit_lattice(fept.data, "L10"), fept.data)
+    # a moment above the valence charge cannot be a spin polarisation: refused, nothing written
+    with pytest.raises(ValueError, match=r"initial moment of Fe \(17\.0 μB\) exceeds its 16 "
+                                         r"valence electrons"):
+        write_inputs(tmp_path / "big", st, codes=["qe"], magmom={"Fe": 17.0})
+    assert not (tmp_path / "big").exists()
+    # a pseudopotential of the user's own needs its z_valence
+    with pytest.raises(ValueError, match=r"pass qe_valence=\{'Fe': <z_valence of that file>\}"):
+        write_inputs(tmp_path / "pp", st, codes=["qe"], pseudopotentials={"Fe": "Fe.pbe-n.UPF"})
+    out = write_inputs(tmp_path / "pp", st, codes=["qe"], preset="scf",
+                       pseudopotentials={"Fe": "Fe.pbe-n.UPF"}, qe_valence={"Fe": 8})
+    qe = (out / "qe/00_scf_collinear/pw.in").read_text()
+    assert _starting_magnetization(qe) == pytest.approx({1: 3.0 / 8, 2: 0.4 / 18})
+    assert "nspin            = 2" in qe and "Fe.pbe-n.UPF" in qe
+    assert qe_starting_magnetization(["Fe", "Au"], [-2.0, 0.0]) == {"Fe": -0.125, "Au": 0.0}
+    with pytest.raises(ValueError, match="no default z_valence for Gd"):
+        qe_starting_magnetization(["Gd"], [7.0])
 
 
 def test_cluster_inputs_gamma_only(fept, tmp_path):
@@ -161,3 +197,20 @@ def test_cluster_axes_from_crystal_frame(fept, tmp_path):
     inc = Incar.from_file(out / name / "INCAR")
     # SAXIS is the fitted c axis in the sample frame = the planted one (ROT's third column)
     assert abs(abs(np.dot(inc["SAXIS"], ROT[:, 2])) - 1) < 1e-6
+
+
+def test_model_dft_inputs_method(fept, tmp_path):
+    out = fept.dft_inputs(tmp_path / "dft", radius_A=6.0, preset="scf", codes=("vasp", "qe"))
+    man = json.loads((out / "manifest.json").read_text())
+    n = int((np.linalg.norm(fept.positions - fept.positions.mean(0), axis=1) <= 6.0).sum())
+    assert man["n_atoms"] == n and man["preset"] == "scf" and man["periodic"] is False
+    assert [c["name"] for c in man["calculations"]] == ["vasp/00_scf_collinear",
+                                                        "qe/00_scf_collinear"]
+    whole = fept.dft_inputs(tmp_path / "all", codes=["vasp"], preset="scf")
+    assert json.loads((whole / "manifest.json").read_text())["n_atoms"] == fept.n_atoms
+    # the user's file in the folder survives a rewrite; without overwrite it is refused
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+        fept.dft_inputs(out, radius_A=6.0, preset="scf")
+    fept.dft_inputs(out, radius_A=5.0, preset="scf", codes=["vasp"], overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "qe").exists()

@@ -98,7 +98,8 @@ def test_mrc_sidecar_tlt_and_volume_header(tmp_path):
         m.set_image_stack()
         m.voxel_size = 1.25
     with pytest.raises(MetadataError, match=r"no tilt angles were given; pass angles=\[\.\.\.\] "
-                                            r"\(degrees\) for a tilt series, or kind='volume'"):
+                                            r"\(degrees\) or an angle file \(\.tlt, \.rawtlt, "
+                                            r"\.mdoc\) for a tilt series, or kind='volume'"):
         aet.open(tmp_path / "tilts.mrc")
     (tmp_path / "tilts.tlt").write_text("-30\n0\n30.5\n")
     np.testing.assert_array_equal(aet.open(tmp_path / "tilts.mrc").angles, [-30, 0, 30.5])

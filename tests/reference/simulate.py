@@ -49,3 +49,24 @@ def project_positions_reference(pos, euler_deg) -> np.ndarray:
         R = rotation_matrix_zyz(*np.radians(e))
         out.append((np.asarray(pos, float) @ R.T)[:, :2])
     return np.array(out)
+
+
+def deposit_radial_reference(xy, kind, tables, dr, origin, h, shape) -> np.ndarray:
+    """Every atom's radial profile over the whole grid: linear interpolation of
+    ``tables[kind[a]]`` (entry ``i`` at ``r = i dr``) at each grid point's distance, zero at
+    and beyond the last entry; grid point ``(iy, ix)`` of image ``k`` at ``origin[k] + h (ix,
+    iy)``."""
+    ny, nx = shape
+    out = np.zeros((len(xy), ny, nx))
+    rmax = (tables.shape[1] - 1) * dr
+    gx = np.arange(nx) * h
+    gy = np.arange(ny) * h
+    r_tab = np.arange(tables.shape[1]) * dr
+    for k in range(len(xy)):
+        for a in range(xy.shape[1]):
+            dx = origin[k][0] + gx[None, :] - xy[k][a, 0]
+            dy = origin[k][1] + gy[:, None] - xy[k][a, 1]
+            r = np.hypot(dx, dy)
+            v = np.interp(r, r_tab, tables[kind[a]])
+            out[k] += np.where(r < rmax, v, 0.0)
+    return out
