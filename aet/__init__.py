@@ -16,10 +16,10 @@ from .model.atomicmodel import AtomicModel
 from .model.tiltseries import TiltSeries
 from .model.volume import Volume
 
-__all__ = ["AtomicModel", "NucleusTracker", "TiltSeries", "Volume", "__version__", "open",
-           "save"]
+__all__ = ["AtomicModel", "NucleusTracker", "RunResult", "TiltSeries", "Volume", "__version__",
+           "open", "run", "save"]
 
-_SUBMODULES = {"analysis", "atoms", "dynamics", "export", "io", "plot", "preprocess",
+_SUBMODULES = {"analysis", "atoms", "dynamics", "export", "io", "plot", "preprocess", "report",
                "reconstruct", "simulate", "testing", "cli", "errors"}
 
 
@@ -27,6 +27,10 @@ def __getattr__(name: str):
     # submodules and heavier classes are imported on first use (nothing heavy at import time)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in ("run", "RunResult"):
+        from . import workflow
+
+        return getattr(workflow, name)
     if name == "NucleusTracker":
         from .model.tracker import NucleusTracker
 

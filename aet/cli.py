@@ -2,6 +2,7 @@
 
 Subcommands (``aet COMMAND --help`` for each)::
 
+    run          the whole pipeline on your own tilt series (aet.run): atoms, report
     demo         simulate an FePt nanoparticle and run the whole pipeline
     info         describe a file: kind, shape, metadata, value range, provenance
     preprocess   register frames, remove the background, align, denoise a tilt series
@@ -172,6 +173,40 @@ def _write(obj, out, overwrite: bool) -> None:
 
 
 # --------------------------------------------------------------------------- commands
+def cmd_run(args) -> int:
+    from .workflow import RUN_ENTRIES, run
+
+    species = _species(args.species)
+    names = RUN_ENTRIES + (() if args.no_report else ("report.html", "figures",
+                                                        "summary.txt"))
+    out = _check_folder(args.out, args.overwrite, names)  # before any work
+    ts = _expect(_open(args.file, kind="tilt_series", **_metadata(args)), "TiltSeries",
+                 args.file, " (projections: angle, y, x)")
+    kw = {}
+    if args.method is not None:
+        kw["method"] = args.method
+    if args.iterations is not None:
+        kw["n_iter"] = args.iterations
+    if args.tilt_axis is not None:
+        kw["tilt_axis"] = None if args.tilt_axis == "none" else (
+            "estimate" if args.tilt_axis == "estimate" else _tilt_axis(args.tilt_axis))
+    result = run(ts, species, denoise=False if args.no_denoise else "auto",
+                 refine=not args.no_refine,
+                 min_distance_A=args.min_distance, progress=not args.no_progress, **kw)
+    result.save(out, overwrite=args.overwrite, report=not args.no_report)
+    print(result.summary())
+    print(f"\nresults written to {out}/" + ("" if args.no_report else " (open report.html)"))
+    return 0
+
+
+def _tilt_axis(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--tilt-axis must be 'estimate', 'none' or an angle in degrees, got "
+                         f"{text!r}") from None
+
+
 def cmd_demo(args) -> int:
     from .pipeline import DEMO_ENTRIES, run_demo
 
@@ -451,6 +486,35 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--overwrite", action="store_true",
                         help="replace an existing output (in folders, only what aet wrote)")
 
+    rn = sub.add_parser("run", help="the whole pipeline on your own tilt series: atoms, "
+                                     "species, uncertainty, report",
+                        description="Run the whole default pipeline (aet.run) on a tilt "
+                                    "series: frames, background, alignment, denoising, "
+                                    "reconstruction, tracing, classification, clean-up, "
+                                    "refinement, uncertainty; writes the model, the volume, "
+                                    "the decisions taken and a report into --out.")
+    rn.add_argument("file", help="tilt series (MRC, TIFF, DM3/4, EMD, SER, .mat, Zarr, ...)")
+    rn.add_argument("--species", nargs="+", required=True, metavar="EL",
+                    help="elements in the sample, e.g. --species Fe,Pt (any order)")
+    rn.add_argument("--out", required=True, help="output folder")
+    tilt_input(rn)
+    rn.add_argument("--method", choices=["genfire", "resire", "sirt", "wbp"],
+                    help="reconstruction method (default: aet's default)")
+    rn.add_argument("--iterations", type=_positive("--iterations", integer=True), metavar="N",
+                    help="reconstruction iterations (default: the method's)")
+    rn.add_argument("--tilt-axis", metavar="DEG",
+                    help="tilt-axis rotation in the image: 'estimate' (default), 'none' (the "
+                         "axis already lies along y) or degrees")
+    rn.add_argument("--min-distance", type=_positive("--min-distance"), default=2.0,
+                    metavar="Å", help="minimum distance between atoms (default 2.0 Å)")
+    rn.add_argument("--no-denoise", action="store_true", help="skip BM3D denoising")
+    rn.add_argument("--no-refine", action="store_true",
+                    help="skip refinement against the projections")
+    rn.add_argument("--no-report", action="store_true", help="do not write report.html")
+    rn.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    overwrite(rn)
+    rn.set_defaults(func=cmd_run)
+
     d = sub.add_parser("demo", help="simulate an FePt nanoparticle and run the whole pipeline",
                        description="Simulate an FePt nanoparticle tilt series, run the whole "
                                    "pipeline and write the results and a report.")
@@ -485,10 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", help="reconstruct a volume from a tilt series")
     r.add_argument("input")
     r.add_argument("output", help="output file (.zarr, .mrc, .tif, .nc, .npz)")
-    r.add_argument("--method", default="genfire", choices=["genfire", "resire", "sirt", "wbp"])
+    r.add_argument("--method", default="resire", choices=["genfire", "resire", "sirt", "wbp"])
     r.add_argument("--iterations", type=_positive("--iterations", integer=True), metavar="N",
-                   help="iterations (default: genfire 50, resire 300, sirt 500; the demo "
-                        "uses 100)")
+                   help="iterations (default: resire 300 passes at most, stopped on held-out "
+                        "projections; genfire 50; sirt 500; the demo uses 100)")
     tilt_input(r)
     overwrite(r)
     r.set_defaults(func=cmd_reconstruct)
@@ -594,6 +658,7 @@ _FLAGS = [
     (r"\bpixel_size_A\b", "--pixel-size"), (r"\bvoxel_size_A\b", "--voxel-size"),
     (r"\bangles=", "--angles "), (r"\bframes_per_angle=", "--frames-per-angle "),
     (r"\beuler_convention=", "--euler-convention "), (r"\boverwrite=True\b", "--overwrite"),
+    (r"\bspecies=\[.Fe., .Pt.\]", "--species Fe,Pt"), (r"\bspecies=", "--species "),
     (r"\bn_iter\b", "--iterations"), (r"\bmin_distance_A\b", "--min-distance"),
     (r"\bmin_neighbours\b", "--min-neighbours"), (r"\bradius_A\b", "--radius"),
     (r"\brefine_alignment\b", "--refine-alignment"), (r"\btimes_min\b", "--times"),

@@ -17,11 +17,10 @@ and the recovered shift (px) and δθ (°) errors in the gauge of the fit.
 (``fept_benchmark(SIZE, engine="abtem")``, default the "realistic" 3 nm FePt case at
 1×10⁵ e⁻/Å² in total). Per seed: (1) the noise-free projections at the true angles →
 RESIRE → trace → classify → refine: RMSD traced vs refined (refinement must not make it
-worse); (2) the noisy raw frames through the ``aet demo`` recipe (register → background →
-align → denoise → RESIRE → trace → classify → clean-up → refine with the per-projection
-alignment and add/remove): recall, precision, RMSD, species before/after refinement, and the
-uncertainty calibration RMS(error/σ) per species, 3D (``|Δr| / uncertainty``) and per axis
-(``Δr_a / uncertainty_a``), pooled over the seeds at the end; CPU seconds of refine.
+worse); (2) the noisy raw frames through the default pipeline :func:`aet.run`: recall,
+precision, RMSD, species after clean-up and after refinement, and the uncertainty
+calibration RMS(error/σ) per species, 3D (``|Δr| / uncertainty``) and per axis
+(``Δr_a / uncertainty_a``), pooled over the seeds at the end; CPU seconds of aet.run.
 
 A synthetic volume (jittered simple-cubic lattice of Gaussian atoms, 6 Å apart, σ = 0.5 Å,
 voxel 0.5 Å, white noise) is written chunk by chunk to a Zarr store by a child process; the
@@ -207,7 +206,6 @@ def _calibration(model, truth) -> dict:
 
 def refine_abtem_bench(size: str, seeds) -> None:
     import aet
-    from aet.pipeline import _cleanup
     from aet.simulate import fept_benchmark, score
 
     def line(tag, s):
@@ -233,20 +231,16 @@ def refine_abtem_bench(size: str, seeds) -> None:
         print(line("trace + classify", score(traced, truth)))
         print(line("refine", score(refined, truth)) + f"  ({cpu:.0f} CPU s, γ "
               f"{res['profile']['response_gamma']:.3f})", flush=True)
-        # (2) the demo recipe on the noisy raw frames
-        aligned = bench.tilt_series.register_frames().remove_background().align()
-        vol = aligned.denoise().reconstruct(method="resire", n_iter=100)
-        model = vol.trace_atoms(min_distance_A=2.0).classify(["Fe", "Pt"], volume=vol)
-        cleaned = _cleanup(model)
+        # (2) the noisy raw frames through the default pipeline, aet.run
         c0 = time.process_time()
-        refined = cleaned.refine(aligned, refine_alignment=("shifts", "angles"),
-                                 add_remove=True)
+        run = aet.run(bench.tilt_series, ["Fe", "Pt"])
         cpu = time.process_time() - c0
-        res = refined.provenance[-1]["result"]
-        print(f" seed {seed}, noisy frames through the aet demo recipe (tilt axis "
-              f"{aligned.data.attrs.get('tilt_axis_rotation_deg', 0.0):+.2f}°):")
+        cleaned, refined = run.stages["cleaned"], run.model
+        res = run.stages["refined"].provenance[-1]["result"]
+        print(f" seed {seed}, noisy frames through aet.run (tilt axis "
+              f"{run.tilt_series.data.attrs.get('tilt_axis_rotation_deg', 0.0):+.2f}°):")
         print(line("cleaned", score(cleaned, truth)))
-        print(line("refine", score(refined, truth)) + f"  ({cpu:.0f} CPU s, γ "
+        print(line("refine", score(refined, truth)) + f"  ({cpu:.0f} CPU s for aet.run, γ "
               f"{res['profile']['response_gamma']:.3f}, +{res['n_added']} −"
               f"{res['n_removed']} atoms, held-out loss {res['held_out_loss_start']:.5f} → "
               f"{res['held_out_loss']:.5f})", flush=True)

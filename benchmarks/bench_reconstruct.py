@@ -1,23 +1,32 @@
-"""Benchmark of aet.reconstruct: projector throughput, Fourier iteration cost, gridding vs NUFFT,
-and every method at 128³ × 47 projections (fcc particle of Gaussian atoms, 0.375 Å voxels,
-±69°, 2 % noise) against the true volume — side by side with svmbir / ASTRA when importable.
+"""Benchmark of aet.reconstruct: the default reconstruction against its peers (ratios printed),
+projector throughput, Fourier iteration cost, gridding vs NUFFT, every method at 128³ × 47
+projections (fcc particle of Gaussian atoms, 0.375 Å voxels, ±69°, 2 % noise) against the true
+volume, and the out-of-core path.
 
-    python benchmarks/bench_reconstruct.py            # 128³
+    python benchmarks/bench_reconstruct.py --compare 128 256   # default vs peers: the ratios
+    python benchmarks/bench_reconstruct.py            # 128³: kernels, methods, peers
     python benchmarks/bench_reconstruct.py --size 256 # also 256³ (RESIRE, GENFIRE)
     python benchmarks/bench_reconstruct.py --quick    # 64³ smoke run
     python benchmarks/bench_reconstruct.py --out-of-core 512 --iterations 30  # lazy, to Zarr
     python benchmarks/bench_reconstruct.py --peers-only 128  # aet RESIRE vs ASTRA and GENFIRE
 
-Peers, each skipped with a printed line when absent: svmbir and ASTRA (``pip install
-svmbir astra-toolbox``; ASTRA's CPU SIRT runs per y-slice, 100 iterations, 2 processes) and the
-published GENFIRE code, which needs its own virtual environment (numpy < 1.24):
-``bash benchmarks/setup_genfire_env.sh`` builds it under ~/.cache/aet/genfire-venv (found there
-automatically; elsewhere pass ``--genfire-python PATH``) and the benchmark runs it in a
-subprocess with its defaults (100 iterations, oversampling 3), reporting its peak RSS.
+``--compare`` installs the peers it is missing in the same run (``--no-install`` skips that):
+``pip install svmbir astra-toolbox`` into this interpreter (the astra-toolbox 2.5 wheel pulls
+the CUDA runtime and cuFFT packages, ~300 MB, although only its CPU SIRT runs here) and
+``benchmarks/setup_genfire_env.sh`` for the published GENFIRE (its own virtual environment,
+numpy < 1.24, under ~/.cache/aet/genfire-venv). Every method then runs in its own child
+process, one at a time, so its peak RSS (``ru_maxrss``, phantom and imports included) is its
+own; aet's kernels are compiled (or loaded from the kernel cache) before the clock starts.
+Printed per peer: its time and error, the default's, and the ratios — peer time / the time the
+default needs to reach the peer's error (target ≥ 2 for svmbir), and peer / default peak RSS.
+ASTRA's CPU SIRT runs per y-slice, 100 iterations, 2 processes. The published GENFIRE runs with
+its defaults (100 iterations, oversampling 3; ~10 min and 6.3 GiB at 128³, and its 768³
+grid at 256³ would take hours): by default at ≤ 64³ (``--genfire-max-n``), as ASTRA at ≤ 128³
+(``--astra-max-n``); aet's GENFIRE runs at every size (the ≤ 12 GiB check at 256³).
 
 Errors are ‖v − truth‖ / ‖truth‖ inside the particle (truth > 10 % of max, dilated 2 voxels)
-and over the whole box. Times are wall-clock on this machine (numba compiled beforehand).
-Peak memory is the tracemalloc peak of NumPy allocations during the call.
+and over the whole box. Times are wall-clock on this machine; the load average is printed at
+start and end (the machine is shared: compare ratios from one run, not times across runs).
 """
 
 from __future__ import annotations
@@ -327,12 +336,10 @@ def _astra_sirt_slices(args):
     return out
 
 
-def _astra_peer(ph, truth, mask, results, n_iter=100, processes=2):
+def _astra_run(ph, info, n_iter=100, processes=2):
+    """ASTRA CPU SIRT of ``ph["projections"]`` over ``processes`` processes: the volume."""
     import multiprocessing as mp
 
-    c, d = _astra_geometry_check(ph)
-    print(f"ASTRA geometry vs aet.forward_project on the phantom: correlation {c:.5f}, max "
-          f"difference {d:.1%} of the peak (linear vs bilinear interpolation)")
     proj = ph["projections"]
     blocks = np.array_split(np.arange(proj.shape[1]), processes)
     args = [(np.ascontiguousarray(proj[:, b[0]:b[-1] + 1]), ph["angles"], n_iter)
@@ -340,8 +347,17 @@ def _astra_peer(ph, truth, mask, results, n_iter=100, processes=2):
     t = time.perf_counter()
     with mp.get_context("spawn").Pool(processes) as pool:
         parts = pool.map(_astra_sirt_slices, args)
-    dt = time.perf_counter() - t
-    v = np.concatenate(parts, axis=1)
+    info["time_s"] = time.perf_counter() - t
+    return np.concatenate(parts, axis=1)
+
+
+def _astra_peer(ph, truth, mask, results, n_iter=100, processes=2):
+    c, d = _astra_geometry_check(ph)
+    print(f"ASTRA geometry vs aet.forward_project on the phantom: correlation {c:.5f}, max "
+          f"difference {d:.1%} of the peak (linear vs bilinear interpolation)")
+    info = {}
+    v = _astra_run(ph, info, n_iter, processes)
+    dt = info["time_s"]
     e_in, e_all = _errors(v, truth, mask)
     results["astra sirt"] = dict(time=dt, err=e_in, err_all=e_all, iters=n_iter,
                                  peak=float("nan"))
@@ -524,6 +540,251 @@ def bench_out_of_core(n, n_iter=30, chunk_y=64):
           f"at 512³)")
 
 
+# -- the default reconstruction against its peers, each in its own process --------------------
+
+def fast_phantom(n, noise=0.02, n_proj=47, seed=0):
+    """:func:`aet.testing.reconstruct.fcc_phantom` (same atoms, values and noise), with the
+    projections computed row block by row block as matrix products (its einsum takes minutes
+    at 256³)."""
+    from aet.testing.phantoms import gaussian_atoms_volume
+    from aet.testing.reconstruct import fcc_positions
+
+    vs = 0.375
+    pos = fcc_positions(0.33 * n * vs)
+    angles = np.linspace(-69.0, 69.0, n_proj)
+    eul = np.stack([0 * angles, angles, 0 * angles], 1)
+    y = (np.arange(n) - n // 2) * vs
+    proj = np.concatenate([_gaussian_rows(pos, eul, y[i:i + 64], y, vs)
+                           for i in range(0, n, 64)], axis=1).astype(np.float64)
+    if noise:
+        rng = np.random.default_rng(seed)
+        proj = proj + rng.normal(0, noise * proj.max(), proj.shape)
+    truth = gaussian_atoms_volume(pos, (n, n, n), vs).values.astype(np.float32)
+    return {"truth": truth, "projections": proj.astype(np.float32), "angles": angles,
+            "voxel_size_A": vs}
+
+
+def _peak_rss_gib(children=False):
+    import resource
+
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 2**20
+
+
+def _child(kind, d):
+    """One measurement in this (fresh) process; returns a JSON-able dict."""
+    import json as _json
+
+    import aet
+
+    proj = np.load(f"{d}/projections.npy")
+    angles = np.load(f"{d}/angles.npy")
+    truth = np.load(f"{d}/truth.npy", mmap_mode="r")
+    targets = _json.load(open(f"{d}/targets.json")) if kind == "aet-curve" else {}
+    n = proj.shape[1]
+    ts = aet.TiltSeries(proj, angles=angles, pixel_size_A=0.375)
+    if kind.startswith("aet"):
+        # compile (or load from the kernel cache) outside the clock, on enough rows that the
+        # same (parallel) kernels run as on the whole series
+        from aet.reconstruct.projector import _MIN_PARALLEL_WORK
+
+        rows = int(min(n, max(16, np.ceil(_MIN_PARALLEL_WORK / (len(angles) * n * n)) + 1)))
+        part = aet.TiltSeries(proj[:, n // 2 - rows // 2:n // 2 - rows // 2 + rows],
+                              angles=angles, pixel_size_A=0.375)
+        part.reconstruct(progress=False)
+        if kind == "aet-genfire":
+            part.reconstruct(method="genfire", n_iter=2, progress=False)
+    out = {"kind": kind}
+    t = time.perf_counter()
+    if kind == "aet-default":
+        vol = ts.reconstruct(progress=False)
+        conv = vol.provenance[-1]["result"]["convergence"]
+        out.update(updates=conv.get("updates"), subsets=conv.get("subsets"),
+                   refit_updates=conv.get("refit_updates"))
+        v = vol.values
+    elif kind == "aet-genfire":
+        vol = ts.reconstruct(method="genfire", progress=False)
+        v = vol.values
+        out["iterations"] = 50
+    elif kind == "aet-curve":
+        # the default's solver without stopping (all projections, same subsets): the error
+        # after every update against the clock (error evaluation off the clock)
+        from scipy import ndimage as _nd
+
+        from aet.reconstruct import Projector
+        from aet.reconstruct import algorithms as alg
+
+        mask = _nd.binary_dilation(truth > 0.1 * truth.max(), iterations=2)
+        op = Projector(angles, (n, n, n))
+        b = op.to_internal_projections(proj)
+        m = alg.auto_subsets(len(angles) - len(alg.holdout_projections(angles, 0.125)))
+        curve, off = [], [0.0]
+
+        def cb(k, x):
+            t1 = time.perf_counter()
+            curve.append((t1 - t - off[0], _errors(op.from_internal_volume(x), truth, mask)[0]))
+            off[0] += time.perf_counter() - t1
+
+        t = time.perf_counter()
+        alg.resire_os(op, b, n_iter=12, subsets=m, callback=cb)
+        out["curve"] = curve
+        out["subsets"] = m
+        out["reach"] = {k: next((tt for tt, e in curve if e <= tgt), None)
+                        for k, tgt in targets.items()}
+        v = None
+    elif kind == "svmbir":
+        import svmbir
+
+        rec = svmbir.recon(proj, np.radians(angles), num_threads=2, verbose=0, positivity=True)
+        # svmbir's (slice, row, col) = (y, z, x) with x mirrored (found by matching the truth)
+        v = rec.transpose(1, 0, 2)[:, :, ::-1]
+    elif kind == "astra":
+        res = {}
+        v = _astra_run({"projections": proj, "angles": angles}, res)
+        out["iterations"] = 100
+    else:
+        raise ValueError(kind)
+    out["time_s"] = time.perf_counter() - t
+    if v is not None:
+        mask = ndimage.binary_dilation(truth > 0.1 * truth.max(), iterations=2)
+        out["err"], out["err_all"] = _errors(np.asarray(v), np.asarray(truth), mask)
+    out["peak_rss_GiB"] = max(_peak_rss_gib(), _peak_rss_gib(children=True))
+    return out
+
+
+def _run_child(kind, d, timeout=None):
+    import json as _json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, __file__, "--child", kind, "--child-dir", d],
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{r.stderr[-3000:]}")
+    return _json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ensure_peers(install=True):
+    """Which peers are importable here, after ``pip install``-ing the missing ones (in this run)
+    when ``install``; the published GENFIRE's python (its own venv), or None."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    have = {m: importlib.util.find_spec(m) is not None for m in ("svmbir", "astra")}
+    missing = [pkg for m, pkg in (("svmbir", "svmbir"), ("astra", "astra-toolbox"))
+               if not have[m]]
+    if missing and install:
+        print(f"installing {' '.join(missing)} with pip into {sys.prefix}"
+              + (" (astra-toolbox's wheel pulls nvidia-cuda-runtime-cu12 and nvidia-cufft-cu12, "
+                 "~300 MB, though only its CPU code runs here)" if "astra-toolbox" in missing
+                 else ""), flush=True)
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing],
+                           capture_output=True, text=True)
+        print(f"  pip: exit {r.returncode} in {time.perf_counter() - t:.0f} s"
+              + (f": {r.stderr.strip()[-500:]}" if r.returncode else ""))
+        importlib.invalidate_caches()
+        have = {m: importlib.util.find_spec(m) is not None for m in ("svmbir", "astra")}
+    gp = _default_genfire_python()
+    if gp is None and install:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "setup_genfire_env.sh")
+        print("building the published GENFIRE's venv (benchmarks/setup_genfire_env.sh)",
+              flush=True)
+        r = subprocess.run(["bash", script], capture_output=True, text=True)
+        gp = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else None
+        if gp is None:
+            print(f"  GENFIRE did not install: {r.stderr.strip()[-500:]}")
+    for m, ok in have.items():
+        print(f"peer {m}: {'importable' if ok else 'NOT available (skipped)'}")
+    return have, gp
+
+
+def compare(n, *, install=True, astra=True, genfire_published=None, noise=0.02,
+            genfire_max_n=64, astra_max_n=128):
+    """The default ``TiltSeries.reconstruct()`` against svmbir, ASTRA CPU SIRT and GENFIRE at
+    n³ × 47: time, error, peak RSS, and the ratios."""
+    import json as _json
+    import os
+    import tempfile
+
+    print(f"\n== default reconstruction vs peers at {n}³ × 47 (±69°, {noise:.0%} noise); "
+          f"load {_loadavg()} ==", flush=True)
+    have, gp = ensure_peers(install)
+    if genfire_published is False:
+        gp = None
+    t = time.perf_counter()
+    ph = fast_phantom(n, noise=noise)
+    print(f"phantom {time.perf_counter() - t:.1f} s", flush=True)
+    res = {}
+    with tempfile.TemporaryDirectory(prefix="aet_bench_") as d:
+        np.save(f"{d}/projections.npy", ph["projections"])
+        np.save(f"{d}/angles.npy", ph["angles"])
+        np.save(f"{d}/truth.npy", ph["truth"])
+        kinds = ["aet-default"]
+        if have["svmbir"]:
+            kinds.append("svmbir")
+        if have["astra"] and astra and n <= astra_max_n:
+            kinds.append("astra")
+        kinds.append("aet-genfire")
+        for kind in kinds:
+            r = _run_child(kind, d)
+            res[kind] = r
+            print(f"{kind:14s} {r['time_s']:8.2f} s  error in particle {r['err']:.3f}, whole "
+                  f"box {r['err_all']:.3f}  peak RSS {r['peak_rss_GiB']:.2f} GiB  "
+                  f"(load {_loadavg()})"
+                  + (f"  [{r['updates']} updates in {r['subsets']} subsets, refit "
+                     f"{r['refit_updates']}]" if kind == "aet-default" else ""), flush=True)
+        if gp and n <= genfire_max_n:
+            mask = ndimage.binary_dilation(ph["truth"] > 0.1 * ph["truth"].max(), iterations=2)
+            v, info = run_published_genfire(gp, ph["projections"], ph["angles"])
+            v, frame, _ = _align_to_truth(v, ph["truth"])
+            e_in, e_all = _errors(v, ph["truth"], mask)
+            res["genfire (published)"] = {"time_s": info["time_s"], "err": e_in,
+                                          "err_all": e_all,
+                                          "peak_rss_GiB": info["peak_rss_GiB"]}
+            print(f"{'GENFIRE 1.1.11':14s} {info['time_s']:8.2f} s  error in particle "
+                  f"{e_in:.3f}, whole box {e_all:.3f}  peak RSS {info['peak_rss_GiB']:.2f} GiB "
+                  f"(100 it, oversampling 3; frame {frame}; load {_loadavg()})", flush=True)
+        peers = {k: r for k, r in res.items() if not k.startswith("aet")}
+        targets = {k: r["err"] for k, r in peers.items()}
+        targets["aet-genfire"] = res["aet-genfire"]["err"]
+        with open(os.path.join(d, "targets.json"), "w") as f:
+            _json.dump(targets, f)
+        curve = _run_child("aet-curve", d)
+    a = res["aet-default"]
+    pts = curve["curve"][curve["subsets"] - 1::curve["subsets"]]
+    print(f"default's solver without stopping ({curve['subsets']} subsets), error after each "
+          f"pass: " + ", ".join(f"{tt:.2f}s:{e:.3f}" for tt, e in pts))
+    print(f"\nratios at {n}³ (one run; load at end {_loadavg()}):")
+    for k, p in [*peers.items(), ("aet-genfire", res["aet-genfire"])]:
+        better = a["err"] <= p["err"]
+        reach = curve["reach"].get(k)
+        line = (f"  vs {k:20s}: error {a['err']:.3f} vs {p['err']:.3f} "
+                f"({'≤' if better else '>'}); time {a['time_s']:.2f} s vs {p['time_s']:.2f} s → "
+                f"{p['time_s'] / a['time_s']:.1f}× faster (default, with its stopping rule)")
+        if reach is not None:
+            line += (f"; its solver reaches {p['err']:.3f} after {reach:.2f} s → "
+                     f"{p['time_s'] / reach:.1f}×")
+        else:
+            line += f"; its solver does not reach {p['err']:.3f} in 12 passes"
+        if p.get("peak_rss_GiB"):
+            line += (f"; peak RSS {a['peak_rss_GiB']:.2f} vs {p['peak_rss_GiB']:.2f} GiB "
+                     f"({p['peak_rss_GiB'] / a['peak_rss_GiB']:.1f}×)")
+        print(line)
+    if "svmbir" in peers:
+        s = peers["svmbir"]
+        ok = a["err"] <= s["err"] and a["time_s"] <= 0.5 * s["time_s"]
+        print(f"  TARGET {n}³ default error ≤ svmbir's in ≤ ½ its time: "
+              f"{'met' if ok else 'NOT met'} (time ratio {s['time_s'] / a['time_s']:.1f}×, "
+              f"stretch ≥ 4×)")
+    g = res["aet-genfire"]["peak_rss_GiB"]
+    print(f"  aet GENFIRE (50 it, oversampling 2) peak RSS {g:.2f} GiB at {n}³ (target at 256³: "
+          f"≤ 12 GiB)")
+    return res, curve
+
+
 def _default_genfire_python():
     import os
 
@@ -548,10 +809,31 @@ def main():
                     help="only run the lazy single-axis RESIRE of an N³ volume into Zarr")
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--chunk-y", type=int, default=64, help="y-slices per out-of-core block")
+    ap.add_argument("--compare", type=int, nargs="+", metavar="N",
+                    help="only the default reconstruction vs the peers at these sizes")
+    ap.add_argument("--genfire-max-n", type=int, default=64,
+                    help="--compare: largest size for the published GENFIRE (6.3 GiB, ~9 min "
+                         "at 128³)")
+    ap.add_argument("--astra-max-n", type=int, default=128,
+                    help="--compare: largest size for ASTRA's CPU SIRT (~7 min at 256³ idle)")
+    ap.add_argument("--no-install", action="store_true",
+                    help="--compare: do not pip-install missing peers")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        import json
+
+        print(json.dumps(_child(args.child, args.child_dir)))
+        return
     gp = None if (args.genfire_python or "none").lower() == "none" else args.genfire_python
     print(f"load average at start: {_loadavg()}")
-    if args.out_of_core:
+    if args.compare:
+        for n in args.compare:
+            compare(n, install=not args.no_install, astra=not args.no_astra,
+                    genfire_max_n=args.genfire_max_n, astra_max_n=args.astra_max_n,
+                    genfire_published=False if gp is None and args.genfire_python else None)
+    elif args.out_of_core:
         bench_out_of_core(args.out_of_core, n_iter=args.iterations, chunk_y=args.chunk_y)
     elif args.peers_only:
         bench_methods(args.peers_only, genfire_python=gp, only_peers=True,

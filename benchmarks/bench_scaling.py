@@ -3,15 +3,21 @@
     python benchmarks/bench_scaling.py            # 512³ reconstruction, 1024³ tracing
     python benchmarks/bench_scaling.py --quick    # 128³ and 256³
 
-Two stages, each run with a ``LocalCluster`` of 1 and then 2 single-threaded workers
-(``processes=False``: aet's Numba kernels release the GIL), each in a fresh child process so
-that its peak resident memory (``ru_maxrss``) is its own:
+Two stages, each run with a ``LocalCluster`` of 1 and then 2 single-threaded worker
+*processes* (``processes=True``: each worker its own interpreter, as on a cluster; the data and
+the kernels' results travel between processes), each in a fresh child process so that its
+peak resident memory (``ru_maxrss``, the client's and every worker's) is its own:
 
-1. **reconstruction** — projections of a random "gas" of Pt atoms (31 tilts, ±70°, analytic
+1. **reconstruction** — projections of a random "gas" of Pt atoms (47 tilts, ±70°, analytic
    ADF forward model, pixel 0.5 Å) stored as Zarr, opened lazily, chunked along y (the tilt
    axis), reconstructed with RESIRE (fixed iterations, no early stopping) block by block and
    streamed to a Zarr volume of n³ voxels. The first y-block is checked against an in-memory
-   reconstruction of the same rows.
+   reconstruction of the same rows. Two more children give the reference: the same job on
+   dask's default threaded scheduler (2 threads, no cluster: the plain out-of-core run, whose
+   peak RSS is the figure to hold under 4 GiB at 512³) and the in-memory kernel time per
+   iteration (one forward + one back projection of the whole n³ volume with the parallel
+   kernels, what an in-memory RESIRE iteration costs), so the out-of-core time per
+   iteration is printed as a ratio to it (target ≤ 2 at 512³).
 2. **out-of-core tracing** — an n³ float32 Zarr volume (jittered simple-cubic lattice of
    Gaussian atoms, 4 Å apart, σ = 0.5 Å, voxel 0.5 Å, written chunk by chunk, never whole in
    memory) is traced with ``Volume.trace_atoms`` (``map_overlap``, 128³ chunks); recall and
@@ -41,13 +47,13 @@ import numpy as np
 VOXEL_A = 0.5
 SPACING_A = 4.0
 SIGMA_A = 0.5
-N_ANGLES = 31
+N_ANGLES = 47
 N_ITER = 10
 
 
 # ----------------------------------------------------------------------------- data
 def make_projections(n: int, store: Path, *, seed: int = 0) -> None:
-    """Projections (31 tilts, n × n px) of random Pt atoms inside a cylinder about y."""
+    """Projections (47 tilts, n × n px) of random Pt atoms inside a cylinder about y."""
     import aet
 
     rng = np.random.default_rng(seed)
@@ -154,15 +160,54 @@ class _RssSampler:
         return False
 
 
+def _in_memory_iteration(n: int, work: Path) -> dict:
+    """Seconds per in-memory RESIRE iteration's kernels at n³: forward + back projection of the
+    whole volume with the parallel kernels (best of 3, after one compile/warm-up call)."""
+    import aet
+    from aet.reconstruct import Projector
+
+    ts = aet.open(work / "projections.zarr")
+    angles = ts.data.coords["angle"].values
+    b = np.ascontiguousarray(np.asarray(ts.data.values, np.float32).transpose(0, 2, 1))
+    op = Projector(angles, (n, n, n))
+    x = np.full(op.internal_volume_shape, 0.01, np.float32)
+    g = np.empty_like(x)
+    r = np.empty(op.internal_projection_shape, np.float32)
+    best = np.inf
+    for _ in range(4):
+        t = time.perf_counter()
+        op.forward(x, out=r)
+        r -= b
+        op.adjoint(r, out=g)
+        best = min(best, time.perf_counter() - t)
+    return {"stage": "in-memory", "workers": 0, "seconds_per_iteration": best,
+            "peak_rss_mib": _peak_mib()}
+
+
 def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
+    import contextlib
+
     import psutil
-    from dask.distributed import Client, LocalCluster
 
     import aet
 
+    if stage == "in-memory":
+        return _in_memory_iteration(n, work)
     proc = psutil.Process()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster):
+    if workers:
+        from dask.distributed import Client, LocalCluster
+
+        ctx = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, memory_limit=0)
+    else:  # dask's default threaded scheduler, no cluster
+        ctx = contextlib.nullcontext()
+    with ctx as cluster, (Client(cluster) if workers else contextlib.nullcontext()) as client:
+        if client is not None:  # workers compile (or load) the kernels outside the clock
+            client.run(_warm_kernels)
+            w0 = client.run(_worker_usage)
+            cpu_w0 = sum(v["cpu_s"] for v in w0.values())
+        else:
+            _warm_kernels()
         cpu0 = sum(proc.cpu_times()[:2])
         t0 = time.perf_counter()
         if stage == "reconstruct":
@@ -173,18 +218,26 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
                 vol.save(out)
             secs = time.perf_counter() - t0
             cpu = sum(proc.cpu_times()[:2]) - cpu0
+            extra = {"seconds_per_iteration": secs / N_ITER}
+            if client is not None:
+                w = client.run(_worker_usage)
+                extra["worker_peak_rss_mib"] = [v["peak_rss_mib"] for v in w.values()]
+                cpu += sum(v["cpu_s"] for v in w.values()) - cpu_w0
             # check: the first y-block equals an in-memory reconstruction of the same rows
             rows = ts.isel(y=slice(0, chunk)).compute()
             ref = rows.reconstruct(method="resire", n_iter=N_ITER, holdout=0).values
             got = aet.open(out).data.isel(y=slice(0, chunk)).values
-            extra = {"block_max_rel_diff": float(np.abs(got - ref).max() /
-                                                 max(float(np.abs(ref).max()), 1e-30))}
+            extra["block_max_rel_diff"] = float(np.abs(got - ref).max() /
+                                                max(float(np.abs(ref).max()), 1e-30))
         else:
             vol = aet.open(work / "lattice.zarr").chunk({"z": chunk, "y": chunk, "x": chunk})
             with _RssSampler() as mem:
                 model = vol.trace_atoms(min_distance_A=2.0, threshold=0.5)
             secs = time.perf_counter() - t0
             cpu = sum(proc.cpu_times()[:2]) - cpu0
+            if client is not None:
+                w = client.run(_worker_usage)
+                cpu += sum(v["cpu_s"] for v in w.values()) - cpu_w0
             truth = lattice(n)
             from scipy.spatial import cKDTree
 
@@ -192,22 +245,48 @@ def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
             extra = {"n_true": int(len(truth)), "n_traced": int(model.n_atoms),
                      "recall": float(np.mean(d < 1.0)),
                      "rmsd_pm": float(100 * np.sqrt(np.mean(d[d < 1.0] ** 2)))}
+            if client is not None:
+                extra["worker_peak_rss_mib"] = [v["peak_rss_mib"] for v in w.values()]
     return {"stage": stage, "workers": workers, "seconds": secs, "cpu_seconds": cpu,
             "cpu_per_wall": cpu / secs, "peak_rss_mib": _peak_mib(),
             "stage_extra_rss_mib": mem.peak_mib - mem.start_mib, **extra}
 
 
+def _warm_kernels():
+    """Compile or load from the kernel cache the serial single-axis pair (what a y-block
+    runs), so that no process times a compile."""
+    from aet.reconstruct import Projector
+
+    op = Projector(np.linspace(-60, 60, 5), (8, 4, 8), parallel=False)
+    op.adjoint(op.forward(np.ones(op.internal_volume_shape, np.float32)))
+    return True
+
+
+def _worker_usage() -> dict:
+    import psutil
+
+    p = psutil.Process()
+    return {"peak_rss_mib": _peak_mib(), "cpu_s": sum(p.cpu_times()[:2])}
+
+
 def run_child(stage, workers, n, work, chunk) -> dict:
     cmd = [sys.executable, __file__, "--child", stage, "--workers", str(workers), "--n", str(n),
-           "--work", str(work), "--chunk", str(chunk)]
+           "--work", str(work), "--chunk", str(chunk), "--iterations", str(N_ITER)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"child {stage}/{workers} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _loadavg() -> str:
+    import os
+
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
+    global N_ITER
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="128³ reconstruction, 256³ tracing")
     p.add_argument("--recon-n", type=int, default=None)
@@ -215,18 +294,24 @@ def main(argv=None) -> int:
     p.add_argument("--only", choices=["reconstruct", "trace"], default=None,
                    help="run one stage only")
     p.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")
-    p.add_argument("--child", choices=["reconstruct", "trace"], help=argparse.SUPPRESS)
+    p.add_argument("--chunk-y", type=int, default=None,
+                   help="y-slices per reconstruction block (default n // 8, at least 16)")
+    p.add_argument("--iterations", type=int, default=N_ITER,
+                   help="RESIRE iterations of the reconstruction stage")
+    p.add_argument("--child", choices=["reconstruct", "trace", "in-memory"],
+                   help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    N_ITER = int(a.iterations)
     if a.child:
         print(json.dumps(child(a.child, a.workers, a.n, a.work, a.chunk)))
         return 0
     rn = a.recon_n or (128 if a.quick else 512)
     tn = a.trace_n or (256 if a.quick else 1024)
-    ychunk = max(16, rn // 8)
+    ychunk = a.chunk_y or max(16, rn // 8)
     tchunk = 128
     work = a.keep or Path(tempfile.mkdtemp(prefix="aet-bench-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -245,6 +330,21 @@ def main(argv=None) -> int:
                   f"{time.perf_counter() - t:.1f} s")
         rows = []
         for stage, n, chunk in stages:
+            if stage == "reconstruct":
+                mem_it = run_child("in-memory", 0, n, work, chunk)
+                print(f"in-memory kernels {n}³ × {N_ANGLES}: {mem_it['seconds_per_iteration']:.2f}"
+                      f" s per iteration (forward + back, parallel; peak RSS "
+                      f"{mem_it['peak_rss_mib']:.0f} MiB; load {_loadavg()})", flush=True)
+                thr = run_child(stage, 0, n, work, chunk)
+                ratio = thr["seconds_per_iteration"] / mem_it["seconds_per_iteration"]
+                print(f"out of core, threaded scheduler (2 threads), Zarr in → Zarr out: "
+                      f"{thr['seconds']:.1f} s for {N_ITER} iterations = "
+                      f"{thr['seconds_per_iteration']:.2f} s per iteration → {ratio:.2f}× the "
+                      f"in-memory kernels' (target ≤ 2); peak RSS {thr['peak_rss_mib']:.0f} MiB"
+                      f" (target ≤ 4096 at 512³; the volume alone is {n ** 3 * 4 / 2 ** 20:.0f}"
+                      f" MiB); {thr['cpu_per_wall']:.2f} cores busy; first block vs in-memory "
+                      f"max rel. diff {thr['block_max_rel_diff']:.1e}; load {_loadavg()}",
+                      flush=True)
             res = {w: run_child(stage, w, n, work, chunk) for w in (1, 2)}
             full_mib = n ** 3 * 4 / 2 ** 20
             for w, r in res.items():
@@ -258,7 +358,8 @@ def main(argv=None) -> int:
                       f"+{r['stage_extra_rss_mib']:.0f} MiB during the stage; full volume "
                       f"{full_mib:.0f} MiB; {extra}")
             sp = res[1]["seconds"] / res[2]["seconds"]
-            print(f"{stage:<12} speed-up 1 → 2 workers: {sp:.2f}× (CPU time ratio "
+            print(f"{stage:<12} speed-up 1 → 2 worker processes: {sp:.2f}× (load {_loadavg()}; "
+                  f"CPU time ratio "
                   f"{res[2]['cpu_seconds'] / res[1]['cpu_seconds']:.2f}; a speed-up needs an idle "
                   f"second core: check 'cores busy')")
             rows.append({"stage": stage, "n": n, "chunk": chunk, "volume_mib": full_mib,

@@ -22,7 +22,6 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
 ]
@@ -36,6 +35,10 @@ exclude_patterns = ["_build"]
 html_theme = "alabaster"
 html_static_path = ["_static"]
 nitpicky = False
+# Maths is rendered to MathML at build time (latex2mathml, a pure-Python converter, see
+# _mathml below) and drawn by the browser itself: no MathJax or KaTeX script, no CDN, so the
+# built docs read offline. Chromium ≥ 109, Firefox and Safari render MathML Core natively.
+html_math_renderer = "mathml"
 suppress_warnings = ["autosummary.import_cycle"]
 
 
@@ -45,5 +48,38 @@ def _figures(app):
     conventions_figure(HERE / "_static" / "conventions.png")
 
 
+def _mathml(latex: str, *, block: bool) -> str:
+    from latex2mathml.converter import convert
+
+    out = convert(latex.strip(), display="block" if block else "inline")
+    # the namespace attribute is redundant in HTML5 (and it is the only URL on the page)
+    return out.replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+
+
+def _visit_math(self, node):
+    from docutils import nodes
+
+    self.body.append(self.starttag(node, "span", "", CLASS="math notranslate"))
+    self.body.append(_mathml(node.astext(), block=False) + "</span>")
+    raise nodes.SkipNode
+
+
+def _visit_displaymath(self, node):
+    from docutils import nodes
+    from sphinx.util.math import get_node_equation_number
+
+    self.body.append(self.starttag(node, "div", CLASS="math notranslate"))
+    if node.get("number"):
+        self.body.append(f'<span class="eqno">({get_node_equation_number(self, node)})')
+        self.add_permalink_ref(node, "Link to this equation")
+        self.body.append("</span>")
+    for part in (p for p in node.astext().split("\n\n") if p.strip()):
+        self.body.append(_mathml(part, block=True))
+    self.body.append("</div>\n")
+    raise nodes.SkipNode
+
+
 def setup(app):
+    app.add_html_math_renderer("mathml", inline_renderers=(_visit_math, None),
+                               block_renderers=(_visit_displaymath, None))
     app.connect("builder-inited", _figures)

@@ -28,7 +28,7 @@ import aet
 from aet.cli import build_parser, cli_words, main
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["demo", "info", "preprocess", "reconstruct", "trace", "classify", "cleanup",
+SUBCOMMANDS = ["run", "demo", "info", "preprocess", "reconstruct", "trace", "classify", "cleanup",
                "refine", "analyze", "track", "export"]
 
 
@@ -166,6 +166,41 @@ def test_chain_finds_the_atoms(chain):
     df = pd.read_csv(d / "refined.csv")
     assert df.shape[0] == refined.n_atoms and list(df.columns[:4]) == ["x_A", "y_A", "z_A",
                                                                       "species"]
+
+
+def test_run_takes_the_users_files_to_a_model_and_a_report(chain):
+    """``aet run`` (aet.run) on the MRC + .tlt pair as acquisition software leaves it: every
+    stage on its own, species given heavy first. Measured (seed 3, 63 atoms): recall 1.000,
+    precision 1.000, 13.6 pm, species 1.000."""
+    d, bench, _ = chain
+    (d / "runout").mkdir()
+    (d / "runout" / "my_notes.txt").write_text("mine")
+    args = ("run", "raw.mrc", "--angles", "raw.tlt", "--frames-per-angle", 2, "--species",
+            "Pt,Fe", "--out", "runout", "--no-progress")
+    r = aet_cli(*args, cwd=d, check=False)
+    assert r.returncode == 1 and "pass --overwrite" in r.stderr  # a folder with the user's file
+    r = aet_cli(*args, "--overwrite", cwd=d)
+    assert "aet: warning: aet.run: species were given as ['Pt', 'Fe']" in r.stderr
+    assert (d / "runout" / "my_notes.txt").read_text() == "mine"
+    for name in ("model.csv", "model.csv-metadata.json", "model.xyz", "model.cif",
+                 "model.zarr", "volume.zarr", "tilt_series.zarr", "decisions.json",
+                 "provenance.json", "report.html", "summary.txt"):
+        assert (d / "runout" / name).exists(), name
+    from aet.simulate import score
+
+    model = aet.open(d / "runout" / "model.zarr")
+    s = score(model, bench.truth)
+    assert s.recall >= 0.95 and s.precision >= 0.95 and s.species_accuracy >= 0.95
+    assert s.rmsd_pm < 25.0
+    assert "uncertainty" in model  # per-atom 1σ (Å)
+    dec = json.loads((d / "runout" / "decisions.json").read_text())
+    assert dec["species"] == ["Fe", "Pt"] and dec["frames_registered"] == 2
+    assert abs(dec["tilt_axis_rotation_deg"] - bench.alignment.attrs[
+        "tilt_axis_rotation_deg"]) < 1.0
+    assert pd.read_csv(d / "runout" / "model.csv").shape[0] == model.n_atoms
+    r = aet_cli("run", "raw.mrc", "--angles", "raw.tlt", "--species", "Fe,Unobtainium",
+                "--out", "other", cwd=d, check=False)
+    assert r.returncode == 1 and "unknown element symbol(s) ['Unobtainium']" in r.stderr
 
 
 def test_analyze_writes_order_and_strain(chain, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,11 @@ def test_docs_build_without_warnings(tmp_path):
     rc = build_main(["-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path / "html")])
     assert rc == 0, "sphinx-build -W failed: see the warnings above"
     assert (tmp_path / "html" / "conventions.html").is_file()
+    # maths as MathML in the page, read offline: no MathJax/KaTeX script, no CDN
+    page = (tmp_path / "html" / "conventions.html").read_text(encoding="utf-8")
+    assert page.count("<math") >= 2 and "<msub>" in page
+    assert "mathjax" not in page.lower() and "katex" not in page.lower()
+    assert not re.search(r"<script[^>]+src=[\"'](https?:)?//", page)
 
 
 @pytest.mark.parametrize("module", ["aet.model._meta", "aet.model.tiltseries",

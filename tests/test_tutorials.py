@@ -53,7 +53,8 @@ def test_01_pipeline_3d(tmp_path):
     assert r["refined_rmsd_pm"] <= 40.0
     assert r["refined_rmsd_pm"] <= r["classified_rmsd_pm"] + 1.0
     assert r["refined_precision"] >= 0.6
-    assert r["provenance_ops"] == ["register_frames", "remove_background", "align",
+    # the simulated series records how it was made (engine, call) before the user's steps
+    assert r["provenance_ops"] == ["simulate", "register_frames", "remove_background", "align",
                                    "reconstruct"]
     for f in ("volume.zarr", "model.csv", "orthoslices.png", "denoise.png"):
         assert (tmp_path / f).exists(), f

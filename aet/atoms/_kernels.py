@@ -1,9 +1,10 @@
 """Numba kernels of :mod:`aet.atoms`: plain arrays in, arrays out, no package imports.
 
 Index conventions: volumes are ``(z, y, x)`` arrays; peak positions are integer voxel centres
-``(z, y, x)`` plus a fractional offset. Each kernel has a serial variant (what dask calls per
-chunk) and, where it pays, a ``prange`` variant for in-memory calls. Slow NumPy twins live in
-``tests/reference/atoms.py``.
+``(z, y, x)`` plus a fractional offset. Each kernel is one serial compiled function (what dask
+calls per chunk); the ``*_parallel`` names run it on aet's kernel thread pool over blocks of
+an outer index (planes, peaks, projections) for in-memory calls, so no Numba ``prange`` twin
+is compiled (see :mod:`aet._jit`). Slow NumPy twins live in ``tests/reference/atoms.py``.
 """
 
 from __future__ import annotations
@@ -12,104 +13,66 @@ import math
 
 import numpy as np
 
-from .._jit import jit, prange
+from .._jit import jit, map_ranges, split_range
 
 # ----------------------------------------------------------------------------- local maxima
 
 
-def _local_maxima_impl(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
-    """Voxels in ``[lo, hi)`` above ``threshold`` that are maxima of their 26-neighbourhood.
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _is_local_max(vol, k, j, i, threshold):
+    """Whether voxel ``(k, j, i)`` is above ``threshold`` and a maximum of its
+    26-neighbourhood under the raster-order tie rule of :func:`local_maxima`."""
+    n0, n1, n2 = vol.shape
+    v = vol[k, j, i]
+    if not v > threshold:
+        return False
+    for dk in range(-1, 2):
+        kn = k + dk
+        if kn < 0 or kn >= n0:
+            continue
+        for dj in range(-1, 2):
+            jn = j + dj
+            if jn < 0 or jn >= n1:
+                continue
+            for di in range(-1, 2):
+                inn = i + di
+                if inn < 0 or inn >= n2:
+                    continue
+                if dk == 0 and dj == 0 and di == 0:
+                    continue
+                w = vol[kn, jn, inn]
+                before = (dk < 0) or (dk == 0 and dj < 0) or (dk == 0 and dj == 0 and di < 0)
+                if before:
+                    if not v > w:
+                        return False
+                elif not v >= w:
+                    return False
+    return True
+
+
+@jit()
+def local_maxima(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
+    """Voxels in ``[lo, hi)`` above ``threshold`` that are maxima of their 26-neighbourhood,
+    as an ``(n, 3) int64`` array of ``(z, y, x)`` indices in raster order.
 
     Ties (plateaus) are broken by raster order: a voxel must be strictly greater than the
     neighbours that come before it in (z, y, x) raster order and ≥ the ones after it, so
     exactly one voxel of a flat plateau is kept, and the choice is the same whether the volume
     is processed whole or in chunks. Neighbours outside the array are ignored.
     """
-    n0, n1, n2 = vol.shape
     nz = max(hi0 - lo0, 0)
-    counts = np.zeros(nz, dtype=np.int64)
-    for kk in prange(nz):
-        k = lo0 + kk
-        c = 0
+    count = 0
+    for k in range(lo0, lo0 + nz):
         for j in range(lo1, hi1):
             for i in range(lo2, hi2):
-                v = vol[k, j, i]
-                if not v > threshold:
-                    continue
-                ok = True
-                for dk in range(-1, 2):
-                    kn = k + dk
-                    if kn < 0 or kn >= n0:
-                        continue
-                    for dj in range(-1, 2):
-                        jn = j + dj
-                        if jn < 0 or jn >= n1:
-                            continue
-                        for di in range(-1, 2):
-                            inn = i + di
-                            if inn < 0 or inn >= n2:
-                                continue
-                            if dk == 0 and dj == 0 and di == 0:
-                                continue
-                            w = vol[kn, jn, inn]
-                            before = (dk < 0) or (dk == 0 and dj < 0) or (
-                                dk == 0 and dj == 0 and di < 0)
-                            if before:
-                                if not v > w:
-                                    ok = False
-                            elif not v >= w:
-                                ok = False
-                            if not ok:
-                                break
-                        if not ok:
-                            break
-                    if not ok:
-                        break
-                if ok:
-                    c += 1
-        counts[kk] = c
-    starts = np.zeros(nz + 1, dtype=np.int64)
-    for kk in range(nz):
-        starts[kk + 1] = starts[kk] + counts[kk]
-    out = np.empty((starts[nz], 3), dtype=np.int64)
-    for kk in prange(nz):
-        k = lo0 + kk
-        c = starts[kk]
+                if _is_local_max(vol, k, j, i, threshold):
+                    count += 1
+    out = np.empty((count, 3), dtype=np.int64)
+    c = 0
+    for k in range(lo0, lo0 + nz):
         for j in range(lo1, hi1):
             for i in range(lo2, hi2):
-                v = vol[k, j, i]
-                if not v > threshold:
-                    continue
-                ok = True
-                for dk in range(-1, 2):
-                    kn = k + dk
-                    if kn < 0 or kn >= n0:
-                        continue
-                    for dj in range(-1, 2):
-                        jn = j + dj
-                        if jn < 0 or jn >= n1:
-                            continue
-                        for di in range(-1, 2):
-                            inn = i + di
-                            if inn < 0 or inn >= n2:
-                                continue
-                            if dk == 0 and dj == 0 and di == 0:
-                                continue
-                            w = vol[kn, jn, inn]
-                            before = (dk < 0) or (dk == 0 and dj < 0) or (
-                                dk == 0 and dj == 0 and di < 0)
-                            if before:
-                                if not v > w:
-                                    ok = False
-                            elif not v >= w:
-                                ok = False
-                            if not ok:
-                                break
-                        if not ok:
-                            break
-                    if not ok:
-                        break
-                if ok:
+                if _is_local_max(vol, k, j, i, threshold):
                     out[c, 0] = k
                     out[c, 1] = j
                     out[c, 2] = i
@@ -117,15 +80,41 @@ def _local_maxima_impl(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
     return out
 
 
-local_maxima = jit()(_local_maxima_impl)
-local_maxima_parallel = jit(parallel=True)(_local_maxima_impl)
+def local_maxima_parallel(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
+    """:func:`local_maxima` on aet's kernel thread pool, over blocks of z-planes (same result:
+    the planes' maxima in raster order)."""
+    ranges = split_range(hi0 - lo0, min_chunk=2)
+    if len(ranges) <= 1:
+        return local_maxima(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2)
+    parts = map_ranges(lambda a, b: local_maxima(vol, threshold, lo0 + a, lo1, lo2, lo0 + b,
+                                                 hi1, hi2), ranges)
+    return np.concatenate(parts, axis=0)
 
 # ----------------------------------------------------------------------------- polynomial
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _powers(x, emax, out):
+    """``out[e] = x**e`` for ``0 ≤ e ≤ emax``, each as ``out[e // 2] * out[e - e // 2]``
+    (the products Numba's integer power forms for e ≤ 4)."""
+    out[0] = 1.0
+    if emax >= 1:
+        out[1] = x
+    for e in range(2, emax + 1):
+        out[e] = out[e // 2] * out[e - e // 2]
+
+
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _poly_grad_hess(coef, exps, d, g, h):
     """Value, gradient and Hessian of sum_t coef[t] z^a y^b x^c at offset ``d`` (z, y, x)."""
+    emax = 0
+    for t in range(exps.shape[0]):
+        for a in range(3):
+            if exps[t, a] > emax:
+                emax = exps[t, a]
+    pw = np.empty((3, emax + 1))
+    for a in range(3):
+        _powers(d[a], emax, pw[a])
     val = 0.0
     for a in range(3):
         g[a] = 0.0
@@ -134,16 +123,16 @@ def _poly_grad_hess(coef, exps, d, g, h):
     for t in range(exps.shape[0]):
         e0, e1, e2 = exps[t, 0], exps[t, 1], exps[t, 2]
         ct = coef[t]
-        p0 = d[0] ** e0
-        p1 = d[1] ** e1
-        p2 = d[2] ** e2
+        p0 = pw[0, e0]
+        p1 = pw[1, e1]
+        p2 = pw[2, e2]
         val += ct * p0 * p1 * p2
-        q0 = e0 * d[0] ** (e0 - 1) if e0 >= 1 else 0.0
-        q1 = e1 * d[1] ** (e1 - 1) if e1 >= 1 else 0.0
-        q2 = e2 * d[2] ** (e2 - 1) if e2 >= 1 else 0.0
-        r0 = e0 * (e0 - 1) * d[0] ** (e0 - 2) if e0 >= 2 else 0.0
-        r1 = e1 * (e1 - 1) * d[1] ** (e1 - 2) if e1 >= 2 else 0.0
-        r2 = e2 * (e2 - 1) * d[2] ** (e2 - 2) if e2 >= 2 else 0.0
+        q0 = e0 * pw[0, e0 - 1] if e0 >= 1 else 0.0
+        q1 = e1 * pw[1, e1 - 1] if e1 >= 1 else 0.0
+        q2 = e2 * pw[2, e2 - 1] if e2 >= 1 else 0.0
+        r0 = e0 * (e0 - 1) * pw[0, e0 - 2] if e0 >= 2 else 0.0
+        r1 = e1 * (e1 - 1) * pw[1, e1 - 2] if e1 >= 2 else 0.0
+        r2 = e2 * (e2 - 1) * pw[2, e2 - 2] if e2 >= 2 else 0.0
         g[0] += ct * q0 * p1 * p2
         g[1] += ct * p0 * q1 * p2
         g[2] += ct * p0 * p1 * q2
@@ -159,7 +148,7 @@ def _poly_grad_hess(coef, exps, d, g, h):
     return val
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _newton_ascent(coef, exps, d, max_step, limit, n_steps):
     """Move ``d`` towards the maximum of the polynomial in steps clamped to ``max_step`` per
     axis (Newton where the Hessian is negative definite, else along the gradient); ``d``
@@ -211,7 +200,86 @@ def _newton_ascent(coef, exps, d, max_step, limit, n_steps):
     return _poly_grad_hess(coef, exps, d, g, h)
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _lstsq_householder(A, y, m, n, sol):
+    """Least-squares solution of ``A[:m, :n] x = y[:m]`` (m ≥ n, full column rank) into
+    ``sol[:n]`` by Householder QR; ``A`` and ``y`` are overwritten.
+
+    As accurate as an SVD solver for a full-rank system (the error grows with cond(A), not
+    cond(A)² as with normal equations) and compiled in a fraction of the time of Numba's
+    ``np.linalg.lstsq`` (LAPACK bindings). A column that is zero below the diagonal
+    contributes nothing (its coefficient is 0).
+    """
+    for j in range(n):
+        s2 = 0.0
+        for i in range(j, m):
+            s2 += A[i, j] * A[i, j]
+        nrm = math.sqrt(s2)
+        if nrm == 0.0:
+            continue
+        x0 = A[j, j]
+        alpha = -nrm if x0 >= 0.0 else nrm
+        # reflector H = I - 2 v vᵀ / vᵀv with v = A[j:m, j] - alpha e_1 (kept in A[j:m, j])
+        v0 = x0 - alpha
+        A[j, j] = v0
+        vtv = s2 - x0 * x0 + v0 * v0
+        for c in range(j + 1, n):
+            dot = 0.0
+            for i in range(j, m):
+                dot += A[i, j] * A[i, c]
+            f = 2.0 * dot / vtv
+            for i in range(j, m):
+                A[i, c] -= f * A[i, j]
+        dot = 0.0
+        for i in range(j, m):
+            dot += A[i, j] * y[i]
+        f = 2.0 * dot / vtv
+        for i in range(j, m):
+            y[i] -= f * A[i, j]
+        A[j, j] = alpha  # R's diagonal (the rest of column j below it is not read again)
+    for j in range(n - 1, -1, -1):
+        acc = y[j]
+        for c in range(j + 1, n):
+            acc -= A[j, c] * sol[c]
+        sol[j] = acc / A[j, j] if A[j, j] != 0.0 else 0.0
+
+
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _solve_small(M, b, x):
+    """``x = M⁻¹ b`` for a small dense system by Gaussian elimination with partial pivoting
+    (LAPACK's ``gesv`` algorithm, unblocked); ``M`` and ``b`` are overwritten. A singular
+    system gives non-finite ``x`` (the caller rejects such a step)."""
+    n = b.shape[0]
+    for j in range(n):
+        p = j
+        big = abs(M[j, j])
+        for i in range(j + 1, n):
+            if abs(M[i, j]) > big:
+                big = abs(M[i, j])
+                p = i
+        if p != j:
+            for c in range(n):
+                M[j, c], M[p, c] = M[p, c], M[j, c]
+            b[j], b[p] = b[p], b[j]
+        piv = M[j, j]
+        if piv == 0.0:
+            for i in range(n):
+                x[i] = np.nan
+            return
+        for i in range(j + 1, n):
+            f = M[i, j] / piv
+            if f != 0.0:
+                for c in range(j + 1, n):
+                    M[i, c] -= f * M[j, c]
+                b[i] -= f * b[j]
+    for j in range(n - 1, -1, -1):
+        acc = b[j]
+        for c in range(j + 1, n):
+            acc -= M[j, c] * x[c]
+        x[j] = acc / M[j, j]
+
+
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fit_poly(vol, c0, c1, c2, radius, exps, pinv, wsig):
     """Coefficients of the Gaussian-weighted (width ``wsig`` voxels, centred on the voxel
     ``c``) least-squares 4th-order polynomial through the window ``c ± radius``."""
@@ -242,32 +310,60 @@ def _fit_poly(vol, c0, c1, c2, radius, exps, pinv, wsig):
     m1 = hi1 - lo1 + 1
     m2 = hi2 - lo2 + 1
     use = np.zeros(nt, dtype=np.int64)
-    nu = 0
+    nu = np.int64(0)  # not the literal 0: a literal would type-specialise the call below
+    emax = 0
     for t in range(nt):
         if exps[t, 0] < m0 and exps[t, 1] < m1 and exps[t, 2] < m2:
             use[nu] = t
             nu += 1
+        for q in range(3):
+            if exps[t, q] > emax:
+                emax = exps[t, q]
     npts = m0 * m1 * m2
     A = np.empty((npts, nu))
     y = np.empty(npts)
+    pa = np.empty(emax + 1)
+    pb = np.empty(emax + 1)
+    pc = np.empty(emax + 1)
     m = 0
     for a in range(lo0, hi0 + 1):
+        _powers(float(a), emax, pa)
         for b in range(lo1, hi1 + 1):
+            _powers(float(b), emax, pb)
             for c in range(lo2, hi2 + 1):
+                _powers(float(c), emax, pc)
                 sw = math.exp(-(a * a + b * b + c * c) / (4.0 * wsig * wsig))  # sqrt(weight)
                 for u in range(nu):
                     t = use[u]
-                    A[m, u] = sw * float(a) ** exps[t, 0] * float(b) ** exps[t, 1] * \
-                        float(c) ** exps[t, 2]
+                    A[m, u] = sw * pa[exps[t, 0]] * pb[exps[t, 1]] * pc[exps[t, 2]]
                 y[m] = sw * float(vol[c0 + a, c1 + b, c2 + c])
                 m += 1
-    sol = np.linalg.lstsq(A, y, -1.0)[0]
+    sol = np.zeros(nu)
+    _lstsq_householder(A, y, npts, nu, sol)
     for u in range(nu):
         coef[use[u]] = sol[u]
     return coef
 
 
-@jit()
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _gauss_cost(vol, c0, c1, c2, radius, q):
+    """Σ (q[0] exp(-|r - q[1:4]|² / 2 q[4]²) + q[5] - vol)² over the window ``c ± radius``
+    (clipped at the array border)."""
+    n0, n1, n2 = vol.shape
+    cst = 0.0
+    for a in range(-radius, radius + 1):
+        for b in range(-radius, radius + 1):
+            for c in range(-radius, radius + 1):
+                if not (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + c < n2):
+                    continue
+                r2 = (a - q[1]) ** 2 + (b - q[2]) ** 2 + (c - q[3]) ** 2
+                e = math.exp(-r2 / (2.0 * q[4] * q[4]))
+                res = q[0] * e + q[5] - float(vol[c0 + a, c1 + b, c2 + c])
+                cst += res * res
+    return cst
+
+
+@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
     """Levenberg–Marquardt fit of ``A exp(-|r - m|² / 2s²) + b`` over the window
     ``c ± radius`` (clipped at the array border); ``out = [A, m0, m1, m2, s, b, ok]``."""
@@ -284,21 +380,11 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
     JTr = np.empty(6)
     jrow = np.empty(6)
     pn = np.empty(6)
+    M = np.empty((6, 6))
+    rhs = np.empty(6)
+    step = np.empty(6)
 
-    def cost_of(q):
-        cst = 0.0
-        for a in range(-radius, radius + 1):
-            for b in range(-radius, radius + 1):
-                for c in range(-radius, radius + 1):
-                    if not (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + c < n2):
-                        continue
-                    r2 = (a - q[1]) ** 2 + (b - q[2]) ** 2 + (c - q[3]) ** 2
-                    e = math.exp(-r2 / (2.0 * q[4] * q[4]))
-                    res = q[0] * e + q[5] - float(vol[c0 + a, c1 + b, c2 + c])
-                    cst += res * res
-        return cst
-
-    cost = cost_of(p)
+    cost = _gauss_cost(vol, c0, c1, c2, radius, p)
     ok = 0.0
     for _ in range(n_iter):
         for u in range(6):
@@ -329,16 +415,18 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
                             JTJ[u, v] += jrow[u] * jrow[v]
         improved = False
         for _t in range(8):
-            M = JTJ.copy()
             for u in range(6):
+                rhs[u] = -JTr[u]
+                for v in range(6):
+                    M[u, v] = JTJ[u, v]
                 M[u, u] += lam * (JTJ[u, u] + 1e-12)
-            step = np.linalg.solve(M, -JTr)
+            _solve_small(M, rhs, step)
             for u in range(6):
                 pn[u] = p[u] + step[u]
             if pn[4] <= 0.05:
                 lam *= 4.0
                 continue
-            cn = cost_of(pn)
+            cn = _gauss_cost(vol, c0, c1, c2, radius, pn)
             if cn < cost:
                 big = 0.0
                 for u in range(1, 4):
@@ -364,8 +452,9 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
     return out
 
 
-def _refine_peaks_impl(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_recentre,
-                       gauss, gauss_iter, sig0):
+@jit()
+def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_recentre,
+                 gauss, gauss_iter, sig0):
     """Sub-voxel refinement of integer peaks.
 
     Returns ``centre (n, 3) int64`` (the voxel the last fit was centred on), ``poly_delta``
@@ -380,7 +469,7 @@ def _refine_peaks_impl(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift
     gdelta = np.zeros((n, 3))
     info = np.zeros((n, 5))
     n0, n1, n2 = vol.shape
-    for i in prange(n):
+    for i in range(n):
         c = np.empty(3, dtype=np.int64)
         for a in range(3):
             c[a] = peaks[i, a]
@@ -439,8 +528,16 @@ def _refine_peaks_impl(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift
     return centre, pdelta, gdelta, info
 
 
-refine_peaks = jit()(_refine_peaks_impl)
-refine_peaks_parallel = jit(parallel=True)(_refine_peaks_impl)
+def refine_peaks_parallel(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift,
+                          n_recentre, gauss, gauss_iter, sig0):
+    """:func:`refine_peaks` on aet's kernel thread pool, over blocks of peaks (each peak is
+    refined on its own: the same result as the serial call)."""
+    ranges = split_range(peaks.shape[0], min_chunk=16)
+    args = (radius, exps, pinv, wsig, max_step, max_shift, n_recentre, gauss, gauss_iter, sig0)
+    if len(ranges) <= 1:
+        return refine_peaks(vol, peaks, *args)
+    parts = map_ranges(lambda a, b: refine_peaks(vol, peaks[a:b], *args), ranges)
+    return tuple(np.concatenate([p[q] for p in parts], axis=0) for q in range(4))
 
 # ----------------------------------------------------------------------------- greedy
 
@@ -463,8 +560,9 @@ def greedy_accept(order, indptr, indices):
     return state == 1
 
 # ----------------------------------------------------------------------------- projections
-def _profile_kernel_impl(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0,
-                         y0, px, cutoff, mode, pos_alt, sp_alt, img_out):
+@jit()
+def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
+                   px, cutoff, mode, pos_alt, sp_alt, img_out):
     """Model projections of atoms with learned radial profiles and a power-law response.
 
     Atom ``j`` of species ``s = sp[j]`` (``s < 0``: absent) adds to the linear image of
@@ -531,7 +629,7 @@ def _profile_kernel_impl(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, mea
     jtj_k = np.zeros((nproj, np2, np2))
     jtw_k = np.zeros((nproj, np2))
     nw_k = np.zeros(nproj)
-    for k in prange(nproj):
+    for k in range(nproj):  # serial; blocks of projections run on the pool
         lin = np.zeros((ny, nx))
         chan = np.zeros((nb if mode == 2 else 1, ny if mode == 2 else 1,
                          nx if mode == 2 else 1))
@@ -817,5 +915,36 @@ def _profile_kernel_impl(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, mea
             fis_out, meat_k.sum(axis=0))
 
 
-profile_kernel = jit()(_profile_kernel_impl)
-profile_kernel_parallel = jit(parallel=True)(_profile_kernel_impl)
+# outputs of profile_kernel that are sums over projections / per-projection arrays
+_PROFILE_SUMMED = (0, 1, 2, 3, 4, 5, 7, 9, 10, 11, 14, 17, 19)
+_PROFILE_PER_PROJECTION = (6, 12, 13, 15, 16)
+
+
+def profile_kernel_parallel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw,
+                            x0, y0, px, cutoff, mode, pos_alt, sp_alt, img_out):
+    """:func:`profile_kernel` on aet's kernel thread pool, over blocks of projections; the
+    blocks' sums are added in block order (equal to the serial call up to rounding) and the
+    per-projection outputs concatenated."""
+    ranges = split_range(meas.shape[0], per_thread=2)
+    args = (pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0, px, cutoff,
+            mode, pos_alt, sp_alt, img_out)
+    if len(ranges) <= 1:
+        return profile_kernel(*args)
+    keep_img = img_out.shape == meas.shape
+
+    def block(a, b):
+        return profile_kernel(pos, sp, C, S, gamma, eps, ref, offset[a:b], R2[a:b],
+                              shifts[a:b], meas[a:b], w[a:b], hw[a:b], x0, y0, px, cutoff,
+                              mode, pos_alt, sp_alt, img_out[a:b] if keep_img else img_out)
+
+    parts = map_ranges(block, ranges)
+    out = list(parts[0])
+    for q in _PROFILE_SUMMED:
+        for p in parts[1:]:
+            out[q] = out[q] + p[q]
+    for q in _PROFILE_PER_PROJECTION:
+        out[q] = np.concatenate([p[q] for p in parts], axis=0)
+    if mode == 3:  # per-projection position gradients and Gauss–Newton blocks
+        for q in (8, 18):
+            out[q] = np.concatenate([p[q] for p in parts], axis=0)
+    return tuple(out)

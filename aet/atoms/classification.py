@@ -13,10 +13,29 @@
    intensity variations across a particle (thickness, missing wedge).
 4. Per-atom confidence: the margin ``(d2 - d1) / (d2 + d1)`` between the squared distances to
    the best and the second-best class (0: a toss-up, 1: unambiguous).
+5. Checks on the result (``check=True``), each reported in the result dict:
+
+   * **heavier is brighter** — species are given to the classes in order of their mean
+     box-integrated intensity, after the reassignment as well as before it, so the labels
+     cannot come out inverted; ``order_fixed`` says whether the reassignment had swapped two
+     classes' intensity order (it is put right).
+   * **every species is supported** — the intensity ratio of each pair of neighbouring
+     classes must be one an ADF reconstruction can give for their atomic numbers
+     (``(Z₂/Z₁)^n`` with n in 0.5–3; a heavier atom of a neighbouring element, e.g. Au after
+     Pt, allows at most a few per cent) and every class must hold atoms; otherwise a
+     :class:`SpeciesMismatchError` names the species and the fix.
+   * **non-atoms are not atoms** — peaks of the non-atom class that sit at atom-like sites
+     (≥ 4 neighbours at 0.9–1.2 × the bond distance, none closer) are counted
+     (``n_non_atoms_at_atom_sites``); when they are most of that class (a lighter species
+     missing from ``species``, e.g. ``["Fe"]`` for FePt) they are kept as the lightest
+     species and a :class:`SpeciesWarning` names the fix. What was dropped is always counted
+     (``n_dropped``; a tracing threshold low enough to keep dim atoms gives many noise peaks,
+     so a large count alone is no cause for a warning).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import dask.array as dsa
@@ -30,9 +49,23 @@ from ..model._meta import positions_to_indices
 from ..model.atomicmodel import build_model_dataset
 from ._common import check_model, check_positive, check_volume, model_positions
 
-__all__ = ["classify", "local_profiles", "gmm_1d", "kmeans_1d"]
+__all__ = ["SpeciesMismatchError", "SpeciesWarning", "classify", "gmm_1d", "kmeans_1d",
+           "local_profiles"]
 
 NON_ATOM = "X"
+# intensity ∝ Z^n of an atom in an ADF reconstruction: n from 0.5 (strongly blurred, very
+# non-linear detectors) to 3 (generous; Rutherford-like scattering gives n ≈ 1.7–2)
+Z_EXPONENT_RANGE = (0.5, 3.0)
+# and a margin on the measured ratio (noise, missing wedge, mixed columns)
+RATIO_MARGIN = 1.15
+
+
+class SpeciesMismatchError(ValueError):
+    """The data do not support the species list given to :func:`classify`."""
+
+
+class SpeciesWarning(UserWarning):
+    """:func:`classify` found something about the species that needs the user's eye."""
 
 
 def _check_species_list(species) -> list[str]:
@@ -205,16 +238,150 @@ def _sqdist(prof, means):
     return np.where(np.isnan(d), np.inf, d)
 
 
+def _neighbour_matrix(pos: np.ndarray, radius: float):
+    n = len(pos)
+    pairs = cKDTree(pos).query_pairs(radius, output_type="ndarray")
+    rows = np.r_[pairs[:, 0], pairs[:, 1], np.arange(n)]
+    cols = np.r_[pairs[:, 1], pairs[:, 0], np.arange(n)]
+    return sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
+
+
+def _reassign(prof, lab, k, max_iter, neigh=None):
+    """Reassign every atom to the closest class-average profile (global, or averaged over
+    its neighbourhood ``neigh``) until no label changes; returns (labels, d, iterations,
+    converged)."""
+    n = len(prof)
+    means = _class_means(prof, lab, k)
+    d = _sqdist(prof, means)
+    converged = False
+    n_done = 0
+    for it in range(1, max_iter + 1):
+        n_done = it
+        if neigh is None:
+            d = _sqdist(prof, means)
+        else:
+            d = np.empty((n, k))
+            for c in range(k):
+                onehot = (lab == c).astype(np.float64)
+                cnt = neigh @ onehot
+                loc = (neigh @ (prof * onehot[:, None])) / np.maximum(cnt, 1)[:, None]
+                loc[cnt == 0] = means[c]
+                d[:, c] = ((prof - loc) ** 2).sum(axis=1)
+            d = np.where(np.isnan(d), np.inf, d)
+        new = np.argmin(d, axis=1)
+        if np.array_equal(new, lab):
+            converged = True
+            break
+        lab = new
+        means = _class_means(prof, lab, k, prev=means)
+    return lab, d, n_done, converged
+
+
+def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
+    """Candidate intensities below which a peak is not an atom, most likely first: a split of
+    ``log(x)`` into two classes (non-atoms and all atoms; values below 10⁻³ of the maximum are
+    clipped there), then the least dense point of ``log(x)`` (Gaussian kernel density, Scott's
+    bandwidth) between the two lowest class centres. In log the noise peaks are one compact
+    group and the atoms one more when the species are alike in Z (Pt/Au); species far apart in
+    Z (Fe/Pt, 6–8× in intensity) are a group each, and a two-class split then puts the light
+    species with the noise — the second candidate, from an ``n_species + 1`` class split, is
+    the valley below the lightest species there. :func:`classify` keeps the first candidate
+    whose atoms split into classes the species' atomic numbers allow. A valley does not depend
+    on how many of each there are."""
+    from scipy.stats import gaussian_kde
+
+    top = float(np.max(x))
+    if not top > 0:
+        return [0.0]
+    lx = np.log(np.maximum(x, 1e-3 * top))
+    ks = [2] + ([n_species + 1] if n_species > 1 and len(lx) >= 3 * (n_species + 1) else [])
+    cuts = []
+    for k in ks:
+        lab, mu, sd, *_ = gmm_1d(lx, k)
+        if not mu[1] > mu[0]:
+            cuts.append(float(np.exp(0.5 * (mu[0] + mu[1]))))
+            continue
+        g = np.linspace(mu[0], mu[1], 400)
+        if np.ptp(lx) == 0:
+            cuts.append(float(np.exp(g[200])))
+            continue
+        # bandwidth: the narrower of the two lowest groups' own Scott bandwidths (one for all
+        # data is set by the distance between the groups and would smooth the gap away)
+        bw = min(sd[c] * max(np.count_nonzero(lab == c), 1) ** -0.2 for c in (0, 1))
+        dens = gaussian_kde(lx, bw_method=max(bw, 1e-6) / max(np.std(lx), 1e-12))(g)
+        cuts.append(float(np.exp(g[int(np.argmin(dens))])))
+    return cuts
+
+
+def _rank_by_brightness(feat, lab, k):
+    """Relabel classes so that class index grows with mean intensity (empty classes keep
+    their place at the end of their neighbours); returns (labels, was_out_of_order)."""
+    means = np.array([feat[lab == c].mean() if np.any(lab == c) else np.nan
+                      for c in range(k)])
+    filled = np.flatnonzero(np.isfinite(means))
+    order = filled[np.argsort(means[filled], kind="stable")]
+    if np.array_equal(order, filled):
+        return lab, False
+    remap = np.arange(k)
+    remap[filled] = order
+    inv = np.empty(k, dtype=np.int64)
+    inv[remap] = np.arange(k)
+    return inv[lab], True
+
+
+def _atom_like_sites(pos, lab, k_first_species):
+    """Boolean per peak: at least 4 of the peaks classed as species (``lab >=
+    k_first_species``) within 0.9–1.2 × the bond distance and none closer than 0.8 × it. The
+    bond distance is their median nearest-neighbour distance. Counting only atoms keeps a
+    dense field of noise peaks (a low tracing threshold in a noisy volume) from looking like a
+    lattice; the closeness test rejects the centre of a cage — an interstitial gap, whose
+    neighbours are nearer (0.61–0.87 × in fcc, bcc and simple cubic lattices)."""
+    n = len(pos)
+    atoms = lab >= k_first_species
+    if n < 5 or np.count_nonzero(atoms) < 5:
+        return np.zeros(n, dtype=bool), float("nan")
+    tree_a = cKDTree(pos[atoms])
+    d, _ = tree_a.query(pos[atoms], k=2)
+    bond = float(np.median(d[:, 1]))
+    dd, _ = tree_a.query(pos, k=min(14, int(np.count_nonzero(atoms))))
+    dd = np.where(dd < 1e-9, np.inf, dd)  # an atom itself
+    count = np.sum((dd >= 0.9 * bond) & (dd <= 1.2 * bond), axis=1)
+    close = np.any(dd < 0.8 * bond, axis=1)
+    return (count >= 4) & ~close, bond
+
+
+def _ratio_check(sp, means, counts, n):
+    """Problems (text) with the class intensities of the species ``sp`` (light → heavy):
+    empty classes and neighbour ratios an ADF reconstruction cannot give."""
+    problems = []
+    for s_, c in zip(sp, counts):
+        if c < max(2, int(0.002 * n)):
+            problems.append(f"no atoms were found for {s_!r} ({c} peak(s))")
+    lo_n, hi_n = Z_EXPONENT_RANGE
+    for (s1, m1), (s2, m2) in zip(zip(sp, means), zip(sp[1:], means[1:])):
+        if not (np.isfinite(m1) and np.isfinite(m2)) or m1 <= 0:
+            continue
+        zr = atomic_numbers[s2] / atomic_numbers[s1]
+        lo, hi = zr ** lo_n / RATIO_MARGIN, zr ** hi_n * RATIO_MARGIN
+        r = m2 / m1
+        if not lo <= r <= hi:
+            problems.append(
+                f"the classes given to {s1!r} (Z {atomic_numbers[s1]}) and {s2!r} "
+                f"(Z {atomic_numbers[s2]}) differ {r:.2f}× in intensity, where these elements "
+                f"allow {lo:.2f}–{hi:.2f}×")
+    return problems
+
+
 def classify(model: xr.Dataset, species: Sequence[str], *, volume: xr.DataArray | None = None,
              box: int = 5, box_step: float = 1.0, method: str = "gmm",
-             non_atom: bool | str = "auto", local_radius_A: float | None = None,
-             max_iter: int = 100, drop_non_atoms: bool = True):
+             non_atom: bool | str = "auto", local_radius_A: float | str | None = "auto",
+             max_iter: int = 100, drop_non_atoms: bool = True, check: bool = True):
     """Assign a species (light → heavy) to every traced atom.
 
     The local variant (``local_radius_A``) first divides each profile by the mean integrated
     intensity of the atoms within the radius (so a slow intensity gradient across the object
-    does not shift the classes), then compares each atom with the class averages of its own
-    neighbourhood.
+    — thickness, the missing wedge — does not shift the classes), then compares each atom
+    with the class averages of its own neighbourhood.
 
     Parameters
     ----------
@@ -235,19 +402,40 @@ def classify(model: xr.Dataset, species: Sequence[str], *, volume: xr.DataArray 
     non_atom : bool or "auto"
         Add a lowest-intensity class for peaks that are not atoms. ``"auto"`` (default)
         keeps it when a Gaussian mixture with it has the lower BIC.
-    local_radius_A : float, optional
-        Local variant: class-average profiles from the atoms within this radius (Å) only.
+    local_radius_A : float, "auto" or None
+        Local re-classification after the global one: profiles divided by the mean intensity
+        of the atoms within this radius (Å), compared with the class averages of those atoms
+        only — it follows what varies across a particle (thickness, the missing wedge's
+        streaks, surface vs core). ``"auto"`` (default): 2.5 × the atoms' median
+        nearest-neighbour distance when there are ≥ 30 atoms (on an independently simulated
+        3 nm FePt particle, species accuracy 96.9 % → 98.8 %); None: global only.
     max_iter : int
         Cap on reassignment sweeps (stops earlier when no label changes).
     drop_non_atoms : bool
         Remove non-atom peaks from the model (default); else keep them with species ``"X"``.
+    check : bool
+        Check the result (module docstring, step 5): raise :class:`SpeciesMismatchError`
+        when the data do not support a species, keep non-atom peaks at atom-like sites when
+        they are most of their class, and warn (:class:`SpeciesWarning`) about what needs
+        the user's eye. False: none of this (the order by brightness always holds).
 
     Returns
     -------
     (xarray.Dataset, dict)
         The model with ``species``, ``class_confidence`` (margin in [0, 1]) and
-        ``box_intensity``; the dict has ``counts``, ``n_iterations``, ``n_non_atoms``,
-        ``converged`` and the class means of the initial split.
+        ``box_intensity``; the dict has ``counts`` (per class, non-atoms ``"X"`` included,
+        before dropping), ``n_non_atoms``, ``n_dropped``, ``n_non_atoms_at_atom_sites``,
+        ``n_kept_at_atom_sites``, ``class_means`` (mean box intensity per class, light →
+        heavy), ``order_fixed``, ``warnings`` (text of every warning issued),
+        ``n_iterations``, ``converged`` and the class means of the initial split.
+
+    Raises
+    ------
+    SpeciesMismatchError
+        (``check=True``) a species' class is empty or two neighbouring classes differ in
+        intensity by a ratio their atomic numbers cannot give — e.g. ``["Fe", "Pt", "Au"]``
+        for an FePt particle, whose noise, Fe and Pt peaks would otherwise be called Fe, Pt
+        and Au. The message names the species and the fix.
     """
     ds = check_model(model)
     sp = _check_species_list(species)
@@ -277,76 +465,174 @@ def classify(model: xr.Dataset, species: Sequence[str], *, volume: xr.DataArray 
         prof = feat[:, None]
     feat_raw = feat.copy()
 
-    neigh = None
-    if local_radius_A is not None:
-        r = check_positive("local_radius_A", local_radius_A)
-        pairs = cKDTree(pos).query_pairs(r, output_type="ndarray")
-        rows = np.r_[pairs[:, 0], pairs[:, 1], np.arange(n)]
-        cols = np.r_[pairs[:, 1], pairs[:, 0], np.arange(n)]
-        neigh = sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
-        # remove slow intensity variations (thickness, missing wedge): scale every profile
-        # by the mean integrated intensity of its neighbourhood
-        local_scale = (neigh @ feat) / np.asarray(neigh.sum(axis=1)).ravel()
-        ref = float(np.mean(local_scale))
-        if ref > 0 and np.all(local_scale > 0):
-            prof = prof * (ref / local_scale)[:, None]
-            feat = prof.sum(axis=1)
-    # -- initial split
+    # -- 1. non-atoms: whether there are any from a split of the raw intensities (BIC), where
+    # they end at the valley of the log intensities between them and the atoms — a
+    # nearest-mean rule hands the dim tail of a broad atom class to the non-atom class, and
+    # noise peaks (thousands at a low tracing threshold) are neither Gaussian nor few
     use_non = bool(non_atom) if non_atom != "auto" else False
     if non_atom == "auto" and n >= 3 * (n_sp + 1):
         _, _, _, _, bic_a = gmm_1d(feat, n_sp)
-        lab_b, mu_b, sd_b, w_b, bic_b = gmm_1d(feat, n_sp + 1)
+        _, mu_b, _, _, bic_b = gmm_1d(feat, n_sp + 1)
         # the extra class must be a genuine low-intensity population
         use_non = bic_b < bic_a - 10 and mu_b[0] < 0.6 * mu_b[1]
-    k = n_sp + int(use_non)
+    first = int(use_non)
+    k = n_sp + first
     if method == "gmm":
-        lab, mu, *_ = gmm_1d(feat, k)
+        lab, mu, sd, _, _ = gmm_1d(feat, k)
     else:
         lab, mu = kmeans_1d(feat, k)
+        sd = np.array([feat[lab == c].std() if np.count_nonzero(lab == c) > 1 else np.nan
+                       for c in range(k)])
     init_means = mu.tolist()
-
-    # -- iterative reassignment to the closest average profile
-    means = _class_means(prof, lab, k)
-    converged = False
-    n_done = 0
-    d = _sqdist(prof, means)
-    for it in range(1, max_iter + 1):
-        n_done = it
-        if neigh is None:
-            d = _sqdist(prof, means)
+    atom = np.ones(n, dtype=bool)
+    cut = None
+    if use_non:
+        # the valley between the non-atoms and all atoms (a split into non-atoms and the
+        # lightest species alone lets the noise tail pull that class down)
+        cuts = _non_atom_cuts(feat, n_sp)
+        cut = cuts[0]
+        for c_ in cuts:
+            a_ = feat >= c_
+            if np.count_nonzero(a_) < n_sp + 1:
+                continue
+            sub = feat[a_]
+            lab_c = gmm_1d(sub, n_sp)[0] if n_sp > 1 else np.zeros(len(sub), dtype=np.int64)
+            m_c = [sub[lab_c == c].mean() if np.any(lab_c == c) else np.nan
+                   for c in range(n_sp)]
+            cnt = [int(np.count_nonzero(lab_c == c)) for c in range(n_sp)]
+            if not _ratio_check(sp, m_c, cnt, n):
+                cut = c_
+                break
+        atom = feat >= cut
+        if np.count_nonzero(atom) < n_sp + 1:
+            atom = lab >= 1
+    # -- 2. species among the atoms: split, then reassignment to the closest class-average
+    # profile, globally, then (local_radius_A) against the averages of each atom's
+    # neighbourhood after dividing out the neighbourhood's mean intensity (thickness, the
+    # missing wedge)
+    idx = np.flatnonzero(atom)
+    p_at, f_at = prof[idx], feat[idx]
+    local_used = None
+    if n_sp == 1:
+        lab_s = np.zeros(len(idx), dtype=np.int64)
+        d_s = np.zeros((len(idx), 1))
+        n_done, converged = 0, True
+    else:
+        if use_non:  # a fresh split of the atoms alone
+            lab_s = gmm_1d(f_at, n_sp)[0] if method == "gmm" else kmeans_1d(f_at, n_sp)[0]
         else:
-            d = np.empty((n, k))
-            for c in range(k):
-                onehot = (lab == c).astype(np.float64)
-                cnt = neigh @ onehot
-                loc = (neigh @ (prof * onehot[:, None])) / np.maximum(cnt, 1)[:, None]
-                loc[cnt == 0] = means[c]
-                d[:, c] = ((prof - loc) ** 2).sum(axis=1)
-            d = np.where(np.isnan(d), np.inf, d)
-        new = np.argmin(d, axis=1)
-        if np.array_equal(new, lab):
-            converged = True
-            break
-        lab = new
-        means = _class_means(prof, lab, k, prev=means)
-    ds_sorted = np.sort(d, axis=1)
-    d1, d2 = ds_sorted[:, 0], ds_sorted[:, 1] if k > 1 else np.full(n, np.inf)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        conf = np.where(np.isfinite(d2), (d2 - d1) / (d2 + d1 + 1e-300), 1.0)
+            lab_s = lab[idx]
+        lab_s, d_s, n_done, converged = _reassign(p_at, lab_s, n_sp, max_iter)
+        r = None
+        if isinstance(local_radius_A, str):
+            if local_radius_A != "auto":
+                raise ValueError(f"local_radius_A must be a radius in Å, 'auto' or None, got "
+                                 f"{local_radius_A!r}")
+            if len(idx) >= 30:
+                dnn, _ = cKDTree(pos[idx]).query(pos[idx], k=2)
+                r = 2.5 * float(np.median(dnn[:, 1]))
+        elif local_radius_A is not None:
+            r = check_positive("local_radius_A", local_radius_A)
+        local_used = r
+        if r is not None:
+            neigh = _neighbour_matrix(pos[idx], r)
+            local_scale = (neigh @ f_at) / np.asarray(neigh.sum(axis=1)).ravel()
+            ref = float(np.mean(local_scale))
+            if ref > 0 and np.all(local_scale > 0):
+                p_loc = p_at * (ref / local_scale)[:, None]
+                f_loc = p_loc.sum(axis=1)
+                if method == "gmm":
+                    lab_s = gmm_1d(f_loc, n_sp)[0]
+                else:
+                    lab_s = kmeans_1d(f_loc, n_sp)[0]
+                lab_s, d_s, n_loc, converged = _reassign(p_loc, lab_s, n_sp, max_iter, neigh)
+                n_done += n_loc
+    # heavier is brighter: classes ranked by mean raw intensity after the reassignment too
+    # (it could in principle have swapped two classes' order)
+    lab_s, order_fixed = _rank_by_brightness(f_at, lab_s, n_sp)
+    if order_fixed:
+        d_s = d_s[:, np.argsort([f_at[lab_s == c].mean() if np.any(lab_s == c) else np.inf
+                                 for c in range(n_sp)])]
+    lab = np.zeros(n, dtype=np.int64)
+    lab[idx] = lab_s + first
+    conf = np.ones(n)
+    if n_sp > 1:
+        dd = np.sort(d_s, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conf[idx] = np.where(np.isfinite(dd[:, 1]),
+                                 (dd[:, 1] - dd[:, 0]) / (dd[:, 1] + dd[:, 0] + 1e-300), 1.0)
+    if use_non:
+        # the 1D margin between the non-atom and the lightest class (in widths)
+        z0 = ((feat - mu[0]) / max(sd[0], 1e-300)) ** 2
+        z1 = ((feat - mu[1]) / max(sd[1], 1e-300)) ** 2
+        m_ = np.abs(z1 - z0) / (z1 + z0 + 1e-300)
+        conf[~atom] = m_[~atom]
+        if n_sp == 1:
+            conf[atom] = m_[atom]
 
     names = ([NON_ATOM] if use_non else []) + sp
+    messages: list[str] = []
+    n_at_sites = n_kept = 0
+    if check and use_non:
+        site = _atom_like_sites(pos, lab, first)[0]
+        non = lab == 0
+        n_at_sites = int(np.count_nonzero(site & non))
+        if np.count_nonzero(non) and n_at_sites > 0.5 * np.count_nonzero(non):
+            # most "non-atoms" sit where atoms sit: atoms of a species dimmer than the
+            # lightest one given (or a class split the data do not call for)
+            keep_site = site & non
+            lab = np.where(keep_site, first, lab)
+            n_kept = n_at_sites
+            ratio = feat_raw[lab == first].mean() / max(feat_raw[keep_site].mean(), 1e-300)
+            messages.append(
+                f"classify: {n_at_sites} of the {int(np.count_nonzero(non))} peaks in the "
+                f"non-atom class sit at atom-like sites (≥ 4 neighbours at the bond "
+                f"distance) and are {ratio:.1f}× dimmer than the {sp[0]!r} class: they look "
+                f"like atoms of a lighter species missing from species={sp}; they were kept "
+                f"as {sp[0]!r}. Pass every species present, light → heavy (e.g. "
+                f"['<lighter element>', {', '.join(repr(x) for x in sp)}]).")
+    class_means = [float(feat_raw[lab == c].mean()) if np.any(lab == c) else float("nan")
+                   for c in range(k)]
+    counts_sp = [int(np.count_nonzero(lab == c)) for c in range(first, k)]
+    if check and n_sp >= 2:
+        problems = _ratio_check(sp, class_means[first:], counts_sp, n)
+        if problems:
+            raise SpeciesMismatchError(
+                f"classify: the data do not support species={sp}: " + "; ".join(problems)
+                + ". Pass only the species present in the sample, light → heavy (a species "
+                "list longer than the sample's gives noise peaks the lightest name and every "
+                "real class the next heavier one), or check=False to skip this test.")
+    if check and n_sp == 1:
+        # one species asked for: are the kept peaks one population?
+        sel = lab >= first
+        if np.count_nonzero(sel) >= 30:
+            _, mu1, _, w1, bic1 = gmm_1d(feat_raw[sel], 1)
+            _, mu2, _, w2, bic2 = gmm_1d(feat_raw[sel], 2)
+            if bic2 < bic1 - 10 and mu2[0] > 0 and mu2[1] / mu2[0] > 1.5 and w2.min() > 0.1:
+                messages.append(
+                    f"classify: the {int(np.count_nonzero(sel))} atoms classified as "
+                    f"{sp[0]!r} fall into two intensity groups ({mu2[1] / mu2[0]:.1f}× apart, "
+                    f"{100 * w2[0]:.0f} % / {100 * w2[1]:.0f} %): the sample may hold a "
+                    f"second species; pass every species present, light → heavy.")
     labels = np.array(names)[lab]
     keep = np.ones(n, dtype=bool)
     if use_non and drop_non_atoms:
-        keep = lab > 0
+        keep = lab >= first
+    n_dropped = int(n - np.count_nonzero(keep))
+    for msg in messages:
+        warnings.warn(SpeciesWarning(msg), stacklevel=3)
     arrays = {k2: ds[k2].values for k2 in ds.data_vars
               if k2 not in ("position", "species") and ds[k2].dims == ("atom",)}
     arrays["class_confidence"] = conf
     arrays["box_intensity"] = feat_raw
     arrays = {k2: np.asarray(v)[keep] for k2, v in arrays.items()}
     out = build_model_dataset(pos[keep], labels[keep], arrays=arrays, attrs=dict(ds.attrs))
-    counts = {s: int(np.count_nonzero(labels == s)) for s in names}  # before dropping
+    counts = {s_: int(np.count_nonzero(labels == s_)) for s_ in names}  # before dropping
     result = {"counts": counts, "n_iterations": n_done, "converged": converged,
               "n_non_atoms": int(np.count_nonzero(lab == 0)) if use_non else 0,
-              "initial_means": init_means, "method": method}
+              "n_dropped": n_dropped, "n_non_atoms_at_atom_sites": n_at_sites,
+              "n_kept_at_atom_sites": n_kept,
+              "class_means": dict(zip(names, class_means)), "order_fixed": bool(order_fixed),
+              "local_radius_A": local_used, "non_atom_cut": cut,
+              "warnings": messages, "initial_means": init_means, "method": method}
     return out, result

@@ -113,7 +113,12 @@ def flag_surface(model: xr.Dataset, *, method: str = "coordination",
                  "n_surface": int(surf.sum())}
 
 
-def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float = 3.5,
+#: ``cleanup(radius_A="auto")``: this many times the median nearest-neighbour distance, between
+#: the first (1×) and second (√2×) shells of a close-packed crystal
+AUTO_RADIUS_FACTOR = 1.15
+
+
+def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float | str = 3.5,
             min_distance_A: float | None = None):
     """Drop isolated peaks and merge too-close pairs.
 
@@ -123,8 +128,11 @@ def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float = 3.5
     min_neighbours : int
         Atoms with fewer neighbours than this within ``radius_A`` (Å) are removed
         (isolated noise peaks outside the object).
-    radius_A : float
-        Neighbour radius (Å).
+    radius_A : float or "auto"
+        Neighbour radius (Å). ``"auto"``: :data:`AUTO_RADIUS_FACTOR` × the median
+        nearest-neighbour distance of the model (with ``min_neighbours=3`` this drops noise and
+        support-film peaks outside a close-packed particle, while its surface atoms have ≥ 3
+        such neighbours).
     min_distance_A : float, optional
         Of two atoms closer than this (Å) only the one with the higher ``intensity`` (or the
         first) is kept.
@@ -137,9 +145,18 @@ def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float = 3.5
     """
     ds = check_model(model)
     k = check_positive("min_neighbours", min_neighbours, integer=True, allow_zero=True)
-    r = check_positive("radius_A", radius_A)
     pos = model_positions(ds)
     n = len(pos)
+    if isinstance(radius_A, str):
+        if radius_A != "auto":
+            raise ValueError(f"radius_A must be a length in Å or 'auto', got {radius_A!r}")
+        if n < 2:
+            raise ValueError(f"radius_A='auto' needs at least 2 atoms (the model has {n}); "
+                             f"give radius_A in Å")
+        d, _ = cKDTree(pos).query(pos, k=2)
+        r = AUTO_RADIUS_FACTOR * float(np.median(d[:, 1]))
+    else:
+        r = check_positive("radius_A", radius_A)
     reason: dict[int, str] = {}
     keep = np.ones(n, dtype=bool)
     if min_distance_A is not None and n > 1:
@@ -167,4 +184,4 @@ def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float = 3.5
                               arrays=arrays, attrs=dict(ds.attrs))
     removed = np.flatnonzero(~keep)
     return out, {"removed": removed.tolist(), "n_removed": int(removed.size),
-                 "reason": {str(i): reason[int(i)] for i in removed}}
+                 "radius_A": float(r), "reason": {str(i): reason[int(i)] for i in removed}}

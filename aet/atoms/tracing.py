@@ -23,6 +23,7 @@ in-memory run.
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 
@@ -38,7 +39,9 @@ from ..model.atomicmodel import build_model_dataset
 from . import _kernels as K
 from ._common import check_positive, check_volume
 
-__all__ = ["trace", "poly_exponents", "poly_pinv", "upsample"]
+__all__ = ["trace", "atom_probability", "poly_exponents", "poly_pinv", "upsample"]
+
+NON_ATOMS = ("keep", "flag", "drop")
 
 _CAND_FIELDS = ("index", "intensity", "peak_value", "gauss_amplitude", "gauss_sigma",
                 "gauss_background", "fit_ok", "key")
@@ -160,12 +163,125 @@ def _accept(cands: dict, min_distance_vox: float) -> np.ndarray:
     return order[keep[order]]
 
 
+# ----------------------------------------------------------------------------- atom decision
+def _neighbour_weights(pos: np.ndarray, radius_A: float) -> sparse.csr_matrix:
+    """Gaussian weights exp(−d²/2(r/2)²) between distinct peaks closer than ``radius_A``."""
+    n = len(pos)
+    pairs = cKDTree(pos).query_pairs(radius_A, output_type="ndarray")
+    d = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)
+    w = np.exp(-0.5 * (d / (radius_A / 2)) ** 2)
+    return sparse.csr_matrix((np.r_[w, w], (np.r_[pairs[:, 0], pairs[:, 1]],
+                                            np.r_[pairs[:, 1], pairs[:, 0]])), shape=(n, n))
+
+
+def atom_probability(positions_A, intensity, *, n_species: int = 1,
+                     radius_A: float = 4.0, prior_weight: float = 1.0, max_iter: int = 500,
+                     tol: float = 1e-6) -> tuple[np.ndarray, dict]:
+    """Probability that each traced peak is an atom, learned from the peaks themselves.
+
+    A mixture of one non-atom and ``n_species`` atom components is fitted by EM to the square
+    root of the peak intensities (variance-stabilising for count-like intensities, whose
+    spread grows with their mean: both classes become closer to Gaussians of similar width),
+    with a *spatial* prior: the prior probability that peak i is an atom is
+    the atom fraction among its neighbours (Gaussian weights of width ``radius_A / 2`` out to
+    ``radius_A``, plus ``prior_weight`` pseudo-peaks at the global fraction). A weak peak among
+    atoms (inside a film, or a light atom among heavy ones) is then kept, and a peak of the
+    same height in the vacuum above a film's surface or outside a particle is not; no vacuum
+    region or support has to be given, so it holds on films that fill the view.
+
+    The non-atom component is used only when the data call for it: a mixture with it must
+    have a lower BIC (by 10) than one without, and its mean must lie below 0.7 × the lowest
+    atom component's; otherwise every peak gets probability 1 (a clean volume, or one where
+    the threshold already removed the noise).
+
+    Parameters
+    ----------
+    positions_A : (n, 3) array
+        Peak positions (Å).
+    intensity : (n,) array
+        Peak intensities (e.g. :func:`trace`'s ``intensity``).
+    n_species : int
+        Number of atom components (elements of clearly different brightness).
+    radius_A : float
+        Neighbourhood of the spatial prior (Å; about 1.4× the nearest-neighbour distance).
+    prior_weight : float
+        Pseudo-count pulling each local prior towards the global atom fraction.
+    max_iter, tol
+        EM iterations and the convergence tolerance on the probabilities.
+
+    Returns
+    -------
+    probability : (n,) ndarray
+        P(atom) per peak.
+    info : dict
+        ``used`` (whether a non-atom class was fitted), ``means``, ``sds`` (of √intensity,
+        non-atom first),
+        ``bic`` per number of components, ``n_iter``, ``n_atoms``, ``n_non_atoms`` (at 0.5).
+    """
+    from .classification import gmm_1d
+
+    pos = np.asarray(positions_A, dtype=np.float64).reshape(-1, 3)
+    x = np.sqrt(np.maximum(np.asarray(intensity, dtype=np.float64).ravel(), 0.0))
+    n = len(x)
+    k_at = check_positive("n_species", n_species, integer=True)
+    check_positive("radius_A", radius_A)
+    check_positive("prior_weight", prior_weight, allow_zero=True)
+    if len(pos) != n:
+        raise ValueError(f"positions_A has {len(pos)} rows but intensity {n} values")
+    info = {"used": False, "n_species": k_at, "radius_A": float(radius_A)}
+    if n < 3 * (k_at + 1) or not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        info.update(n_atoms=n, n_non_atoms=0, reason="too few or identical peaks to learn from")
+        return np.ones(n), info
+    _, _, _, _, bic_a = gmm_1d(x, k_at)
+    lab, mu, sd, _, bic_b = gmm_1d(x, k_at + 1)
+    info["bic"] = {str(k_at): float(bic_a), str(k_at + 1): float(bic_b)}
+    if not (bic_b < bic_a - 10 and mu[0] < 0.7 * mu[1]):
+        info.update(n_atoms=n, n_non_atoms=0,
+                    reason="no separate low-intensity population (BIC or separation)")
+        return np.ones(n), info
+    W = _neighbour_weights(pos, float(radius_A))
+    wsum = np.asarray(W.sum(axis=1)).ravel()
+    resp = np.eye(k_at + 1)[lab]
+    n_done = 0
+    for it in range(1, max_iter + 1):
+        n_done = it
+        nk = resp.sum(axis=0) + 1e-12
+        mu = (resp * x[:, None]).sum(axis=0) / nk
+        var_floor = 1e-6 * np.var(x)
+        sd = np.sqrt(np.maximum((resp * (x[:, None] - mu) ** 2).sum(axis=0) / nk, var_floor))
+        w_sp = nk[1:] / nk[1:].sum()
+        r_atom = resp[:, 1:].sum(axis=1)
+        pi = (W @ r_atom + prior_weight * r_atom.mean()) / (wsum + prior_weight)
+        pi = np.clip(pi, 1e-4, 1 - 1e-4)
+        lp = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd)
+        lp[:, 0] += np.log(1 - pi)
+        lp[:, 1:] += np.log(pi)[:, None] + np.log(w_sp)
+        lp -= lp.max(axis=1, keepdims=True)
+        new = np.exp(lp)
+        new /= new.sum(axis=1, keepdims=True)
+        change = float(np.abs(new - resp).max())
+        resp = new
+        if change < tol:
+            break
+    prob = resp[:, 1:].sum(axis=1)
+    info.update(used=True, means=mu.tolist(), sds=sd.tolist(), n_iter=n_done,
+                n_atoms=int(np.count_nonzero(prob >= 0.5)),
+                n_non_atoms=int(np.count_nonzero(prob < 0.5)))
+    return prob, info
+
+
+def auto_upsample_factor(voxel_size_A: float, *, target_A: float = 0.32) -> int:
+    """Upsampling factor that brings the traced grid to about ``target_A`` (1 to 3)."""
+    return int(min(3, max(1, round(float(voxel_size_A) / target_A))))
+
+
 # ----------------------------------------------------------------------------- public
 def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float | None = None,
-          threshold_rel: float = 0.05, upsample_factor: int = 1, fit_radius: int | None = None,
+          threshold_rel: float = 0.05, upsample_factor: int | str = 1,
+          fit_radius: int | None = None,
           weight_sigma: float | None = None, sigma0: float | None = None,
           gaussian_fit: bool = True, max_step: float = 0.25, max_shift: int | None = None,
-          chunks=None) -> xr.Dataset:
+          non_atoms: str = "keep", n_species: int = 1, chunks=None) -> xr.Dataset:
     """Trace atoms in a volume as refined local maxima.
 
     Parameters
@@ -184,8 +300,13 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
         Relative threshold used when ``threshold`` is None (default 0.05: low, so that dim
         light atoms next to heavy ones are kept; :func:`classify` puts noise peaks in its
         non-atom class).
-    upsample_factor : int
-        1 (default) or e.g. 3: trace on a Catmull–Rom upsampled volume.
+    upsample_factor : int or "auto"
+        1 (default) or e.g. 3: trace on a Catmull–Rom upsampled volume. ``"auto"``: the
+        factor that brings the traced grid to about 0.32 Å (voxel size / 0.32, rounded, 1 to
+        3), where it pays — measured on the published Ta-film reconstruction against the
+        published model: at its own 0.32 Å voxels 3× gave the same recall and a worse RMSD
+        (27 vs 23 pm) at ~50× the time; binned to 0.64 Å, 2× raised recall 0.874 → 0.893 and
+        lowered the RMSD 29 → 27 pm.
     fit_radius : int, optional
         Half-width (voxels of the traced grid) of the fit windows; default 2 (5³), or
         ``upsample_factor`` + 1 when upsampling (7³ at 3×).
@@ -201,6 +322,13 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
     max_shift : int, optional
         Largest distance (voxels, per axis) the fit window may move from the local maximum
         (default ``upsample_factor``).
+    non_atoms : {"keep", "flag", "drop"}
+        The atom/non-atom decision (:func:`atom_probability`: a mixture of peak intensities
+        with a spatial prior, learned from the peaks; no vacuum region needed). ``"keep"``
+        (default): every peak, no decision; ``"flag"``: every peak with ``atom_probability``
+        and ``is_atom``; ``"drop"``: only the peaks with ``atom_probability`` ≥ 0.5.
+    n_species : int
+        Atom components of the decision (elements of clearly different brightness).
     chunks : int, tuple or "auto", optional
         Rechunk (or chunk a numpy volume) before tracing chunk by chunk; chunks smaller than
         the halo are enlarged.
@@ -211,7 +339,8 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
         Atomic-model dataset (species ``"X"``) with per-atom ``intensity`` (polynomial peak
         value), ``peak_value`` (voxel maximum), ``gauss_amplitude``, ``gauss_sigma_A``,
         ``gauss_background`` and ``fit_ok``; atoms in acceptance order (brightest first).
-        Attrs: ``voxel_size_A``, ``trace_threshold``, ``n_candidates``.
+        Attrs: ``voxel_size_A``, ``trace_threshold``, ``n_candidates``; with a decision also
+        ``atom_decision`` (JSON: the mixture, counts kept and dropped).
 
     Examples
     --------
@@ -224,6 +353,11 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
     """
     volume, vs = check_volume(volume)
     md = check_positive("min_distance_A", min_distance_A, allow_zero=True)
+    if isinstance(upsample_factor, str):
+        if upsample_factor != "auto":
+            raise ValueError(f"upsample_factor must be a positive integer or 'auto', got "
+                             f"{upsample_factor!r}")
+        upsample_factor = auto_upsample_factor(vs)
     f = check_positive("upsample_factor", upsample_factor, integer=True)
     fr = f + 1 if f > 1 and fit_radius is None else (2 if fit_radius is None else fit_radius)
     fr = check_positive("fit_radius", fr, integer=True)
@@ -232,6 +366,9 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
     ms = f if max_shift is None else check_positive("max_shift", max_shift, integer=True,
                                                     allow_zero=True)
     check_positive("max_step", max_step)
+    if non_atoms not in NON_ATOMS:
+        raise ValueError(f"non_atoms must be one of {NON_ATOMS}, got {non_atoms!r}")
+    n_species = check_positive("n_species", n_species, integer=True)
     check_positive("threshold_rel", threshold_rel, allow_zero=True)
     arr = volume.data
     if chunks is not None and not isinstance(arr, dsa.Array):
@@ -271,9 +408,20 @@ def trace(volume: xr.DataArray, *, min_distance_A: float = 2.0, threshold: float
               "gauss_sigma_A": cands["gauss_sigma"][accepted] * vs,
               "gauss_background": cands["gauss_background"][accepted],
               "fit_ok": cands["fit_ok"][accepted]}
-    ds = build_model_dataset(pos, "X", arrays=arrays,
-                             attrs={"voxel_size_A": vs, "trace_threshold": thr,
-                                    "n_candidates": int(cands["index"].shape[0])})
+    attrs = {"voxel_size_A": vs, "trace_threshold": thr,
+             "n_candidates": int(cands["index"].shape[0])}
+    if non_atoms != "keep":
+        prob, info = atom_probability(pos, arrays["intensity"], n_species=n_species,
+                                      radius_A=max(2.0 * md, 2.0))
+        arrays["atom_probability"] = prob
+        arrays["is_atom"] = prob >= 0.5
+        info["non_atoms"] = non_atoms
+        attrs["atom_decision"] = json.dumps(info)
+        if non_atoms == "drop":
+            keep = arrays["is_atom"]
+            pos = pos[keep]
+            arrays = {k: v[keep] for k, v in arrays.items()}
+    ds = build_model_dataset(pos, "X", arrays=arrays, attrs=attrs)
     ds["gauss_sigma_A"].attrs["units"] = "Å"
     return ds
 

@@ -4,6 +4,7 @@ ordered phase and track them (birth, growth, shrinkage, merge, division, dissolu
 Pure functions on arrays / model Datasets; the facade is :class:`aet.NucleusTracker`.
 """
 
+from .detect import SCAN_COLUMNS, detect_series, track_scan
 from .export import write_extxyz_series
 from .local_order import (
     gaussian_weights,
@@ -31,10 +32,13 @@ from .registration import (
     register_rigid,
     rotation_angle_deg,
 )
-from .series import order_values, register_series, track
+from .scan import NullTail, change_llr, ordered_llr, region_scan, species_error_probability
+from .series import order_values, register_series, resolve_method, track
 from .tracking import EVENT_TYPES, TrackResult, link_nuclei, track_nuclei
 
 __all__ = [
+    "SCAN_COLUMNS", "NullTail", "change_llr", "detect_series", "ordered_llr", "region_scan",
+    "resolve_method", "species_error_probability", "track_scan",
     "EVENT_TYPES", "NUCLEUS_COLUMNS", "RigidTransform", "TrackResult", "apply_transform",
     "common_grid", "find_nuclei", "gaussian_weights", "kabsch", "link_nuclei", "local_order",
     "match_atoms", "min_nucleus_size", "nearest_neighbour_distance", "null_cluster_sizes",

@@ -17,7 +17,22 @@ from .nuclei import find_nuclei
 from .registration import match_atoms, register_rigid, rotation_angle_deg
 from .tracking import TrackResult, track_nuclei
 
-__all__ = ["order_values", "register_series", "track"]
+__all__ = ["order_values", "register_series", "resolve_method", "track"]
+
+
+def resolve_method(models, method: str = "auto", *, order=None, smooth_A=None,
+                   local_order_sigma_A=None) -> str:
+    """The detector :func:`track` uses: ``"scan"`` or ``"threshold"`` (see its ``method``)."""
+    if method not in ("auto", "scan", "threshold"):
+        raise ValueError(f"method must be 'auto', 'scan' or 'threshold', got {method!r}")
+    if method != "auto":
+        return method
+    if order is not None or smooth_A is not None or local_order_sigma_A is not None:
+        return "threshold"
+    for ds in models:
+        if any(str(k).startswith("order") and ds[k].dims == ("atom",) for k in ds.data_vars):
+            return "threshold"
+    return "scan"
 
 
 def _positions(ds: xr.Dataset) -> np.ndarray:
@@ -205,7 +220,9 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
           change_fraction: float = 0.2, registration: dict | None = None,
           local_order_sigma_A: float | None = None, false_positive_rate: float = 0.01,
           n_null: int = 20, null_seed=0, ordered_level: float = 0.5,
-          size_column: str = "n_atoms") -> tuple[TrackResult, xr.Dataset | None]:
+          size_column: str = "n_atoms", method: str = "auto",
+          false_alarm_rate: float = 0.01, change_false_alarm_rate: float = 0.001,
+          **scan_kw) -> tuple[TrackResult, xr.Dataset | None]:
     """Find the nuclei of every model and track them across times.
 
     Parameters
@@ -248,7 +265,24 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
         fluctuates as strongly as a small nucleus.
     false_positive_rate, n_null, null_seed
         With ``min_atoms="null"``: allowed expected number of random-alloy clusters per model,
-        number of species permutations (cycling through the models) and their seed.
+        number of species permutations (cycling through the models) and their seed. With
+        the scan detector ``n_null`` is the number of null copies per scan (at least 30 are
+        used) and ``null_seed`` their seed.
+    method : {"auto", "scan", "threshold"}
+        ``"scan"``: the likelihood-ratio scan with time used jointly
+        (:func:`aet.dynamics.detect.track_scan`): nuclei from the species, each with a
+        false-alarm probability, events from the evidence of change with a confidence, moved
+        atoms reported. ``"threshold"``: nuclei are regions of an order array above
+        ``threshold`` (the options above). ``"auto"`` (default) takes ``"threshold"`` when
+        the models carry an order array, ``order``, ``smooth_A`` or ``local_order_sigma_A``
+        is given, and ``"scan"`` otherwise (models with species only, as the pipeline
+        makes them).
+    false_alarm_rate, change_false_alarm_rate
+        Scan detector: largest false-alarm probability of a reported nucleus (per model) and
+        of a change region or growth / shrinkage (per pair of models).
+    **scan_kw
+        Further options of :func:`aet.dynamics.detect.detect_series` (``order_fraction``,
+        ``k_min``, ``k_max``, ``min_atoms`` is passed on as well, ``species``).
 
     Returns
     -------
@@ -266,6 +300,11 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
     if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
         raise ValueError(f"times_min must be finite and strictly increasing, got "
                          f"{times.tolist()}")
+    method = resolve_method(models, method, order=order, smooth_A=smooth_A,
+                            local_order_sigma_A=local_order_sigma_A)
+    if scan_kw and method != "scan":
+        raise TypeError(f"unexpected keyword argument(s) {sorted(scan_kw)} for the threshold "
+                        f"detector; they are options of method='scan'")
     summary = None
     if matches is None or not registered:
         if registered:
@@ -275,6 +314,20 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
         else:
             models, summary, matches = register_series(models, match_radius_A=match_radius_A,
                                                        **(registration or {}))
+    if method == "scan":
+        from .detect import track_scan
+
+        kw = dict(scan_kw)
+        if not isinstance(min_atoms, str) and min_atoms != 13:
+            kw["min_atoms"] = int(min_atoms)
+        result = track_scan(models, matches, times_min=times, kind=kind,
+                            min_overlap_atoms=min_overlap_atoms,
+                            min_overlap_fraction=min_overlap_fraction,
+                            false_alarm_rate=false_alarm_rate,
+                            change_false_alarm_rate=change_false_alarm_rate,
+                            n_null=max(int(n_null), 30), null_seed=null_seed, **kw)
+        result.params.update({"method": "scan", "kind": kind})
+        return result, summary
     local = parts = None
     if local_order_sigma_A is not None:
         local, parts = zip(*[_local_order(ds, kind=kind, sigma_A=local_order_sigma_A)
@@ -314,7 +367,8 @@ def track(models: Sequence[xr.Dataset], *, times_min: Sequence[float], order: st
                           min_overlap_fraction=min_overlap_fraction,
                           min_change_atoms=min_change_atoms, change_fraction=change_fraction,
                           size_column=size_column)
-    result.params.update({"threshold": float(threshold), "min_atoms": int(min_atoms),
+    result.params.update({"method": "threshold", "threshold": float(threshold),
+                          "min_atoms": int(min_atoms),
                           "local_order_sigma_A": local_order_sigma_A})
     if null_info is not None:
         result.params["null"] = {**null_info, "false_positive_rate": false_positive_rate}

@@ -40,7 +40,7 @@ import xarray as xr
 
 __all__ = ["EVENT_TYPES", "TrackResult", "link_nuclei", "track_nuclei"]
 
-EVENT_TYPES = ("birth", "growth", "shrinkage", "merge", "division", "dissolution")
+EVENT_TYPES = ("birth", "growth", "shrinkage", "fluctuation", "merge", "division", "dissolution")
 _SERIES_VARS = ("n_atoms", "volume_A3", "max_order", "mean_order", "order_gradient_per_A",
                 "centroid_x_A", "centroid_y_A", "centroid_z_A")
 

@@ -206,10 +206,11 @@ class TiltSeries(_Facade):
 
         return self._stage("align", preprocess.align, kw)
 
-    def reconstruct(self, method: str = "genfire", **kw):
+    def reconstruct(self, method: str = "resire", **kw):
         """Reconstruct a :class:`~aet.Volume` (:func:`aet.reconstruct.reconstruct`).
 
-        ``method``: ``"genfire"``, ``"resire"``, ``"sirt"`` or ``"wbp"``.
+        ``method``: ``"resire"`` (the default: ordered subsets, momentum, stopping on held-out
+        projections), ``"genfire"``, ``"sirt"`` or ``"wbp"``.
         """
         from .. import reconstruct as _rec
         from .volume import Volume

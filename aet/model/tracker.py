@@ -74,6 +74,11 @@ class NucleusTracker:
 
     Notes
     -----
+    Models with species and no order array (what the pipeline makes) are tracked by the
+    likelihood-ratio scan with time used jointly (:mod:`aet.dynamics.detect`; see
+    :meth:`track`). The rest of this note is about the threshold detector, used when the
+    models carry an order array or ``order`` / ``local_order_sigma_A`` / ``smooth_A`` is given.
+
     Nuclei are regions of order ≥ ``threshold`` (default 0.3) in the per-atom order array.
     Smooth order arrays (e.g. a fitted field) can be used as they are. Raw per-atom order
     parameters computed from the 12 neighbours of each atom (``aet.analysis.
@@ -258,9 +263,16 @@ class NucleusTracker:
                             registered=reg, summary=summary, matches=matches, result=result)
 
     def track(self, *, threshold: float = 0.3, **kw):
-        """Find the nuclei (order ≥ ``threshold``) at every time and track them
-        (:func:`aet.dynamics.track`). Registers first (with defaults) unless :meth:`register`
-        was called.
+        """Find the nuclei at every time and track them (:func:`aet.dynamics.track`).
+        Registers first (with defaults) unless :meth:`register` was called.
+
+        Models with species and no order array (what the pipeline makes) are tracked by the
+        likelihood-ratio scan with time used jointly (``method="scan"``): every nucleus gets
+        a false-alarm probability (``nuclei["p_value"]``), every event a ``confidence`` and
+        the ``atoms`` involved, and hopped atoms are listed in ``params["moved"]``; the
+        ``threshold`` then does not apply. Models with an order array, or with ``order``,
+        ``smooth_A`` or ``local_order_sigma_A`` given, are tracked on order ≥ ``threshold``
+        (``method="threshold"``).
 
         Returns
         -------
@@ -271,8 +283,14 @@ class NucleusTracker:
         """
         from .. import dynamics
 
-        # the local order (local_order_sigma_A) is computed from species: no order array needed
-        tr = self if kw.get("local_order_sigma_A") is not None else self.with_order()
+        # the scan detector and the local order (local_order_sigma_A) work on the species: no
+        # order array needed
+        method = dynamics.resolve_method(self._models, kw.get("method", "auto"),
+                                         order=self._order, smooth_A=kw.get("smooth_A"),
+                                         local_order_sigma_A=kw.get("local_order_sigma_A"))
+        kw["method"] = method
+        tr = (self if method == "scan" or kw.get("local_order_sigma_A") is not None
+              else self.with_order())
         tr = tr if tr.is_registered else tr.register()
         params = {"threshold": threshold, "order": tr._order, "kind": self._kind, **kw}
         res, _ = dynamics.track(tr._registered, times_min=self._times, order=tr._order,

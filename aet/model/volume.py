@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -100,8 +101,10 @@ class Volume(_Facade):
 
         params: dict[str, Any] = {"min_distance_A": min_distance_A, **kw}
         ds = atoms.trace(self._da, **params)
+        decision = ds.attrs.get("atom_decision")  # the atom/non-atom decision, when taken
         return AtomicModel._from_core(ds, parent_attrs=self._da.attrs, op="trace_atoms",
-                                      params=params)
+                                      params=params, result=None if decision is None else
+                                      {"atom_decision": json.loads(decision)})
 
     def project(self, angles, **kw):
         """Forward-project to a :class:`~aet.TiltSeries` at ``angles`` (degrees: 1D tilt or

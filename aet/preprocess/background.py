@@ -10,6 +10,12 @@ pixels are negative. The default ``negative="keep"`` leaves them: clipping would
 vacuum (and every line sum) upwards, and the reconstruction's positivity constraint handles
 them. ``"clip"`` sets them to 0 for algorithms that require non-negative data; ``"raise"``
 refuses data where the fitted background exceeds the object signal.
+
+What was removed is recorded: the per-angle coord ``background_level`` holds the mean of the
+subtracted surface (data units; added up over repeated calls). Later stages read it: the
+Poisson variance model of :func:`~aet.preprocess.denoise` refers to the raw intensities and
+adds it back, and :func:`~aet.preprocess.align` removes the background itself when the coord
+is absent (so the order in which a user calls the steps does not matter).
 """
 
 from __future__ import annotations
@@ -47,6 +53,22 @@ def _design(shape, order):
     yy, xx = np.meshgrid(y, x, indexing="ij")
     cols = [yy**i * xx**j for i in range(order + 1) for j in range(order + 1 - i)]
     return np.stack([c.ravel() for c in cols], axis=1)
+
+
+BACKGROUND_COORD = "background_level"
+
+
+def has_background_removed(da: xr.DataArray) -> bool:
+    """True when :func:`remove_background` (directly or through another stage) already ran on
+    this series (the ``background_level`` coord is present)."""
+    return BACKGROUND_COORD in da.coords
+
+
+def background_levels(da: xr.DataArray) -> np.ndarray:
+    """Per-angle mean of the background already subtracted (zeros when none was)."""
+    if BACKGROUND_COORD not in da.coords:
+        return np.zeros(da.sizes["angle"])
+    return np.asarray(da.coords[BACKGROUND_COORD].values, dtype=np.float64)
 
 
 def _remove_one(img, mask, *, order, px, smooth_A, margin_A, negative, min_fraction):
@@ -131,8 +153,10 @@ def remove_background(da: xr.DataArray, *, mask=None, order: int = 2, smooth_A: 
         if m.all():
             raise ValueError("remove_background: mask is True everywhere; no background "
                              "pixels remain to fit")
+    # clipping is applied after the level is recorded (it is not background)
     kw = dict(order=int(order), px=px, smooth_A=float(smooth_A), margin_A=float(margin_A),
-              negative=negative, min_fraction=float(min_fraction))
+              negative="keep" if negative == "clip" else negative,
+              min_fraction=float(min_fraction))
     if margs:
         out = map_projections(da, _remove_one, *margs, core_dims=("y", "x"),
                               out_dtype=np.float64, **kw)
@@ -140,5 +164,13 @@ def remove_background(da: xr.DataArray, *, mask=None, order: int = 2, smooth_A: 
         out = map_projections(da, lambda im, **k: _remove_one(im, None, **k),
                               out_dtype=np.float64, **kw)
     out = out.transpose(*da.dims)
+    # record the mean of the subtracted surface per angle (lazy for dask input)
+    red = [d for d in da.dims if d != "angle"]
+    level = (da.astype(np.float64) - out).mean(dim=red).data + background_levels(da)
+    if negative == "clip":
+        out = out.clip(min=0.0)
+    out = out.assign_coords({BACKGROUND_COORD: ("angle", level, {
+        "units": str(da.attrs.get("units", "")),
+        "long_name": "mean background subtracted (data units)"})})
     return out, {"order": int(order), "negative": negative,
                  "support": "user mask" if margs else "estimated (Otsu)"}

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from ._common import check_series, finite_check_block, map_projections
+from .background import BACKGROUND_COORD, has_background_removed
 
 
 def anscombe(x: np.ndarray, *, gain: float = 1.0, read_var: float = 0.0) -> np.ndarray:
@@ -69,13 +70,16 @@ def _nlm(img: np.ndarray, sigma: float, h: float, patch_size: int, patch_distanc
                             patch_size=patch_size, patch_distance=patch_distance)
 
 
-def _denoise_one(img, slope, icpt, *, method, noise, sigma, strength, profile, patch_size,
-                 patch_distance):
+def _denoise_one(img, slope, icpt, level, *, method, noise, sigma, strength, profile,
+                 patch_size, patch_distance):
     finite_check_block(img, "denoise")
     img = np.asarray(img, dtype=np.float64)
     if not np.any(img):
         return img.copy()
     vst = noise == "poisson"
+    # the variance model refers to the raw intensities: add back what remove_background took
+    lev = float(level) if vst and np.isfinite(level) else 0.0
+    img = img + lev
     if vst:
         gain, rv = float(slope), float(icpt)
         if not (np.isfinite(gain) and gain > 0):
@@ -89,12 +93,12 @@ def _denoise_one(img, slope, icpt, *, method, noise, sigma, strength, profile, p
         s = float(sigma) if sigma is not None else estimate_noise_sigma(img)
     s = s * strength
     if s <= 0:
-        return img.copy()
+        return img - lev
     if method == "bm3d":
         den = _bm3d(z, s, profile)
     else:
         den = _nlm(z, s, 0.8, patch_size, patch_distance)
-    return inverse_anscombe(den, gain=gain, read_var=rv) if vst else den
+    return inverse_anscombe(den, gain=gain, read_var=rv) - lev if vst else den
 
 
 def denoise(da: xr.DataArray, *, method: str = "bm3d", noise: str = "auto",
@@ -113,7 +117,10 @@ def denoise(da: xr.DataArray, *, method: str = "bm3d", noise: str = "auto",
         ``var = noise_var_slope · I + noise_var_intercept`` from the coords written by
         :func:`register_frames` (gain 1, i.e. raw counts, when absent). ``"gaussian"``: σ from
         ``sigma`` or estimated per projection (wavelet MAD). ``"auto"``: ``"poisson"`` when the
-        noise-model coords are present, else ``"gaussian"``.
+        noise-model coords are present, else ``"gaussian"``. When the background was removed
+        first (``background_level`` coord, :func:`remove_background`), the Poisson model adds
+        the recorded level back before the transform and subtracts it after, so the order of
+        the two steps does not matter.
     sigma : float, optional
         Gaussian noise σ in data units (``noise="gaussian"`` only).
     strength : float
@@ -148,7 +155,12 @@ def denoise(da: xr.DataArray, *, method: str = "bm3d", noise: str = "auto",
         icpt = xr.DataArray(da.coords["noise_var_intercept"].data, dims=("angle",))
     else:
         slope, icpt = np.nan, np.nan
-    out = map_projections(da, _denoise_one, slope, icpt, out_dtype=np.float64,
+    # remove_background records what it subtracted (aet.preprocess.background)
+    if has_background_removed(da):
+        level = xr.DataArray(da.coords[BACKGROUND_COORD].data, dims=("angle",))
+    else:
+        level = 0.0
+    out = map_projections(da, _denoise_one, slope, icpt, level, out_dtype=np.float64,
                           method=method, noise=noise, sigma=sigma, strength=float(strength),
                           profile=profile, patch_size=int(patch_size),
                           patch_distance=int(patch_distance))

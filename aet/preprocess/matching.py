@@ -43,6 +43,8 @@ removing the mean only).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
@@ -55,6 +57,7 @@ from ._common import (
     register_translation,
     shift_image,
 )
+from .background import has_background_removed, remove_background
 
 _PARAMS = {"phi": 0, "theta": 1, "psi": 2}
 
@@ -197,8 +200,9 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8,
     ----------
     da : xarray.DataArray
         ``(angle, y, x)`` tilt series (coords in Å centred at ``n // 2``, angles in degrees;
-        optional ``phi``/``psi`` coords), roughly aligned (e.g. by :func:`align`), background
-        removed. Loaded into memory (the method needs all projections at every iteration).
+        optional ``phi``/``psi`` coords), roughly aligned (e.g. by :func:`align`); the
+        background is removed first when :func:`remove_background` has not run on it. Loaded
+        into memory (the method needs all projections at every iteration).
     n_iter : int
         Maximum outer iterations.
     refine : sequence of str
@@ -256,6 +260,17 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8,
         residual ``‖a·P(V) − b‖ / ‖b‖``.
     """
     da = check_series(da, func="projection_matching", frames="forbid", min_angles=3)
+    background_note = "already removed"
+    if not has_background_removed(da):
+        # a detector offset reconstructs as a bright cylinder that every reprojection matches
+        # equally well: remove it first (recorded), as align() does
+        try:
+            da, _ = remove_background(da)
+            background_note = "removed by projection_matching (remove_background had not run)"
+        except ValueError as exc:
+            warnings.warn(f"projection_matching: the background could not be removed ({exc}); "
+                          f"matching the series as it is", stacklevel=3)
+            background_note = f"not removed: {exc}"
     check_interpolation(interpolation, "projection_matching")
     refine = tuple(refine)
     bad = [r for r in refine if r not in ("shifts", *_PARAMS)]
@@ -421,5 +436,5 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8,
               "dphi_deg": dE[:, 0].tolist(), "dtheta_deg": dE[:, 1].tolist(),
               "dpsi_deg": dE[:, 2].tolist(), "convergence": history, "converged": converged,
               "method": method if reconstructor is None else "custom",
-              "field_of_view_px": [int(my), int(mx)]}
+              "field_of_view_px": [int(my), int(mx)], "background": background_note}
     return out, result

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import scipy.fft as sfft
 
+from . import _kernels as K
 from ._common import progress_bar
 from .projector import Projector
 
@@ -224,7 +225,8 @@ def lipschitz_bound(op: Projector, weight=None) -> float:
 def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
            positivity: bool = True, support=None, weight=None, accelerate: bool = True,
            x0=None, tol: float = 0.0, holdout: float = 0.0, patience: int = 5, seed=0,
-           progress=None, callback=None, holdout_by: str = "pixels", refit: bool = False):
+           progress=None, callback=None, holdout_by: str = "pixels", refit: bool = False,
+           subsets: int = 1):
     """RESIRE: gradient descent on ½ Σ_θ ‖W (A_θ O − b_θ)‖² with positivity and support.
 
     The step is ``step / L`` with L = max(AᵀWA·1) ≥ ‖AᵀWA‖, which for a single tilt axis is
@@ -241,7 +243,15 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
     instead, which stops nearer the error minimum (see ``_Holdout``); ``refit`` then runs again
     on all the data for the chosen number of iterations (about twice the time; the data left
     out no longer cost accuracy).
+
+    ``subsets`` > 1 (or ``"auto"``): ordered subsets, :func:`resire_os` (``n_iter`` counts
+    passes over all projections; ``tol`` is not used there).
     """
+    if subsets != 1:
+        return resire_os(op, b, n_iter=n_iter, subsets=subsets, step=step,
+                         positivity=positivity, support=support, weight=weight,
+                         accelerate=accelerate, x0=x0, holdout=holdout, holdout_by=holdout_by,
+                         patience=patience, refit=refit, progress=progress, callback=callback)
     if holdout and refit:
         return _refit(resire, op, b, n_iter=n_iter, step=step, positivity=positivity,
                       support=support, weight=weight, accelerate=accelerate, x0=x0, tol=tol,
@@ -254,12 +264,16 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
     if L <= 0:
         raise ValueError("the projection geometry sees no voxel (A·1 = 0); check the shapes")
     s = np.float32(step / L)
-    x = np.zeros(op.internal_volume_shape, np.float32) if x0 is None else x0.copy()
+    x = np.zeros(op.internal_volume_shape, np.float32) if x0 is None else \
+        np.ascontiguousarray(x0, dtype=np.float32).copy()
     y = x.copy()
-    x_old = np.empty_like(x)
     bsum = float(np.abs(b if weight is None else b * weight).sum())
     res = np.empty(op.internal_projection_shape, np.float32)
     g = np.empty(op.internal_volume_shape, np.float32)
+    xf, yf, gf = x.reshape(-1), y.reshape(-1), g.reshape(-1)
+    sup_f = (np.zeros(0, np.float32) if support is None else
+             np.ascontiguousarray(support, dtype=np.float32).reshape(-1))
+    step_kernel = K.fista_step_par if op.parallel else K.fista_step
     record = []
     tk = 1.0
     t0 = time.perf_counter()
@@ -273,19 +287,14 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
                 res *= weight
             record.append(_r1(res, bsum))
             op.adjoint(res, out=g)
-            x_old[...] = x
-            np.multiply(g, -s, out=x)
-            x += y
-            _constrain(x, positivity, support)
+            beta = 0.0
             if accelerate:
                 tk1 = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-                beta = np.float32((tk - 1) / tk1)
+                beta = (tk - 1) / tk1
                 tk = tk1
-                np.subtract(x, x_old, out=y)
-                y *= beta
-                y += x
-            else:
-                y[...] = x
+            # x ← P(y − s·g), y ← x + β(x − x_previous): one fused pass over the volume
+            step_kernel(xf, yf, gf, s, np.float32(beta), bool(positivity), sup_f,
+                        sup_f.size > 0)
             if callback is not None:
                 callback(it, x)
             bar.update()
@@ -296,6 +305,161 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
     if ho is not None:
         x = _constrain(ho.best_x, positivity, support)
         rec.update(holdout_rms=ho.record, best_iteration=ho.best_it)
+    return x, rec
+
+
+def auto_subsets(n_projections: int) -> int:
+    """Ordered subsets for ``n_projections`` fitted projections: about 6 projections per
+    subset, 1 to 8 subsets. Measured at 128³ × 47 (±69°, 2 % noise, RESIRE with momentum,
+    error inside the particle): the minimum 0.272 comes after 32 passes with 1 subset, 16 with
+    2, 8 with 4 (0.271), 4 with 8 (0.268); a pass costs the same, so 4-8× less time."""
+    return int(max(1, min(8, n_projections // 6)))
+
+
+def holdout_projections(theta_deg, fraction) -> np.ndarray:
+    """Indices of held-out projections: every m-th by tilt angle (m = round(1 / ``fraction``),
+    at least 2), starting in the middle of the first gap (as ``_Holdout`` does)."""
+    m = max(2, int(round(1.0 / fraction)))
+    return np.sort(np.argsort(np.asarray(theta_deg), kind="stable")[m // 2::m])
+
+
+def resire_os(op: Projector, b: np.ndarray, *, n_iter: int = 50, subsets="auto",
+              step: float = 1.0, positivity: bool = True, support=None, weight=None,
+              accelerate: bool = True, x0=None, holdout: float = 0.0,
+              holdout_by: str = "projections", patience: int = 5, refit: bool = False,
+              max_updates: int | None = None, progress=None, callback=None):
+    """RESIRE with ordered subsets and momentum (OS-FISTA).
+
+    The objective of :func:`resire`, but each update takes the gradient of one subset of the
+    projections (tilt angles dealt round-robin in angle order, so every subset spans the tilt
+    range) with step ``step / L_k`` (L_k = max(A_kᵀW A_k·1) of that subset), and Nesterov
+    momentum runs across updates. A pass over the subsets costs one :func:`resire` iteration
+    and makes ``subsets`` updates: on noisy data the error minimum comes about ``subsets``
+    times sooner at the same depth (:func:`auto_subsets`). OS does not converge to the
+    least-squares solution (it cycles near it); early stopping never gets there.
+
+    ``holdout`` > 0 (whole projections, ``holdout_by="projections"``): those projections
+    (:func:`holdout_projections`) are left out of every subset; after each update the RMS
+    residual on them is measured (a forward projection of the held-out angles only, 1/8 of a
+    pass for ``holdout`` = 0.125) and the update with the lowest is kept; the run stops
+    ``patience`` updates after it. ``refit`` then runs again on all projections for the chosen
+    number of updates. ``n_iter`` is the most passes, ``max_updates`` the most updates;
+    ``callback(k, x)`` is called after update k = 1, 2, ...
+    """
+    if holdout and holdout_by != "projections":
+        raise ValueError(f"ordered subsets stop on held-out whole projections; pass "
+                         f"holdout_by='projections' (got {holdout_by!r}) or subsets=1")
+    n = op.n_angles
+    theta = op.euler[:, 1]
+    if holdout:
+        if not 0 < holdout < 0.5:
+            raise ValueError(f"holdout must be a fraction in (0, 0.5), got {holdout!r}")
+        if n < 4:
+            raise ValueError(f"holdout_by='projections' needs at least 4 projections, got "
+                             f"{n}; use holdout_by='pixels' with subsets=1")
+        held = holdout_projections(theta, holdout)
+    else:
+        held = np.zeros(0, np.int64)
+    fit = np.setdiff1d(np.arange(n), held)
+    if isinstance(subsets, str):
+        if subsets != "auto":
+            raise ValueError(f"subsets must be a positive integer or 'auto', got {subsets!r}")
+        m = auto_subsets(len(fit))
+    else:
+        m = int(subsets)
+        if m < 1:
+            raise ValueError(f"subsets must be a positive integer or 'auto', got {subsets!r}")
+    m = min(m, len(fit))
+    t0 = time.perf_counter()
+    order = fit[np.argsort(theta[fit], kind="stable")]
+    groups = [np.sort(order[k::m]) for k in range(m)]
+    ops = [op.subset(gr) for gr in groups]
+    bs = [np.ascontiguousarray(b[gr]) for gr in groups]
+    ws = [None if weight is None else np.ascontiguousarray(weight[gr]) for gr in groups]
+    Ls = [lipschitz_bound(o, w) for o, w in zip(ops, ws)]
+    if min(Ls) <= 0:
+        raise ValueError("the projection geometry sees no voxel (A·1 = 0); check the shapes")
+    steps = [np.float32(step / L) for L in Ls]
+    if len(held):
+        op_h = op.subset(held)
+        b_h = np.ascontiguousarray(b[held])
+        w_h = None if weight is None else np.ascontiguousarray(weight[held])
+        r_h = np.empty(op_h.internal_projection_shape, np.float32)
+        n_h = float(b_h.size if w_h is None else max(1.0, float(w_h.sum())))
+    x = np.zeros(op.internal_volume_shape, np.float32) if x0 is None else \
+        np.ascontiguousarray(x0, dtype=np.float32).copy()
+    y = x.copy()
+    g = np.empty_like(x)
+    xf, yf, gf = x.reshape(-1), y.reshape(-1), g.reshape(-1)
+    sup_f = (np.zeros(0, np.float32) if support is None else
+             np.ascontiguousarray(support, dtype=np.float32).reshape(-1))
+    step_kernel = K.fista_step_par if op.parallel else K.fista_step
+    res = [np.empty(o.internal_projection_shape, np.float32) for o in ops]
+    bsum = float(sum(np.abs(bk if wk is None else bk * wk).sum() for bk, wk in zip(bs, ws)))
+    record, ho_record = [], []
+    best, best_k, best_x, bad = np.inf, 0, None, 0
+    tk = 1.0
+    k = 0
+    limit = np.inf if max_updates is None else int(max_updates)
+    with progress_bar(n_iter, "RESIRE-OS", progress) as bar:
+        for _ in range(n_iter):
+            r1 = 0.0
+            stop = False
+            for j in range(m):
+                r = res[j]
+                ops[j].forward(y, out=r)
+                r -= bs[j]
+                if ws[j] is not None:
+                    r *= ws[j]
+                r1 += float(np.abs(r).sum())
+                ops[j].adjoint(r, out=g)
+                beta = 0.0
+                if accelerate:
+                    tk1 = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
+                    beta = (tk - 1) / tk1
+                    tk = tk1
+                # x ← P(y − s·g), y ← x + β(x − x_previous): one fused pass over the volume
+                step_kernel(xf, yf, gf, steps[j], np.float32(beta), bool(positivity), sup_f,
+                            sup_f.size > 0)
+                k += 1
+                if callback is not None:
+                    callback(k, x)
+                if len(held):
+                    op_h.forward(x, out=r_h)
+                    r_h -= b_h
+                    if w_h is not None:
+                        r_h *= w_h
+                    h = float(np.sqrt(np.sum(np.square(r_h, dtype=np.float32)) / n_h))
+                    ho_record.append(h)
+                    if h < best:
+                        best, best_k, bad = h, k, 0
+                        if best_x is None:
+                            best_x = x.copy()
+                        else:
+                            best_x[...] = x
+                    else:
+                        bad += 1
+                        stop = patience > 0 and bad >= patience
+                if stop or k >= limit:
+                    stop = True
+                    break
+            record.append(r1 / bsum if bsum > 0 else float("nan"))
+            bar.update()
+            if stop:
+                break
+    rec = {"r1": record, "n_iter": len(record), "updates": k, "subsets": m,
+           "step": float(step), "time_s": time.perf_counter() - t0}
+    if len(held):
+        x = best_x
+        rec.update(holdout_rms=ho_record, best_update=best_k, best_iteration=best_k / m,
+                   held_out=[int(i) for i in held])
+        if refit:
+            x, rec2 = resire_os(op, b, n_iter=-(-best_k // m) + 1, subsets=m, step=step,
+                                positivity=positivity, support=support, weight=weight,
+                                accelerate=accelerate, x0=x0, max_updates=best_k,
+                                progress=progress, callback=callback)
+            rec.update(refit=True, refit_updates=rec2["updates"],
+                       time_s=rec["time_s"] + rec2["time_s"])
     return x, rec
 
 

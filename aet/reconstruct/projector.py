@@ -165,7 +165,12 @@ def shear_warp_geometry(euler_deg, volume_shape, detector_shape):
     return np.asarray(axis, np.int64), np.asarray(geo, np.float64).reshape(-1, 12)
 
 
-_MIN_PARALLEL_WORK = 4_000_000
+#: interpolations per operator call below which the serial kernels run: threads pay off only
+#: on real work (a parallel region's start-up and barrier cost more than they save below a
+#: few 10⁶, far more on a loaded machine), and a parallel kernel costs a compile of its own
+#: (cold ``aet demo``, thread CPU time: bp/fp_single_axis_par 7.4 + 2.3 s against ~1 s for
+#: the serial pair), so a small problem — the demo's 15 × 80³ — compiles only the serial one
+_MIN_PARALLEL_WORK = 20_000_000
 #: most projections a forward task shears slice by slice together (cache reuse of a slice)
 SW_GROUP = 4
 #: most slices a back-projection task gathers together (cache reuse of intermediate images)
@@ -231,10 +236,10 @@ class Projector:
             self.method = "single_axis"
         else:
             self.method = "shearwarp" if method == "auto" else method
-        # threads pay off only on real work: below ~4·10⁶ interpolations a parallel region's
-        # start-up and barrier cost more than they save (and far more on a loaded machine)
         work = len(self.euler) * nz * ny * max(nx, self.detector_shape[1])
         self.parallel = bool(parallel) and work >= _MIN_PARALLEL_WORK
+        self._parallel_requested = bool(parallel)
+        self._bufs = {}
         th = np.radians(self.euler[:, 1])
         self._cos = np.ascontiguousarray(np.cos(th))
         self._sin = np.ascontiguousarray(np.sin(th))
@@ -378,13 +383,33 @@ class Projector:
         return out
 
     def _scratch(self, shape, extra=0):
-        """Per-thread partial volumes for the parallel back projector (kept between calls)."""
+        """Per-thread partial volumes for the parallel back projector (kept between calls,
+        shared with the projectors of :meth:`subset`)."""
         nth = min(max(1, numba.get_num_threads()), max(1, self.n_angles)) - 1 + extra
         key = (nth, *shape)
-        if getattr(self, "_scratch_key", None) != key:
-            self._scratch_arr = np.empty(key, dtype=np.float32)
-            self._scratch_key = key
-        return self._scratch_arr
+        arr = self._bufs.get("scratch")
+        if arr is None or arr.shape != key:
+            arr = np.empty(key, dtype=np.float32)
+            self._bufs["scratch"] = arr
+        return arr
+
+    def subset(self, index) -> Projector:
+        """The projector of the projections ``index`` (ordered subsets), same volume and
+        detector and the same kernels (parallel or serial) as this one; it shares this
+        projector's work buffers (volume-sized scratch), so the two must not be called at the
+        same time."""
+        idx = np.asarray(index, dtype=np.int64).reshape(-1)
+        sub = Projector(self.euler[idx], self.volume_shape, detector_shape=self.detector_shape,
+                        parallel=self._parallel_requested, single_axis=self.single_axis,
+                        method="auto" if self.method == "single_axis" else self.method)
+        sub._bufs = self._bufs
+        # the parent's choice of kernels, not one per subset size: a run compiles one variant
+        # (the serial kernels cost a compile of their own, ~1-3 s per pair)
+        sub.parallel = self.parallel
+        if self.method == "shearwarp":
+            sub._sw_buf = self._sw_buf
+            sub._sw_plan()
+        return sub
 
     def interpolations_per_forward(self) -> int:
         """Number of interpolated samples of one forward projection (for throughput figures)."""

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .._jit import jit, prange
+from .._jit import jit, map_ranges, split_range
 
 
 @jit()
@@ -66,12 +66,33 @@ def _splat_one_image(xy, amp, sigma, pixel, n_sigma, out2d):
                 out2d[iy, ix] += v * wx[ix - x0]
 
 
-@jit(parallel=True)
+@jit()
+def _splat_images_range(xy, amp, sigma, pixel, n_sigma, k0, k1, out):
+    """Images ``k0 ≤ k < k1`` of :func:`splat_images` (``out`` float64, adds)."""
+    for k in range(k0, k1):
+        _splat_one_image(xy[k], amp, sigma, pixel, n_sigma, out[k])
+
+
 def splat_images(xy, amp, sigma, pixel, n_sigma, out):
     """``out[k]`` += atoms at image coordinates ``xy[k]`` (n_images, n_atoms, 2) for every
-    image ``k`` of ``out`` (n_images, ny, nx); parallel over images."""
-    for k in prange(out.shape[0]):
-        _splat_one_image(xy[k], amp, sigma, pixel, n_sigma, out[k])
+    image ``k`` of ``out`` (n_images, ny, nx); on aet's kernel thread pool over blocks of
+    images. The kernel accumulates in float64 (one compiled variant): a float32 ``out``
+    receives each block's float64 images, rounded once."""
+    xy = np.ascontiguousarray(xy, dtype=np.float64)
+    amp = np.ascontiguousarray(amp, dtype=np.float64)
+    sigma = np.ascontiguousarray(sigma, dtype=np.float64)
+    direct = out.dtype == np.float64 and out.flags.c_contiguous
+
+    def run(k0, k1):
+        if direct:
+            _splat_images_range(xy, amp, sigma, float(pixel), float(n_sigma), k0, k1, out)
+        else:
+            buf = np.zeros((k1 - k0, *out.shape[1:]), dtype=np.float64)
+            _splat_images_range(xy[k0:k1], amp, sigma, float(pixel), float(n_sigma), 0,
+                                k1 - k0, buf)
+            out[k0:k1] += buf
+
+    map_ranges(run, split_range(out.shape[0], per_thread=2))
 
 
 @jit()
@@ -155,10 +176,17 @@ def _deposit_radial_one(xy, kind, tables, dr, origin_x, origin_y, h, out2d):
                 out2d[iy, ix] += t[i] * (1.0 - f) + t[i + 1] * f
 
 
-@jit(parallel=True)
+@jit()
+def _deposit_radial_range(xy, kind, tables, dr, origin, h, k0, k1, out):
+    """Images ``k0 ≤ k < k1`` of :func:`deposit_radial`."""
+    for k in range(k0, k1):
+        _deposit_radial_one(xy[k], kind, tables, dr, origin[k, 0], origin[k, 1], h, out[k])
+
+
 def deposit_radial(xy, kind, tables, dr, origin, h, out):
     """``out[k]`` += radial atom profiles at ``xy[k]`` (n_images, n_atoms, 2) on grid ``k``
-    whose point (0, 0) sits at ``origin[k]`` (x, y Å), spacing ``h``; parallel over images.
-    See :func:`_deposit_radial_one`."""
-    for k in prange(out.shape[0]):
-        _deposit_radial_one(xy[k], kind, tables, dr, origin[k, 0], origin[k, 1], h, out[k])
+    whose point (0, 0) sits at ``origin[k]`` (x, y Å), spacing ``h``; on aet's kernel thread
+    pool over blocks of images. See :func:`_deposit_radial_one`."""
+    map_ranges(lambda k0, k1: _deposit_radial_range(xy, kind, tables, float(dr), origin,
+                                                    float(h), k0, k1, out),
+               split_range(out.shape[0], per_thread=2))

@@ -15,12 +15,20 @@ family of the code under test. This engine takes the atoms' scattering from abTE
    each radially symmetric. One radial table per species is the Hankel transform of abTEM's
    ``projected_scattering_factor`` times the thermal Debye–Waller factor
    ``exp(−2π² σ_th² k²)`` (a Gaussian smear of σ_th per axis: thermal motion); the tables are
-   summed on a fine grid (pixel / ``oversampling``), truncated at ``cutoff_A`` (4 Å keeps
+   summed on a fine grid (pixel / ``oversampling``, default 4), truncated at ``cutoff_A`` (4 Å keeps
    99.9 % of the integral). ``tests/simulate/test_abtem_engine.py`` checks the sum against
    ``abtem.Potential`` on a rotated cluster.
-3. **Response** ``A · (V / V_REF) ** γ``: the high-angle signal grows super-linearly with
-   the projected potential V (γ = ``response_exponent``, default 1.4, fitted on a multislice
-   line scan). ``A`` (``response_scale``) defaults to the calibrated scale of that γ.
+3. **Response** ``A · (Σ_j (V_j / V_REF) ** p) ** γ``: the high-angle signal of one atom
+   comes from its core, more localised than its potential and growing faster with Z (an
+   isolated Pt atom gives 6.1× the peak ADF signal of an Fe atom in multislice, while its
+   potential peak is only 2.3× higher): each atom's potential V_j is raised to the atom
+   exponent p (``atom_exponent``, default 1.75) before the atoms are summed along the beam;
+   the sum is raised to the response exponent γ (``response_exponent``, default 1.4): the
+   super-linear growth of a column's signal with the atoms along it. With p = 1.75, γ = 1.4
+   the engine correlates 0.956 with multislice line scans through a particle and 0.961
+   with those and single-atom scans together (one scale; isolated Pt/Fe 6.3 vs 6.1); the
+   potential alone, p = 1, reaches at most 0.89 at any γ. ``A`` (``response_scale``)
+   defaults to the calibrated scale of that (p, γ).
 4. **Probe and source**: convolution with the probe intensity that ``abtem.Probe(energy,
    semiangle_cutoff, aberrations)`` builds on the same fine grid (normalised to unit sum)
    and a Gaussian source of width ``source_sigma_A`` (incoherent source size).
@@ -105,14 +113,19 @@ class AbtemEngine:
         RMS thermal displacement per axis (Å) smearing each atom's potential (≥ 0.02 Å;
         0.08 Å ≈ a B-factor of 0.5 Å²).
     response_exponent : float
-        γ of the response ``A (V / V_REF) ** γ``.
+        γ of the response ``A (Σ_j (V_j / V_REF) ** p) ** γ``: how a column's signal grows
+        with the atoms along the beam (n atoms give n^γ times one atom's signal).
+    atom_exponent : float
+        p: each atom's potential is raised to p before the sum along the beam (localises
+        the ADF object function at the atom's core and sets the Z contrast).
     response_scale : float, optional
-        A; default: the calibrated scale for this γ (interpolated in log A between the
+        A; default: the calibrated scale for this (p, γ) (interpolated in log A between the
         calibrated exponents, ``docs/calibration.rst``).
     parametrization : {"lobato", "kirkland"}
         abTEM's potential parametrisation.
     oversampling : int
-        Fine-grid spacing = pixel size / ``oversampling``.
+        Fine-grid spacing = pixel size / ``oversampling`` (4: 0.0875 Å at 0.35 Å pixels;
+        images differ from oversampling 8 by < 1e-4 of their peak).
     cutoff_A : float
         Radius (Å) beyond which an atom's projected potential is dropped.
     """
@@ -123,9 +136,10 @@ class AbtemEngine:
     source_sigma_A: float = 0.25
     thermal_sigma_A: float = 0.08
     response_exponent: float = 1.4
+    atom_exponent: float = 1.75
     response_scale: float | None = None
     parametrization: str = "lobato"
-    oversampling: int = 5
+    oversampling: int = 4
     cutoff_A: float = 4.0
 
     def __post_init__(self):
@@ -138,6 +152,7 @@ class AbtemEngine:
                              f"potential diverges at an atom's centre without thermal "
                              f"smearing), got {self.thermal_sigma_A!r}")
         _positive("response_exponent", self.response_exponent)
+        _positive("atom_exponent", self.atom_exponent)
         if self.response_scale is not None:
             _positive("response_scale", self.response_scale)
         if self.parametrization not in PARAMETRIZATIONS:
@@ -163,10 +178,11 @@ class AbtemEngine:
     # ------------------------------------------------------------------ derived numbers
     @property
     def scale(self) -> float:
-        """Response scale A in use (the given one or the calibrated one for this γ)."""
+        """Response scale A in use (the given one or the calibrated one for this p, γ)."""
         if self.response_scale is not None:
             return float(self.response_scale)
-        return calibrated_scale(self.response_exponent, self.parametrization)
+        return calibrated_scale(self.response_exponent, self.parametrization,
+                                atom_exponent=self.atom_exponent)
 
     def to_dict(self) -> dict:
         """JSON-able settings, with the scale in use and the engine's name."""
@@ -184,12 +200,18 @@ class AbtemEngine:
         return _radial_table(self.parametrization, str(symbol), float(self.thermal_sigma_A),
                              float(self.cutoff_A))
 
+    def object_table(self, symbol: str) -> np.ndarray:
+        """``(V / V_REF) ** p`` of one ``symbol`` atom on the radii of :meth:`radial_table`:
+        what is summed along the beam before the response exponent."""
+        return _object_table(self.parametrization, str(symbol), float(self.thermal_sigma_A),
+                             float(self.cutoff_A), float(self.atom_exponent))
+
     def atom_cross_section_A2(self, symbol: str) -> float:
         """Detected signal of one isolated ``symbol`` atom integrated over probe positions:
-        ``∫ A (V / V_REF) ** γ d²r`` in Å² (the probe and source conserve the integral)."""
-        t = self.radial_table(symbol)
+        ``∫ A ((V / V_REF) ** p) ** γ d²r`` in Å² (the probe and source conserve it)."""
+        t = self.object_table(symbol)
         r = np.arange(len(t)) * _TABLE_DR_A
-        resp = self.scale * (np.maximum(t, 0.0) / V_REF) ** self.response_exponent
+        resp = self.scale * t ** self.response_exponent
         return float(np.trapezoid(resp * 2 * math.pi * r, r))
 
     # ------------------------------------------------------------------ rendering
@@ -230,7 +252,7 @@ class AbtemEngine:
         if sp.size != xy.shape[1]:
             raise ValueError(f"species has {sp.size} entries but xy has {xy.shape[1]} atoms")
         symbols, kind = np.unique(sp, return_inverse=True)
-        tables = np.stack([self.radial_table(s) for s in symbols]) if len(symbols) else \
+        tables = np.stack([self.object_table(s) for s in symbols]) if len(symbols) else \
             np.zeros((1, 2))
         kind = np.ascontiguousarray(kind, dtype=np.int64)
         h = px / int(self.oversampling)
@@ -249,13 +271,16 @@ class AbtemEngine:
         transfer = self._transfer((ny, nx), h)
         out = np.empty(flat.shape[:2], dtype=np.float64)
         gamma = float(self.response_exponent)
-        scale = self.scale / V_REF**gamma
+        scale = self.scale
         for k0 in range(0, n_img, max(1, int(batch))):
             k1 = min(n_img, k0 + max(1, int(batch)))
             V = np.zeros((k1 - k0, ny, nx), dtype=np.float64)
             _kernels.deposit_radial(xy[k0:k1], kind, tables, _TABLE_DR_A, origin[k0:k1], h, V)
-            np.maximum(V, 0.0, out=V)
-            resp = scale * V**gamma
+            resp = np.maximum(V, 0.0).astype(np.float32)
+            del V
+            np.power(resp, np.float32(gamma), out=resp)
+            resp *= np.float32(scale)
+            # single precision: 3e-7 of the peak from double, 3× faster
             img = sfft.irfft2(sfft.rfft2(resp, workers=-1) * transfer, s=(ny, nx),
                               workers=-1)
             for k in range(k0, k1):
@@ -304,6 +329,14 @@ def _radial_table(parametrization: str, symbol: str, sigma: float, cutoff: float
     return out
 
 
+@lru_cache(maxsize=64)
+def _object_table(parametrization: str, symbol: str, sigma: float, cutoff: float,
+                  p: float) -> np.ndarray:
+    out = (np.maximum(_radial_table(parametrization, symbol, sigma, cutoff), 0.0) / V_REF) ** p
+    out.setflags(write=False)
+    return out
+
+
 @lru_cache(maxsize=4)
 def _parametrization(name: str):
     require_abtem()
@@ -338,23 +371,31 @@ def _transfer(engine: AbtemEngine, shape, h) -> np.ndarray:
     ky = np.fft.fftfreq(ny, d=h)[:, None]
     kx = np.fft.rfftfreq(nx, d=h)[None, :]
     s = float(engine.source_sigma_A)
-    t = t * np.exp(-2 * math.pi**2 * s**2 * (ky**2 + kx**2))
+    t = (t * np.exp(-2 * math.pi**2 * s**2 * (ky**2 + kx**2))).astype(np.complex64)
     t.setflags(write=False)
     return t
 
 
-def calibrated_scale(gamma: float, parametrization: str = "lobato") -> float:
-    """Response scale A for exponent ``gamma`` from the stored multislice calibration
-    (log-linear interpolation between calibrated exponents; outside their range pass
-    ``response_scale=`` explicitly)."""
+def calibrated_scale(gamma: float, parametrization: str = "lobato", *,
+                     atom_exponent: float = 1.75) -> float:
+    """Response scale A for the exponents (p = ``atom_exponent``, γ = ``gamma``) from the
+    stored multislice calibration (bilinear interpolation of log A between calibrated
+    exponents; outside their range pass ``response_scale=`` explicitly)."""
     cal = CALIBRATION["scale"].get(parametrization)
     if cal is None:
         raise ValueError(f"no calibration stored for parametrization {parametrization!r}; "
                          f"pass response_scale=")
-    g = np.asarray(sorted(float(k) for k in cal))
-    a = np.asarray([cal[k] for k in sorted(cal, key=float)], dtype=np.float64)
-    gamma = float(gamma)
-    if not (g[0] - 1e-9 <= gamma <= g[-1] + 1e-9):
-        raise ValueError(f"response_exponent={gamma:g} is outside the calibrated range "
-                         f"[{g[0]:g}, {g[-1]:g}]; pass response_scale= explicitly")
-    return float(np.exp(np.interp(gamma, g, np.log(a))))
+    ps = sorted(cal, key=float)
+    pv = np.array([float(k) for k in ps])
+    gs = sorted(cal[ps[0]], key=float)
+    gv = np.array([float(k) for k in gs])
+    logA = np.log(np.array([[cal[p][g] for g in gs] for p in ps], dtype=np.float64))
+    p, g = float(atom_exponent), float(gamma)
+    if not (pv[0] - 1e-9 <= p <= pv[-1] + 1e-9):
+        raise ValueError(f"atom_exponent={p:g} is outside the calibrated range "
+                         f"[{pv[0]:g}, {pv[-1]:g}]; pass response_scale= explicitly")
+    if not (gv[0] - 1e-9 <= g <= gv[-1] + 1e-9):
+        raise ValueError(f"response_exponent={g:g} is outside the calibrated range "
+                         f"[{gv[0]:g}, {gv[-1]:g}]; pass response_scale= explicitly")
+    along_g = np.array([np.interp(g, gv, row) for row in logA])
+    return float(np.exp(np.interp(p, pv, along_g)))

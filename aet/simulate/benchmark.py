@@ -97,8 +97,8 @@ _COMMON = {"pixel_size_A": 0.35, "max_tilt_deg": 69.0, "dose_e_per_A2": 2.0e4,
 _GAUSSIAN_ONLY = ("probe_fwhm_A", "b_factor_A2", "z_exponent", "reference_cross_section_A2",
                   "nonlinear_param")
 _ABTEM_KEYS = ("energy_keV", "semiangle_mrad", "aberrations", "source_sigma_A",
-               "thermal_sigma_A", "response_exponent", "response_scale", "parametrization",
-               "oversampling")
+               "thermal_sigma_A", "response_exponent", "atom_exponent", "response_scale",
+               "parametrization", "oversampling")
 _ACQ_KEYS = ("n_angles", "max_tilt_deg", "shape", "pixel_size_A", "n_frames", "dose_e_per_A2",
              "total_dose_e_per_A2", "gain", "offset", "read_noise", "shift_sigma_A",
              "drift_A_per_frame", "scan_distortion", "scan_directions_deg", "angle_error_deg",
@@ -167,7 +167,8 @@ class Benchmark:
         p = self.params
         if self.engine == "abtem":
             a = p["abtem"]
-            model = (f"engine='abtem' ({a['parametrization']}, γ={a['response_exponent']:g}, "
+            model = (f"engine='abtem' ({a['parametrization']}, p={a['atom_exponent']:g}, "
+                     f"γ={a['response_exponent']:g}, "
                      f"{a['energy_keV']:g} kV, {a['semiangle_mrad']:g} mrad)")
         else:
             model = f"engine='gaussian', nonlinear={p['nonlinear']}"
@@ -347,9 +348,10 @@ def fept_benchmark(size: str = "standard", *, seed: int = 0, engine: str = "gaus
         ``offset``, ``read_noise``...), Gaussian-engine keywords (``probe_fwhm_A``,
         ``b_factor_A2``, ``z_exponent``, ``reference_cross_section_A2``,
         ``nonlinear_param``), abTEM-engine keywords (``response_exponent`` γ (default 1.4),
-        ``response_scale``, ``parametrization`` ("lobato"/"kirkland"), ``energy_keV``
-        (300), ``semiangle_mrad`` (22), ``source_sigma_A`` (0.25), ``thermal_sigma_A``
-        (0.08), ``aberrations`` (dict for ``abtem.Probe``), ``oversampling`` (5); see
+        ``atom_exponent`` p (default 1.75), ``response_scale``, ``parametrization``
+        ("lobato"/"kirkland"), ``energy_keV`` (300), ``semiangle_mrad`` (22),
+        ``source_sigma_A`` (0.25), ``thermal_sigma_A`` (0.08), ``aberrations`` (dict for
+        ``abtem.Probe``), ``oversampling`` (4); see
         :class:`aet.simulate.AbtemEngine`) and particle keywords prefixed ``particle_``
         (``particle_diameter_A=25``). Set a degradation to 0 (or ``dose_e_per_A2=None``)
         to switch it off.

@@ -158,6 +158,10 @@ def nucleation_series(times_min: Sequence[float] = (9.0, 16.0, 26.0, 40.0), *,
                       seed=0) -> NucleationSeries:
     """The same FePt particle at several annealing times, with true nuclei and events.
 
+    The measured models here are the truths jittered (no images). To test the whole chain on
+    images, image each truth with an engine: ``benchmark_from_model(s.truth_models[t],
+    engine="abtem", seed=t)`` (:func:`aet.simulate.benchmark_from_model`).
+
     Parameters
     ----------
     times_min : sequence of float
@@ -363,3 +367,289 @@ def nearest_distinct_gap_A(model: AtomicModel, nucleus_id: np.ndarray) -> float:
     lab = nucleus_id[m]
     other = lab[j] != lab[:, None]
     return float(d[other].min()) if other.any() else math.inf
+
+
+# -- ordered domains of chosen sizes at chosen times (the two-time case of issue #16) ------
+
+def _fcc_sublattice(pos_c, a):
+    """fcc sublattice 0–3 of crystal-frame positions (basis 0 (0,0,0), 1 (0,½,½), 2 (½,0,½),
+    3 (½,½,0), as :func:`aet.analysis.fit_lattice` numbers them)."""
+    parity = (np.rint(2 * (pos_c - pos_c[0]) / a) % 2).astype(int)
+    return np.select([~parity.any(1), (parity == [0, 1, 1]).all(1),
+                      (parity == [1, 0, 1]).all(1)], [0, 1, 2], 3)
+
+
+def _variant_species(phase: str, index: int, sub: np.ndarray) -> np.ndarray:
+    """Species of an ordered variant on sublattices ``sub`` (tables of
+    :func:`aet.analysis.variant_table`, A = Fe, B = Pt)."""
+    from ..analysis import variant_table
+
+    holdsA = variant_table(phase)[index][sub]
+    return np.where(holdsA, "Fe", "Pt")
+
+
+def _surface_mask(pos, d_nn):
+    """Outer-layer atoms: fewer than 12 neighbours within 1.2 d_nn."""
+    cnt = np.array([len(x) for x in cKDTree(pos).query_ball_point(pos, 1.2 * d_nn)]) - 1
+    return cnt < 12
+
+
+def domain_series(domains: Sequence[dict], *, times_min: Sequence[float] = (9.0, 16.0),
+                  diameter_A: float = 32.0, hops: Sequence[int] | None = None,
+                  pt_fraction: float = 0.5, orientation="random", seed=0) -> NucleationSeries:
+    """One FePt particle at several times with ordered domains of chosen sizes (truth only).
+
+    Every domain is the set of the ``n`` atoms nearest to its centre (so a growing domain
+    keeps its atoms and adds a shell), ordered as one L1_0 or L1_2 variant; the rest of the
+    particle is a random (A1) alloy whose species never change. Species thus change only where
+    a domain appears, grows, shrinks or vanishes, and surface atoms may *hop* to an empty
+    neighbouring surface site (moved, not reordered).
+
+    Parameters
+    ----------
+    domains : sequence of dict
+        One per domain: ``sizes`` (atoms at each time, 0 = absent), ``where``
+        (``"interior"``, ``"surface"`` or a centre (x, y, z) Å in the particle frame),
+        optional ``phase`` (``"L10"`` default, ``"L12_A3B"``, ``"L12_AB3"``), ``variant``
+        (row of :func:`aet.analysis.variant_table`; random by default, distinct among the
+        domains of one phase) and ``name``. Domains are placed so that no atom of one is a
+        first or second neighbour of another (a nucleus touching another of the same variant
+        is one nucleus).
+    times_min : sequence of float
+        Times (minutes), at least 2.
+    diameter_A : float
+        Particle diameter (Å; 32 Å ≈ 1,250 atoms).
+    hops : sequence of int, optional
+        Surface atoms that hop between time ``t−1`` and ``t`` (one entry per time; the
+        first must be 0). Default none.
+    pt_fraction : float
+        Pt fraction of the random matrix.
+    orientation : None, "random" or (3, 3)
+        Crystal orientation of the particle.
+    seed : int or Generator
+
+    Returns
+    -------
+    NucleationSeries
+        ``truth_models`` per time (positions in the particle frame, in ``atom_id`` order, with
+        per-atom ``atom_id``, ``nucleus_id``, ``nucleus_variant`` (variant name, "" outside),
+        ``sublattice`` (true fcc site), ``base_species`` and ``hopped``); ``models`` are the
+        truth models themselves (measure them with :func:`measure_model` or image them);
+        ``events`` are growth / shrinkage for any size change and birth / dissolution;
+        ``params["hops"]`` lists ``(time_index, atom_id, from_xyz, to_xyz)``.
+
+    Examples
+    --------
+    >>> s = domain_series([{"sizes": (124, 187)}, {"sizes": (86, 86)},
+    ...                    {"sizes": (0, 30), "where": "surface"}], hops=(0, 8), seed=1)
+    >>> s.nucleus_sizes().to_numpy().tolist(), [e.type for e in s.events]
+    ([[124, 187], [86, 86], [0, 30]], ['growth', 'birth'])
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    times = np.asarray(times_min, dtype=np.float64).reshape(-1)
+    T = times.size
+    if T < 2 or np.any(np.diff(times) <= 0):
+        raise ValueError(f"times_min must hold at least 2 strictly increasing times (minutes), "
+                         f"got {times.tolist()}")
+    hops = [0] * T if hops is None else [int(h) for h in hops]
+    if len(hops) != T or hops[0] != 0 or min(hops) < 0:
+        raise ValueError(f"hops must give one count per time, 0 at the first, got {hops}")
+    base = fept_particle(diameter_A, phase="A1", pt_fraction=pt_fraction, seed=rng)
+    pos_c = base.positions
+    a = FEPT_A["A1"]
+    d_nn = a / math.sqrt(2)
+    sub = _fcc_sublattice(pos_c, a)
+    R0 = orientation_matrix(orientation, rng)
+    ref = pos_c @ R0.T
+    n = len(ref)
+    radius = float(np.linalg.norm(ref, axis=1).max())
+    base_sp = np.asarray(base.species).astype(str)
+    specs = []
+    for k, d in enumerate(domains):
+        sizes = [int(x) for x in d["sizes"]]
+        if len(sizes) != T or min(sizes) < 0:
+            raise ValueError(f"domains[{k}]['sizes'] must give one atom count ≥ 0 per time "
+                             f"({T}), got {d['sizes']!r}")
+        phase = str(d.get("phase", "L10"))
+        specs.append({"name": d.get("name", _NAMES[k % 10]), "sizes": sizes, "phase": phase,
+                      "variant": d.get("variant"), "where": d.get("where", "interior")})
+    # random variants: distinct among the domains of one phase while there are enough
+    for phase in {s["phase"] for s in specs}:
+        nvar = 6 if phase == "L10" else 4
+        free = [v for v in rng.permutation(nvar).tolist()
+                if v not in [s["variant"] for s in specs if s["phase"] == phase]]
+        for sp_ in specs:
+            if sp_["phase"] == phase and sp_["variant"] is None:
+                sp_["variant"] = int(free.pop(0)) if free else int(rng.integers(nvar))
+    for sp_ in specs:
+        sp_["variant"] = int(sp_["variant"])
+    # centres apart by the sum of their largest radii plus half a neighbour distance; the
+    # domains' atoms (nearest to the centres) at least 1.5 neighbour distances apart
+    v_atom = a ** 3 / 4
+    r_of = [(3 * max(s["sizes"]) * v_atom / (4 * math.pi)) ** (1 / 3) for s in specs]
+    tree = cKDTree(ref)
+    for _ in range(500):
+        centres = []
+        for s, r in zip(specs, r_of):
+            w = s["where"]
+            if not isinstance(w, str):
+                centres.append(np.asarray(w, dtype=np.float64))
+                continue
+            for _ in range(500):
+                u = rng.normal(size=3)
+                u /= np.linalg.norm(u)
+                if w == "surface":
+                    c = u * (radius - 0.2 * r)
+                elif w == "interior":
+                    c = u * max(radius - 0.6 * r, 0.0) * rng.random() ** (1 / 3)
+                else:
+                    raise ValueError(f"where must be 'interior', 'surface' or (x, y, z), got {w!r}")
+                if all(np.linalg.norm(c - c2) >= r + r2 + 0.5 * d_nn
+                       for c2, r2 in zip(centres, r_of)):
+                    centres.append(c)
+                    break
+            else:
+                break
+        if len(centres) != len(specs):
+            continue
+        order_by = [np.argsort(np.linalg.norm(ref - c, axis=1), kind="stable")
+                    for c in centres]
+        members = [[np.sort(o[:s["sizes"][t]]) for t in range(T)]
+                   for o, s in zip(order_by, specs)]
+        owner = np.full(n, -1)
+        apart = True
+        for k, m in enumerate(members):
+            big = m[int(np.argmax([x.size for x in m]))]
+            if (owner[big] >= 0).any():
+                apart = False
+            owner[big] = k
+        if apart and len(specs) > 1:
+            for k, m in enumerate(members):
+                big = m[int(np.argmax([x.size for x in m]))]
+                near = np.unique(np.concatenate(tree.query_ball_point(ref[big], 1.5 * d_nn)))
+                if ((owner[near] >= 0) & (owner[near] != k)).any():
+                    apart = False
+                    break
+        if apart:
+            break
+    else:
+        raise ValueError(f"cannot place {len(specs)} domains apart in a {diameter_A} Å "
+                         f"particle; use a larger diameter_A or smaller sizes")
+    in_any = np.zeros(n, dtype=bool)
+    for m in members:
+        for x in m:
+            in_any[x] = True
+    pos_t = ref.copy()
+    hopped = np.zeros(n, dtype=bool)
+    hop_log = []
+    truth_models, nuclei = [], []
+    nb = (np.array([[0, 1, 1], [0, 1, -1], [1, 0, 1], [1, 0, -1], [1, 1, 0], [1, -1, 0]]) * a / 2)
+    nb = np.concatenate([nb, -nb]) @ R0.T
+    for t in range(T):
+        for _ in range(hops[t]):  # move a surface atom to an empty surface site next to it
+            surf = np.flatnonzero(_surface_mask(pos_t, d_nn) & ~in_any & ~hopped)
+            tree = cKDTree(pos_t)
+            for i in rng.permutation(surf):
+                cand = pos_t[i] + nb
+                dmin, _ = tree.query(cand)
+                cnt = np.array([len(x) for x in tree.query_ball_point(cand, 1.2 * d_nn)])
+                ok = np.flatnonzero((dmin > 0.8 * d_nn) & (cnt - 1 >= 3))
+                if ok.size:
+                    j = ok[rng.integers(ok.size)]
+                    hop_log.append((t, int(i), pos_t[i].tolist(), cand[j].tolist()))
+                    pos_t[i] = cand[j]
+                    hopped[i] = True
+                    break
+        sp = base_sp.copy()
+        nid = np.full(n, -1)
+        var = np.full(n, "", dtype="<U12")
+        cur = {}
+        for k, (s, m) in enumerate(zip(specs, members)):
+            idx = m[t]
+            if idx.size == 0:
+                continue
+            sp[idx] = _variant_species(s["phase"], s["variant"], sub[idx])
+            nid[idx] = k
+            var[idx] = f"{s['phase']}:{s['variant']}"
+            cur[k] = idx
+        nuclei.append(cur)
+        truth_models.append(AtomicModel(
+            pos_t.copy(), sp, arrays={"atom_id": np.arange(n), "nucleus_id": nid,
+                                      "nucleus_variant": var, "sublattice": sub,
+                                      "base_species": base_sp, "hopped": hopped.copy()},
+            annealing_time_min=float(times[t]), orientation_matrix=R0.tolist()))
+    events = []
+    for t in range(1, T):
+        for k in range(len(specs)):
+            a0, a1 = len(nuclei[t - 1].get(k, ())), len(nuclei[t].get(k, ()))
+            typ = ("birth" if a0 == 0 and a1 > 0 else "dissolution" if a1 == 0 and a0 > 0 else
+                   "growth" if a1 > a0 > 0 else "shrinkage" if 0 < a1 < a0 else None)
+            if typ:
+                events.append(NucleationEvent(t, typ, () if typ == "birth" else (k,),
+                                              () if typ == "dissolution" else (k,)))
+    names = {k: s["name"] for k, s in enumerate(specs)}
+    params = {"times_min": times.tolist(), "diameter_A": float(diameter_A), "n_atoms": n,
+              "domains": [{**s, "centre_A": c.tolist()} for s, c in zip(specs, centres)],
+              "hops": hop_log, "pt_fraction": float(pt_fraction)}
+    motions = [{"rotation": np.eye(3), "translation_A": np.zeros(3)} for _ in range(T)]
+    return NucleationSeries(times, list(truth_models), truth_models, nuclei, events, motions,
+                            names, params)
+
+
+def two_time_case(seed=0, **kw) -> NucleationSeries:
+    """The two-time case of issue #16 (truth): a 32 Å FePt particle; at the first time two
+    L1_0 domains of 124 and 86 atoms in an A1 matrix; at the second the first has grown by 63
+    atoms, a 30-atom L1_0 nucleus has appeared at the surface, and 8 surface atoms have hopped
+    (:func:`domain_series`; ``**kw`` overrides its options)."""
+    doms = [{"name": "A", "sizes": (124, 187)}, {"name": "B", "sizes": (86, 86)},
+            {"name": "C", "sizes": (0, 30), "where": "surface"}]
+    kw = {"times_min": (9.0, 16.0), "diameter_A": 32.0, "hops": (0, 8), **kw}
+    return domain_series(doms, seed=seed, **kw)
+
+
+def measure_model(truth: AtomicModel, *, seed=0, position_jitter_A: float = 0.15,
+                  species_error_rate: float = 0.01, rotation_deg: float = 3.0,
+                  translation_A: float = 1.0, missing_fraction: float = 0.0) -> AtomicModel:
+    """A model as a measurement would give it, at the level of atoms (no images).
+
+    The truth is moved by a random rigid motion (RMS angle ``rotation_deg`` about a random
+    axis, ``translation_A`` per axis), its atoms shuffled and jittered (Gaussian,
+    ``position_jitter_A`` per axis), a ``missing_fraction`` dropped, and every atom gets an
+    integrated intensity drawn from its species' Gaussian class (classes ``Δ/σ`` apart with
+    ``Φ(−Δ/2σ) = species_error_rate``); the species is the nearer class, as
+    :func:`aet.atoms.classify` assigns it, with the same per-atom ``class_confidence`` margin
+    ``(d₂ − d₁)/(d₂ + d₁)`` and ``box_intensity``. Per-atom ``atom_id`` is kept; attrs
+    ``rigid_rotation`` / ``rigid_translation_A`` hold the motion (truth → measured).
+    """
+    from scipy.special import ndtri
+
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if not 0 < species_error_rate < 0.5:
+        raise ValueError(f"species_error_rate must be in (0, 0.5), got {species_error_rate!r}")
+    pos = np.asarray(truth.positions, dtype=np.float64)
+    sp = np.asarray(truth.species).astype(str)
+    ids = (np.asarray(truth["atom_id"]) if "atom_id" in truth.data else np.arange(len(sp)))
+    n = sp.size
+    keep = rng.random(n) >= missing_fraction
+    perm = rng.permutation(np.flatnonzero(keep))
+    ang = np.radians(rotation_deg) * rng.normal()
+    R = Rotation.from_rotvec(ang * Rotation.random(random_state=rng).apply([0, 0, 1.0])
+                             ).as_matrix()
+    tr = rng.normal(0.0, translation_A, 3)
+    mpos = pos[perm] @ R.T + tr + rng.normal(0.0, position_jitter_A, (perm.size, 3))
+    names = sorted(set(sp.tolist()), key=lambda s: {"Fe": 26, "Pt": 78}.get(s, 0))
+    k = -2.0 * float(ndtri(species_error_rate))        # Δ/σ
+    mu = {s: 1.0 + i for i, s in enumerate(names)}     # class means 1, 2, ...
+    sigma = 1.0 / k
+    x = np.array([mu[s] for s in sp[perm]]) + rng.normal(0.0, sigma, perm.size)
+    means = np.array([mu[s] for s in names])
+    d = (x[:, None] - means[None, :]) ** 2
+    lab = np.argmin(d, axis=1)
+    ds_ = np.sort(d, axis=1)
+    conf = (ds_[:, 1] - ds_[:, 0]) / (ds_[:, 1] + ds_[:, 0] + 1e-300)
+    return AtomicModel(mpos, np.asarray(names)[lab],
+                       arrays={"atom_id": ids[perm], "class_confidence": conf,
+                               "box_intensity": x},
+                       rigid_rotation=R.tolist(), rigid_translation_A=tr.tolist(),
+                       **{k2: v for k2, v in truth.attrs.items()
+                          if k2 == "annealing_time_min"})

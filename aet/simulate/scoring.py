@@ -4,8 +4,14 @@ Procedure (:func:`score`):
 
 1. **Rigid fit.** The predicted positions are moved onto the truth by the translation (and,
    with ``allow_rotation=True``, the rotation about the centroid; Kabsch) that minimises the
-   squared distances of matched pairs. It starts from the centroid difference and alternates
-   matching and fitting (ICP with one-to-one matches) until the matches stop changing.
+   squared distances of matched pairs, alternating matching and fitting (ICP with
+   one-to-one matches) until the matches stop changing. The translation is registered on
+   the close pairs: from the frames as given, the centroid difference and the translation
+   that lines up the most atoms, the ICP within half the matching radius that pairs the most
+   atoms wins (on a lattice, a registration shifted by a lattice vector can pair more atoms
+   of a poor model within the full radius — atoms between sites — with the species all
+   wrong, but far fewer within half of it); the fit is then refined within the full radius.
+   The rotation starts from that fit and is kept only if it matches at least as many atoms.
 2. **One-to-one matching.** Candidate pairs closer than ``radius_A`` come from a KD-tree; the
    candidate graph splits into small connected components, and each is solved exactly with
    the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`), maximising first the
@@ -228,6 +234,36 @@ def _coarse_translation(a: np.ndarray, b: np.ndarray, radius_A: float, *, seed: 
     return best
 
 
+def _msd(pp, tp, centre, rot, shift, pairs) -> float:
+    if len(pairs) == 0:
+        return float("inf")
+    a = (pp[pairs[:, 0]] - centre) @ rot.T + centre + shift
+    return float(((tp[pairs[:, 1]] - a) ** 2).sum(axis=1).mean())
+
+
+def _icp(pp, tp, centre, rot, shift, pairs, radius_A, allow_rotation, max_iter):
+    """Alternate one-to-one matching and the rigid fit (translation, and the Kabsch rotation
+    about ``centre`` when ``allow_rotation``) until the matches stop changing."""
+    rot, shift = rot.copy(), shift.copy()
+    for _ in range(max_iter):
+        if len(pairs) == 0:
+            break
+        if allow_rotation and len(pairs) >= 3:
+            pa = pp[pairs[:, 0]] - centre
+            qb = tp[pairs[:, 1]]
+            qc = qb.mean(axis=0)
+            rot = _kabsch(pa - pa.mean(axis=0), qb - qc)
+            shift = qc - (pa.mean(axis=0) @ rot.T) - centre
+        else:
+            a = (pp[pairs[:, 0]] - centre) @ rot.T + centre + shift
+            shift = shift + (tp[pairs[:, 1]] - a).mean(axis=0)
+        new = match_atoms((pp - centre) @ rot.T + centre + shift, tp, radius_A)
+        if np.array_equal(new, pairs):
+            break
+        pairs = new
+    return rot, shift, pairs
+
+
 def _kabsch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Rotation R minimising Σ‖R p_i − q_i‖² for centred point sets."""
     h = p.T @ q
@@ -237,7 +273,8 @@ def _kabsch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = True,
-          allow_rotation: bool = False, max_iter: int = 50) -> Score:
+          allow_rotation: bool = False, start_translation_A=None,
+          max_iter: int = 50) -> Score:
     """Score a predicted atomic model against the truth.
 
     Parameters
@@ -251,6 +288,12 @@ def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = Tr
     allow_rotation : bool
         Also fit a rotation about the predicted centroid (Kabsch). Converges for small
         rotations (a few degrees); use it for models that may be slightly misoriented.
+    start_translation_A : (3,) array, optional
+        Refine the translation locally from this one (Å, added to the predicted positions)
+        instead of searching for it. On a lattice, a sparse model (e.g. a subset left by a
+        clean-up) can be registered one lattice vector off — with every species wrong — as
+        well as correctly; score such a model from the translation found for the complete
+        model of the same frame (``Score.translation_A``).
     max_iter : int
         Maximum match/fit iterations.
 
@@ -285,28 +328,41 @@ def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = Tr
 
     pairs = match_atoms(moved(), tp, radius_A)
     if fit_translation and len(pp) and len(tp):
-        # coarse: when not every atom matched, the centroids may disagree (missing/spurious
-        # atoms on one side) by up to a lattice vector; take the translation that lines up
-        # the most atoms among candidate pair vectors
-        if len(pairs) < min(len(pp), len(tp)):
-            shift = shift + _coarse_translation(moved(), tp, radius_A, seed=0)
-            pairs = match_atoms(moved(), tp, radius_A)
-        for _ in range(max_iter):
-            if len(pairs) == 0:
-                break
-            a, b = moved()[pairs[:, 0]], tp[pairs[:, 1]]
-            if allow_rotation and len(pairs) >= 3:
-                pa = pp[pairs[:, 0]] - centre
-                qb = tp[pairs[:, 1]]
-                qc = qb.mean(axis=0)
-                rot = _kabsch(pa - pa.mean(axis=0), qb - qc)
-                shift = qc - (pa.mean(axis=0) @ rot.T) - centre
-            else:
-                shift = shift + (b - a).mean(axis=0)
-            new = match_atoms(moved(), tp, radius_A)
-            if np.array_equal(new, pairs):
-                break
-            pairs = new
+        # starts: the frames as given, the centroid difference and — when not every atom
+        # matched (the centroids may disagree by up to a lattice vector) — the translation
+        # that lines up the most atoms among candidate pair vectors. Each is refined by ICP
+        # within radius / 2 and the fit with the most such close pairs wins: on a lattice a
+        # registration shifted by a lattice vector can match more atoms of a poor model
+        # within the full radius (atoms between sites), but far fewer within half of it
+        core = 0.5 * radius_A
+        if start_translation_A is not None:
+            st = np.asarray(start_translation_A, dtype=np.float64).reshape(3)
+            starts = [st]
+        else:
+            starts = [np.zeros(3), shift]
+            if len(pairs) < min(len(pp), len(tp)):
+                starts.append(shift + _coarse_translation(moved(), tp, core, seed=0))
+        fits = []
+        for st in starts:
+            p0 = match_atoms(pp + st, tp, core)
+            fits.append(_icp(pp, tp, centre, np.eye(3), st, p0, core, False, max_iter))
+        best = max(fits, key=lambda f: (len(f[2]), -np.linalg.norm(f[1])))
+        shift = best[1]
+        pairs = match_atoms(pp + shift, tp, radius_A)
+        rot, shift, pairs = _icp(pp, tp, centre, np.eye(3), shift, pairs, radius_A, False,
+                                 max_iter)
+        if allow_rotation:
+            # the rotation starts from the translation-only fit and is kept only if it
+            # matches at least as many atoms (a wrong local minimum of the joint fit could
+            # otherwise lock onto a lattice-shifted registration)
+            r2, s2, p2 = _icp(pp, tp, centre, rot, shift, pairs, radius_A, True, max_iter)
+            if len(p2) > len(pairs) or (len(p2) == len(pairs) and _msd(
+                    pp, tp, centre, r2, s2, p2) <= _msd(pp, tp, centre, rot, shift, pairs)):
+                rot, shift, pairs = r2, s2, p2
+
+    def moved():
+        return (pp - centre) @ rot.T + centre + shift
+
     n_m = len(pairs)
     if n_m:
         disp = tp[pairs[:, 1]] - moved()[pairs[:, 0]]

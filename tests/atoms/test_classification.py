@@ -107,9 +107,10 @@ def test_noise_peaks_go_to_the_non_atom_class_and_are_dropped(rng):
 def test_local_variant_follows_an_intensity_gradient(rng):
     vol, sites, cls = make_case(rng, [1.0, 1.5], gradient=0.45, n_side=6, noise=0.01)
     ds = trace(vol.data, threshold=0.3)
-    glob, _ = classify(ds, ["Fe", "Pt"], volume=vol.data, non_atom=False)
-    loc, _ = classify(ds, ["Fe", "Pt"], volume=vol.data, non_atom=False, local_radius_A=6.0)
-    expect = np.array(["Fe", "Pt"])[cls]
+    # heights 1.0 / 1.5: a ratio Fe/Pd can give (Fe/Pt could not: the check refuses it)
+    glob, _ = classify(ds, ["Fe", "Pd"], volume=vol.data, non_atom=False, local_radius_A=None)
+    loc, _ = classify(ds, ["Fe", "Pd"], volume=vol.data, non_atom=False, local_radius_A=6.0)
+    expect = np.array(["Fe", "Pd"])[cls]
     acc_g = np.mean(glob["species"].values[match(glob, sites)[1]] == expect)
     acc_l = np.mean(loc["species"].values[match(loc, sites)[1]] == expect)
     assert acc_g < 0.9  # a global split confuses bright Fe with dim Pt
@@ -130,3 +131,80 @@ def test_facade_and_errors(rng):
         classify(ds, "Pt", volume=vol.data)
     with pytest.raises(ValueError, match="method must be 'gmm' or 'kmeans'"):
         classify(ds, ["Fe", "Pt"], volume=vol.data, method="em")
+
+
+# --------------------------------------------------------------------------- self-checks
+def test_more_species_than_the_sample_holds_is_refused(rng):
+    """FePt classified as Fe/Pt/Au would call the noise peaks Fe, the Fe atoms Pt and the Pt
+    atoms Au; the neighbouring-class intensity ratio (2.5×) is one Pt and Au cannot give."""
+    from aet.atoms.classification import SpeciesMismatchError
+
+    vol, sites, cls = make_case(rng, [1.0, 2.5], n_noise_peaks=25, noise=0.01)
+    ds = trace(vol.data, threshold=0.06)
+    with pytest.raises(SpeciesMismatchError, match=r"'Pt' \(Z 78\) and 'Au' \(Z 79\).*Pass "
+                                                   r"only the species present"):
+        classify(ds, ["Fe", "Pt", "Au"], volume=vol.data)
+    # the same with the check off labels by rank (the user asked for it)
+    out, res = classify(ds, ["Fe", "Pt", "Au"], volume=vol.data, check=False)
+    assert set(res["counts"]) >= {"Fe", "Pt", "Au"}
+
+
+def test_one_species_for_a_two_species_sample_keeps_every_atom_and_says_so(rng):
+    """classify(["Fe"]) on Fe + Pt: nothing that is an atom is dropped, the noise peaks are
+    counted, and a warning names the fix."""
+    from aet.atoms.classification import SpeciesWarning
+
+    vol, sites, cls = make_case(rng, [1.0, 2.5], n_side=6, n_noise_peaks=40, noise=0.01)
+    ds = trace(vol.data, threshold=0.06)
+    with pytest.warns(SpeciesWarning, match="two intensity groups.*pass every species"):
+        out, res = classify(ds, ["Fe"], volume=vol.data)
+    assert out.sizes["atom"] == len(sites)
+    assert res["n_dropped"] == ds.sizes["atom"] - len(sites)
+    assert match(out, sites)[0].max() < 0.2
+
+
+def test_labels_follow_brightness_by_construction(rng):
+    """Whatever the reassignment does, the species are ranked by their classes' mean
+    intensity: the heavier species is the brighter class."""
+    from aet.atoms.classification import _rank_by_brightness
+
+    feat = np.array([5.0, 5.2, 1.0, 1.1, 0.9])
+    lab, fixed = _rank_by_brightness(feat, np.array([0, 0, 1, 1, 1]), 2)
+    assert fixed and lab.tolist() == [1, 1, 0, 0, 0]
+    lab, fixed = _rank_by_brightness(feat, np.array([1, 1, 0, 0, 0]), 2)
+    assert not fixed and lab.tolist() == [1, 1, 0, 0, 0]
+    vol, sites, cls = make_case(rng, [1.0, 1.9, 3.2])
+    out, res = classify(trace(vol.data, threshold=0.4), ["Fe", "Pd", "Pt"], volume=vol.data)
+    means = [res["class_means"][s] for s in ("Fe", "Pd", "Pt")]
+    assert means == sorted(means)
+
+
+def test_dim_atoms_survive_a_large_broad_noise_population(rng):
+    """Thousands of noise peaks (a low tracing threshold in a noisy volume) with a long tail,
+    and a broad light class: the non-atom cut sits in the gap between them (a nearest-mean
+    rule put the dim tail of the light class with the noise)."""
+    from aet.atoms.classification import _non_atom_cuts
+
+    noise = rng.lognormal(np.log(0.45), 0.75, 6000)
+    noise = noise[noise < 2.5]
+    fe = rng.normal(8.0, 2.0, 500)
+    fe = fe[fe > 3.0]
+    pt = rng.normal(16.0, 2.5, 500)
+    cut = _non_atom_cuts(np.concatenate([noise, fe, pt]))[0]
+    assert np.mean(fe < cut) < 0.01 and np.mean(noise >= cut) < 0.01, cut  # measured 3.05
+
+
+def test_species_far_apart_in_z_keep_the_light_one_above_the_non_atom_cut(rng):
+    """Fe and Pt 7x apart in intensity with the noise peaks of a RESIRE reconstruction: in
+    log, the two-class split puts Fe with the noise; the n_species + 1 candidate is the valley
+    below Fe, and classify keeps it because its atoms split as Z allows (the README's run of
+    the small benchmark lost every Fe atom to the non-atom class before)."""
+    from aet.atoms.classification import _non_atom_cuts
+
+    noise = rng.lognormal(np.log(0.6), 0.4, 300)
+    fe = rng.normal(3.0, 0.5, 120)
+    pt = rng.normal(21.0, 3.0, 110)
+    cuts = _non_atom_cuts(np.concatenate([noise, fe, pt]), 2)
+    assert len(cuts) == 2
+    assert np.mean(fe >= cuts[0]) < 0.05            # the two-class valley drops Fe ...
+    assert np.mean(fe < cuts[1]) < 0.02 and np.mean(noise >= cuts[1]) < 0.05  # ... this one not

@@ -24,7 +24,8 @@ def series():
 def test_track_result_and_provenance(series):
     models, tracker, reg, res = series
     assert isinstance(res, TrackResult)
-    assert res.event_counts() == {"birth": 1, "growth": 1, "shrinkage": 0, "merge": 0,
+    assert res.event_counts() == {"birth": 1, "growth": 1, "shrinkage": 0, "fluctuation": 0,
+                                  "merge": 0,
                                   "division": 0, "dissolution": 1}
     assert "growth: 1" in repr(res) and "nuclei per time [2, 1, 2]" in repr(res)
     assert [r["op"] for r in res.provenance] == ["register", "track"]

@@ -34,7 +34,8 @@ def test_planted_events_recovered(scenario):
     assert sc["recovered"] >= 0.95, sc["missed"]
     assert sc["phantoms"] == 0, sc["phantom_events"]
     assert set(res.event_counts()) == set(EVENT_TYPES)
-    assert res.event_counts() == {"birth": 2, "growth": 3, "shrinkage": 1, "merge": 1,
+    assert res.event_counts() == {"birth": 2, "growth": 3, "shrinkage": 1, "fluctuation": 0,
+                                  "merge": 1,
                                   "division": 1, "dissolution": 2}
     np.testing.assert_allclose(tracker.registration["angle_deg"].values, [0, 8, 5, 10],
                                atol=0.05)

@@ -42,7 +42,7 @@ def _lazy_series(ph, calls):
 @pytest.mark.parametrize("method", ["resire", "sirt"])
 def test_one_block_of_slices_reads_only_its_rows_and_equals_eager(phantom32, method):
     calls = []
-    kw = dict(method=method, n_iter=12, holdout=0.0, progress=False)
+    kw = dict(method=method, n_iter=12, holdout=0.0, progress=False, film=False)
     lazy, res = reconstruct(_lazy_series(phantom32, calls), **kw)
     assert res["lazy"] and lazy.data.chunks[1] == (CHUNK,) * (N // CHUNK)
     assert calls == []  # building the graph read nothing
@@ -58,7 +58,7 @@ def test_one_block_of_slices_reads_only_its_rows_and_equals_eager(phantom32, met
 def test_lazy_reconstruction_streams_into_zarr_and_matches_truth(phantom32, tmp_path):
     calls = []
     lazy, _ = reconstruct(_lazy_series(phantom32, calls), method="resire", n_iter=30,
-                          holdout=0.0, progress=False)
+                          holdout=0.0, progress=False, film=False)
     store = tmp_path / "vol.zarr"
     with dask.config.set(scheduler="threads", num_workers=2):
         lazy.to_dataset(name="volume").to_zarr(store, mode="w", consolidated=False)

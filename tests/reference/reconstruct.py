@@ -62,3 +62,13 @@ def back_project_reference(proj, euler_list, vol_shape):
         for idx, jz, jy, jx, w in _corners(fx, fy, fz, vol_shape):
             np.add.at(vol, (jz, jy, jx), w * vals[idx])
     return vol
+
+
+def fista_step(x, y, g, step, beta, positivity, support=None):
+    """NumPy twin of ``_kernels.fista_step``: returns the new (x, y)."""
+    xn = y - step * g
+    if support is not None:
+        xn = xn * support
+    if positivity:
+        xn = np.maximum(xn, 0)
+    return xn, xn + beta * (xn - x)

@@ -1,0 +1,470 @@
+"""Nucleus detection with statistical power: a likelihood-ratio scan over connected regions of
+one ordered variant, calibrated on null models of the particle itself.
+
+Evidence of one atom
+--------------------
+Atom ``i`` sits on fcc sublattice ``σ_i`` (one lattice fit shared by all times, so a variant
+means the same thing at every time) and was measured as species ``s_i`` with error probability
+``ε_i`` (its classification confidence, :func:`species_error_probability`). Ordered variant
+``v`` (the 6 L1_0 and 8 L1_2 variants of :func:`aet.analysis.variant_table`) puts species
+``e_v(σ_i)`` on that site. The log-likelihood ratio of "ordered variant ``v`` here" against
+"random alloy at the composition ``c``" is::
+
+    q_i = η (1 − ε_i) + (1 − η) ε_i          P(s_i = e_v | ordered; η = order_fraction)
+    r_i = c_e (1 − ε_i) + (1 − c_e) ε_i       P(s_i = e_v | random alloy)
+    l_iv = log(q_i / r_i)              if s_i = e_v
+           log((1 − q_i) / (1 − r_i))   otherwise
+
+(+0.63 for a matching atom, −2.1 for a mismatch at ``η = 0.95``, ``ε = 1 %``, ``c = ½``). A
+confident mismatch costs much more than a match gains, so a nucleus must be ordered
+throughout, not just rich in matching atoms: in a 50/50 alloy the atoms that match any one
+variant percolate through the whole particle.
+
+Two times (:func:`change_llr`): for an atom paired across times (same atom after
+registration), "disordered at ``t−1``, ordered ``v`` at ``t``" against "random alloy, unchanged
+but for a background exchange rate ``ρ``"::
+
+    P_order(s, s') = P_rand(s) · P_v(s')
+    P_null(s, s')  = Σ_x c_x P(s | x) [(1 − ρ) P(s' | x) + ρ P_rand(s')]
+
+An atom that changed species *towards* ``v`` scores ``log(0.47 / 0.01) ≈ +3.9``; an atom that
+already matched and stayed is neutral. So a nucleus born or grown between the times is seen in
+the change of about half its atoms, far below the size at which the static evidence alone is
+significant. The reverse (ordered → disordered) detects dissolution and shrinkage.
+
+Regions
+-------
+For each variant the atoms of a nucleus are the minimiser of::
+
+    E(x) = − Σ_i x_i l_iv + λ Σ_{i~j} |x_i − x_j|        (x_i ∈ {0, 1})
+
+over the first-neighbour graph (``λ = boundary_penalty`` per broken bond): the maximum
+a-posteriori segmentation of a two-state Markov random field, solved exactly by one minimum
+s-t cut (:func:`region_scan`). The boundary term keeps regions compact. Every connected
+component of ``x = 1`` is a candidate; overlaps between variants go to the higher score. The
+statistic of a candidate is its summed log-likelihood ratio ``T = Σ_{i∈R} l_iv``.
+
+False alarms
+------------
+``T`` is maximised over regions and variants, so its null distribution is not that of one
+region. It is measured on the particle itself (:func:`null_scores`): the species (with each
+atom's error probability) are permuted over the sites — a random alloy of the same shape,
+composition and classification confidence — and scanned the same way. With ``λ(T)`` the
+expected number of null candidates of score ``≥ T`` per particle (counted, and extrapolated
+beyond the largest null score by the exponential tail of the top scores,
+:class:`NullTail`), a candidate's *false-alarm probability* is ``p = 1 − exp(−λ(T))``: the
+probability that a random alloy of this particle shows any region as strong. Nuclei are the
+candidates with ``p ≤ false_alarm_rate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sps
+
+__all__ = ["NullTail", "change_llr", "composition", "expected_species", "null_scores",
+           "nearest_atoms", "neighbour_matrix", "ordered_llr", "region_scan",
+           "sphere_scan", "species_error_probability"]
+
+def expected_species(sublattice, *, kind=("L10", "L12")) -> tuple[np.ndarray, list[str]]:
+    """``(n, V)`` bool, True where variant ``v`` puts species A on the atom's site, and the
+    variant names (``"<kind>:<index>"`` as :func:`aet.dynamics.variant_tables`). Atoms with
+    ``sublattice < 0`` get False (their evidence is set to 0 by the callers)."""
+    from .local_order import variant_tables
+
+    sub = np.asarray(sublattice, dtype=np.int64).reshape(-1)
+    ok = sub >= 0
+    cols, names = [], []
+    for name, table in variant_tables(kind):
+        expA = np.zeros((sub.size, table.shape[0]), dtype=bool)
+        expA[ok] = table[:, sub[ok]].T
+        cols.append(expA)
+        names += [f"{name}:{k}" for k in range(table.shape[0])]
+    return np.concatenate(cols, axis=1), names
+
+
+def composition(species, error_prob, *, species_AB) -> float:
+    """True fraction of species A among the A/B atoms, corrected for the measurement errors
+    (``c_meas = c (1 − ε̄) + (1 − c) ε̄``)."""
+    sp = np.asarray(species).astype(str)
+    A, B = species_AB
+    ok = (sp == A) | (sp == B)
+    if not ok.any():
+        raise ValueError(f"no atom has species {A!r} or {B!r}; pass species_AB of the model")
+    c_meas = float(np.mean(sp[ok] == A))
+    e = float(np.mean(np.asarray(error_prob, dtype=np.float64)[ok]))
+    c = (c_meas - e) / (1.0 - 2.0 * e) if e < 0.5 else c_meas
+    return float(np.clip(c, 0.02, 0.98))
+
+
+def _match_probs(eps, expA, isA, cA, eta):
+    """P(measured = expected | ordered), P(measured = expected | random), measured == expected."""
+    c_e = np.where(expA, cA, 1.0 - cA)
+    e = eps[:, None]
+    q = eta * (1.0 - e) + (1.0 - eta) * e
+    r = c_e * (1.0 - e) + (1.0 - c_e) * e
+    match = expA == isA[:, None]
+    return q, r, match
+
+
+def ordered_llr(species, sublattice, error_prob, *, species_AB, kind=("L10", "L12"),
+                order_fraction: float = 0.95, composition_A: float | None = None
+                ) -> tuple[np.ndarray, list[str]]:
+    """Per-atom log-likelihood ratio of each ordered variant against the random alloy.
+
+    Parameters
+    ----------
+    species : (n,) array_like of str
+    sublattice : (n,) array_like of int
+        fcc sublattice 0–3 (−1: off the lattice; evidence 0).
+    error_prob : (n,) array_like of float
+        Probability that the atom's species is wrong (:func:`species_error_probability`).
+    species_AB : (str, str)
+        Species A and B of the variant tables.
+    kind : str or sequence of str
+        Ordered phases (``"L10"``, ``"L12"``, ...).
+    order_fraction : float
+        ``η``: fraction of a nucleus' sites holding the variant's species (0.95).
+    composition_A : float, optional
+        True fraction of A (default :func:`composition` of these species).
+
+    Returns
+    -------
+    llr : (n, V) ndarray (nats)
+    names : list of str
+    """
+    sp = np.asarray(species).astype(str).reshape(-1)
+    eps = np.clip(np.asarray(error_prob, dtype=np.float64).reshape(-1), 1e-6, 0.5)
+    A, B = species_AB
+    if composition_A is None:
+        composition_A = composition(sp, eps, species_AB=species_AB)
+    expA, names = expected_species(sublattice, kind=kind)
+    q, r, match = _match_probs(eps, expA, sp == A, composition_A, order_fraction)
+    llr = np.where(match, np.log(q / r), np.log((1.0 - q) / (1.0 - r)))
+    valid = (np.asarray(sublattice).reshape(-1) >= 0) & ((sp == A) | (sp == B))
+    llr[~valid] = 0.0
+    return llr, names
+
+
+def change_llr(species_from, species_to, sublattice, error_from, error_to, *, species_AB,
+               kind=("L10", "L12"), order_fraction: float = 0.95,
+               composition_A: float | None = None, background_change: float | None = None,
+               direction: str = "order") -> tuple[np.ndarray, list[str], float]:
+    """Per-atom log-likelihood ratio that an atom paired across two times changed state.
+
+    ``direction="order"``: random at the first time, ordered variant ``v`` at the second (a
+    birth or a growth shell); ``"disorder"``: the reverse (dissolution, shrinkage). Against
+    the null "random alloy, unchanged between the times but for a background exchange of a
+    fraction ``ρ = background_change`` of the atoms" (see the module notes).
+
+    Parameters
+    ----------
+    species_from, species_to : (k,) array_like of str
+        Measured species of the paired atoms at the two times.
+    sublattice : (k,) array_like of int
+    error_from, error_to : (k,) array_like of float
+        Species error probabilities at the two times.
+    background_change : float, optional
+        ``ρ``; default estimated from the fraction of paired atoms whose species differ,
+        less the fraction the measurement errors explain.
+
+    Returns
+    -------
+    llr : (k, V) ndarray
+    names : list of str
+    rho : float
+        The background exchange fraction used.
+    """
+    if direction not in ("order", "disorder"):
+        raise ValueError(f"direction must be 'order' or 'disorder', got {direction!r}")
+    s1 = np.asarray(species_from).astype(str).reshape(-1)
+    s2 = np.asarray(species_to).astype(str).reshape(-1)
+    e1 = np.clip(np.asarray(error_from, dtype=np.float64).reshape(-1), 1e-6, 0.5)
+    e2 = np.clip(np.asarray(error_to, dtype=np.float64).reshape(-1), 1e-6, 0.5)
+    A, B = species_AB
+    if composition_A is None:
+        composition_A = composition(np.r_[s1, s2], np.r_[e1, e2], species_AB=species_AB)
+    cA = composition_A
+    a1, a2 = s1 == A, s2 == A
+    valid = ((a1 | (s1 == B)) & (a2 | (s2 == B)) & (np.asarray(sublattice).reshape(-1) >= 0))
+    if background_change is None:
+        f_obs = float(np.mean(a1[valid] != a2[valid])) if valid.any() else 0.0
+        f_noise = float(np.mean((e1 + e2 - 2 * e1 * e2)[valid])) if valid.any() else 0.0
+        rho = (f_obs - f_noise) / max(2 * cA * (1 - cA) * (1 - 2 * np.mean(e1)) ** 2, 1e-9)
+        background_change = float(np.clip(rho, 0.0, 1.0))
+    rho = float(background_change)
+
+    def p_meas(isA_meas, xA, e):  # P(measured | true species A?)
+        return np.where(isA_meas == xA, 1.0 - e, e)
+
+    def p_rand(isA_meas, e):
+        return cA * p_meas(isA_meas, True, e) + (1 - cA) * p_meas(isA_meas, False, e)
+
+    null = np.zeros(s1.size)
+    for xA, cx in ((True, cA), (False, 1.0 - cA)):
+        null += cx * p_meas(a1, xA, e1) * ((1 - rho) * p_meas(a2, xA, e2) + rho * p_rand(a2, e2))
+    expA, names = expected_species(sublattice, kind=kind)
+    eta = order_fraction
+    q1 = eta * (1 - e1[:, None]) + (1 - eta) * e1[:, None]
+    q2 = eta * (1 - e2[:, None]) + (1 - eta) * e2[:, None]
+    m1, m2 = expA == a1[:, None], expA == a2[:, None]
+    p1 = np.where(m1, q1, 1 - q1)                 # P(s1 | ordered v)
+    p2 = np.where(m2, q2, 1 - q2)
+    # ordered at both times, the same atom: true species e (prob η) or not, measured twice
+    both = (eta * np.where(m1, 1 - e1[:, None], e1[:, None]) *
+            np.where(m2, 1 - e2[:, None], e2[:, None]) +
+            (1 - eta) * np.where(m1, e1[:, None], 1 - e1[:, None]) *
+            np.where(m2, e2[:, None], 1 - e2[:, None]))
+    p_order = p_rand(a1, e1)[:, None] * p2        # random → v
+    p_disorder = p1 * p_rand(a2, e2)[:, None]     # v → random
+    alt, rev = (p_order, p_disorder) if direction == "order" else (p_disorder, p_order)
+    # against the best other explanation: unchanged random, unchanged ordered, the reverse
+    llr = np.log(alt) - np.log(np.maximum(np.maximum(null[:, None], both), rev))
+    llr[~valid] = 0.0
+    return llr, names, rho
+
+
+def species_error_probability(ds, *, species_AB=None, default: float = 0.01,
+                              floor: float = 1e-3) -> tuple[np.ndarray, str]:
+    """Probability that each atom's species is wrong, from what the model carries.
+
+    In order of preference:
+
+    1. a per-atom ``species_error`` array (probabilities), used as given;
+    2. ``box_intensity`` (the integrated intensity :func:`aet.atoms.classify` records): a
+       Gaussian per species is fitted to the intensities of the atoms of that species (median
+       and MAD, robust to the misclassified few) and ``ε_i`` is the posterior probability of
+       the *other* species at the atom's intensity;
+    3. ``class_confidence`` (the margin ``(d₂ − d₁)/(d₂ + d₁)`` of the classifier): the same
+       two-Gaussian model, in which the margin of an atom at distance ``u`` from its class
+       mean along the class separation ``Δ`` is ``(Δ² − 2Δu)/(Δ² − 2Δu + 2u²)``; ``Δ/σ`` is
+       fitted so the model's median margin equals the observed one;
+    4. ``default`` for every atom.
+
+    Values are clipped to ``[floor, 0.5]``.
+
+    Returns
+    -------
+    error_prob : (n,) ndarray
+    source : str
+        ``"species_error"``, ``"box_intensity"``, ``"class_confidence"`` or ``"default"``.
+    """
+    sp = np.asarray(ds["species"].values).astype(str)
+    n = sp.size
+    if "species_error" in ds:
+        e = np.asarray(ds["species_error"].values, dtype=np.float64)
+        return np.clip(e, floor, 0.5), "species_error"
+    if species_AB is None:
+        u, cnt = np.unique(sp, return_counts=True)
+        from ase.data import atomic_numbers
+        top = sorted(u[np.argsort(cnt)[::-1][:2]].tolist(), key=lambda s: atomic_numbers.get(s, 0))
+        species_AB = tuple(top) if len(top) == 2 else (top[0], top[0])
+    A, B = species_AB
+    isA, isB = sp == A, sp == B
+    if "box_intensity" in ds and isA.sum() >= 5 and isB.sum() >= 5:
+        x = np.asarray(ds["box_intensity"].values, dtype=np.float64)
+        pars = []
+        for m in (isA, isB):
+            med = float(np.median(x[m]))
+            sd = 1.4826 * float(np.median(np.abs(x[m] - med)))
+            pars.append((med, max(sd, 1e-12 + 1e-6 * abs(med)), float(m.mean())))
+        ll = [np.log(w) - np.log(s) - 0.5 * ((x - m) / s) ** 2 for m, s, w in pars]
+        with np.errstate(over="ignore"):
+            pA = 1.0 / (1.0 + np.exp(np.clip(ll[1] - ll[0], -700, 700)))
+        e = np.where(isA, 1.0 - pA, np.where(isB, pA, 0.5))
+        return np.clip(e, floor, 0.5), "box_intensity"
+    if "class_confidence" in ds:
+        m = np.clip(np.asarray(ds["class_confidence"].values, dtype=np.float64), 0.0, 1.0)
+        # w = u/Δ from the margin m: 2m w² + 2(1 − m) w − (1 − m) = 0, root in [0, ½]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            disc = np.sqrt(4 * (1 - m) ** 2 + 8 * m * (1 - m))
+            w = np.where(m > 1e-12, (disc - 2 * (1 - m)) / (4 * m), 0.5)
+        w = np.clip(w, 0.0, 0.5)
+        # margin distribution of the model for Δ/σ = k: u = |N(0, σ)| (w = |z|/k), median
+        # margin solves for k; log-odds of the own class = k² (1 − 2w) / 2
+        z = np.abs(np.random.default_rng(0).normal(size=4001))
+        med_obs = float(np.median(m))
+
+        def med_margin(k):
+            ww = np.clip(z / k, 0, 0.5)
+            return float(np.median((1 - 2 * ww) / (1 - 2 * ww + 2 * ww * ww)))
+
+        lo, hi = 0.5, 40.0
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if med_margin(mid) < med_obs else (lo, mid)
+        k = 0.5 * (lo + hi)
+        e = 1.0 / (1.0 + np.exp(np.clip(k * k * (1 - 2 * w) / 2, -700, 700)))
+        return np.clip(e, floor, 0.5), "class_confidence"
+    return np.full(n, float(np.clip(default, floor, 0.5))), "default"
+
+
+def neighbour_matrix(pairs, n: int) -> sps.csr_matrix:
+    """``(n, n)`` sparse 0/1 first-neighbour matrix with ones on the diagonal (an atom's
+    *ball*: itself and its first shell)."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    i = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(n)])
+    j = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(n)])
+    return sps.csr_matrix((np.ones(i.size), (i, j)), shape=(n, n))
+
+
+def nearest_atoms(positions, *, k_max: int = 250) -> np.ndarray:
+    """``(n, k)`` indices of each atom's ``k = min(k_max, n)`` nearest atoms (itself first),
+    by distance: the spheres of :func:`sphere_scan`."""
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    k = int(min(k_max, pos.shape[0]))
+    _, idx = cKDTree(pos).query(pos, k=k)
+    return np.asarray(idx, dtype=np.int64).reshape(pos.shape[0], k)
+
+
+def sphere_scan(llr, knn, *, k_min: int = 8, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial scan over spheres: for every centre atom ``i`` and variant ``v`` the sphere of
+    ``i``'s ``k`` nearest atoms with the highest summed evidence ``T = Σ l`` over
+    ``k_min ≤ k ≤ k_max``.
+
+    Returns
+    -------
+    best : (n, V) ndarray
+        ``max_k T`` of each centre and variant.
+    k_best : (n, V) int ndarray
+        The maximising ``k`` (atoms in the sphere).
+    """
+    L = np.asarray(llr, dtype=np.float64)
+    n, V = L.shape
+    K = knn.shape[1]
+    k_min = int(min(max(k_min, 1), K))
+    best = np.empty((n, V))
+    kb = np.empty((n, V), dtype=np.int64)
+    for s in range(0, n, chunk):
+        cs = np.cumsum(L[knn[s:s + chunk]], axis=1)[:, k_min - 1:, :]     # (c, K-k_min+1, V)
+        j = np.argmax(cs, axis=1)
+        best[s:s + chunk] = np.take_along_axis(cs, j[:, None, :], axis=1)[:, 0, :]
+        kb[s:s + chunk] = j + k_min
+    return best, kb
+
+
+def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0) -> list[dict]:
+    """Candidate nuclei: disjoint spheres of one variant with the highest evidence.
+
+    The spheres of :func:`sphere_scan` are taken greedily by decreasing ``T``; a sphere that
+    shares atoms with one already taken is dropped (non-maximum suppression), so the
+    candidates are disjoint, and each is the locally best sphere.
+
+    Parameters
+    ----------
+    llr : (n, V) array
+        Per-atom evidence (:func:`ordered_llr` or :func:`change_llr`).
+    knn : (n, k_max) int array
+        :func:`nearest_atoms` of the positions.
+    k_min : int
+        Smallest sphere (atoms).
+    min_score : float
+        Candidates with ``T ≤ min_score`` are not reported.
+
+    Returns
+    -------
+    list of dict
+        ``variant``, ``centre`` (atom index), ``atoms`` (the sphere, sorted) and ``score``
+        (``T``), by decreasing score.
+    """
+    L = np.asarray(llr, dtype=np.float64)
+    n, V = L.shape
+    best, kb = sphere_scan(L, knn, k_min=k_min)
+    flat = np.flatnonzero(best.ravel() > min_score)
+    flat = flat[np.argsort(-best.ravel()[flat], kind="stable")]
+    taken = np.zeros(n, dtype=bool)
+    out = []
+    for f in flat:
+        i, v = divmod(int(f), V)
+        atoms = knn[i, :kb[i, v]]
+        if taken[atoms].any():
+            continue
+        taken[atoms] = True
+        out.append({"variant": v, "centre": i, "atoms": np.sort(atoms),
+                    "score": float(best[i, v])})
+    return out
+
+
+@dataclass(frozen=True)
+class NullTail:
+    """Null distribution of candidate scores: ``λ(T)``, the expected number of candidates of
+    score ``≥ T`` per particle under the null, and ``p(T) = 1 − exp(−λ(T))``.
+
+    ``λ`` is counted from the ``n_permutations`` null scans up to the largest null score and,
+    above the smallest of the top ``max(10, 5 %)`` null scores, from an exponential fitted to
+    their excesses over it (maximum likelihood, peaks over threshold: the tail of a scan
+    statistic), which extrapolates below ``1 / n_permutations``.
+    """
+
+    scores: np.ndarray
+    n_permutations: int
+    slope: float
+    intercept: float
+    tail_start: float
+
+    @classmethod
+    def fit(cls, scores, n_permutations: int, *, tail_fraction: float = 0.05) -> NullTail:
+        s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+        K = int(n_permutations)
+        if s.size < 3:
+            # too few null candidates to fit: a conservative line through what there is
+            top = float(s[0]) if s.size else 0.0
+            return cls(s, K, -1.0, float(np.log(max(s.size, 1) / K) + top), top)
+        n_tail = int(min(s.size, max(10, np.ceil(tail_fraction * s.size))))
+        tail = s[:n_tail]
+        # peaks over the threshold u = tail[-1]: excesses exponential with mean β (maximum
+        # likelihood), λ(T) = (n_tail / K) · exp(−(T − u) / β)
+        u = float(tail[-1])
+        beta = float(np.mean(tail[:-1] - u)) if n_tail > 1 else 0.0
+        if beta > 0:
+            slope, icpt = -1.0 / beta, float(np.log(n_tail / K) + u / beta)
+        else:
+            slope, icpt = -np.inf, 0.0
+        if not (np.isfinite(slope) and slope < 0):
+            slope = -1.0
+            icpt = float(np.log(1.0 / K) + tail[0])
+        return cls(s, K, float(slope), float(icpt), float(tail[-1]))
+
+    def rate(self, T) -> np.ndarray:
+        """``λ(T)``: expected null candidates per particle with score ≥ T."""
+        T = np.asarray(T, dtype=np.float64)
+        counted = np.searchsorted(-self.scores, -T, side="right") / self.n_permutations
+        fitted = np.exp(self.intercept + self.slope * T)
+        return np.where(T >= self.tail_start, np.minimum(fitted, np.maximum(counted, fitted)),
+                        np.maximum(counted, fitted))
+
+    def p_value(self, T) -> np.ndarray:
+        """False-alarm probability per particle of a candidate of score ``T``."""
+        return -np.expm1(-self.rate(T))
+
+    def threshold(self, false_alarm_rate: float) -> float:
+        """Smallest score with ``p ≤ false_alarm_rate``."""
+        lam = -np.log1p(-false_alarm_rate)
+        T = (np.log(lam) - self.intercept) / self.slope
+        T = max(float(T), self.tail_start)
+        # where the counts still exceed the fit, move up to the count's crossing
+        while self.rate(T) > lam:
+            T += 0.05
+        return T
+
+
+def null_scores(make_llr, knn, *, n_permutations: int = 40, seed=0, k_min: int = 8
+                ) -> NullTail:
+    """Scan ``n_permutations`` null versions of a particle and fit their score tail.
+
+    ``make_llr(perm)`` returns the ``(n, V)`` evidence of the particle with its per-atom
+    measurements (species, error probability; both times for change evidence) permuted over
+    the atoms by ``perm`` — a random alloy of the same sites, composition and
+    classification confidence.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n = knn.shape[0]
+    scores = []
+    for _ in range(int(n_permutations)):
+        L = make_llr(rng.permutation(n))
+        scores += [r["score"] for r in region_scan(L, knn, k_min=k_min)]
+    return NullTail.fit(scores, n_permutations)
