@@ -553,9 +553,10 @@ class AtomicModel:
                                parent_attrs=self._ds.attrs)
 
     # -- atoms: uncertainty, surface, clean-up (aet.atoms) ------------------------------------
-    def uncertainty(self, tilt_series, *, method: str = "curvature", **kw) -> AtomicModel:
-        """Per-atom position uncertainty (Å) against the projections: Cramér–Rao from the fit
-        curvature or a bootstrap over projections (:func:`aet.atoms.uncertainty`)."""
+    def uncertainty(self, tilt_series, *, method: str = "jackknife", **kw) -> AtomicModel:
+        """Per-atom position uncertainty (Å) against the projections: by default the
+        jackknife over projections of the refinement's atom model, the method
+        :meth:`refine` uses (:func:`aet.atoms.uncertainty`)."""
         from .. import atoms
 
         ts_da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series

@@ -16,7 +16,6 @@ from .alignment import (
 )
 from .problem import (
     DEFAULT_SIGMAS_A,
-    FISHER,
     GAMMA_BOUNDS,
     ProjectionProblem,
     fwhm_of_profile,
@@ -110,23 +109,6 @@ def _held_out_gate(prob: ProjectionProblem, pos, before, z: float):
     out = pos.copy()
     out[revert] = before[revert]
     return out, int(revert.sum())
-
-
-def _held_out_penalty(prob: ProjectionProblem, pos) -> float:
-    """Expected rise of the held-out loss (relative units) that fitting the positions to the
-    noise of the training pixels costs: ½ Σ_j tr(F_j^held Σ_j), with Σ_j the jackknife
-    covariance of atom j and F_j^held its Gauss–Newton block on the held-out pixels. Tracing
-    saw every pixel (the held-out ones too) and the fit did not, so at low dose a better model
-    can still predict the held-out pixels worse by about this much."""
-    cov, _ = position_covariance(prob, pos, method="jackknife")
-    w, hw = prob.w, prob.hw
-    prob.w, prob.hw = hw, w
-    try:
-        Fh = prob.evaluate(pos, 3)[FISHER]
-    finally:
-        prob.w, prob.hw = w, hw
-    ok = np.all(np.isfinite(cov), axis=(1, 2))
-    return 0.5 * float(np.einsum("jab,jba->j", Fh[ok], cov[ok]).sum()) / prob.hnorm
 
 
 def _residual_candidates(prob: ProjectionProblem, pos, *, spacing_A, min_distance_A,
@@ -422,8 +404,7 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         if n_added or n_removed:
             pos = run_cycles(pos, 1)
     _, hold_end = prob.losses(pos)
-    penalty = _held_out_penalty(prob, pos) if holdout > 0 and fit_positions else 0.0
-    reverted = bool(holdout > 0 and not hold_end < hold_start + 2.0 * penalty)
+    reverted = bool(holdout > 0 and not hold_end < hold_start)
     if reverted:  # the held-out pixels say the refinement did not help: keep the input
         pos = start[0].copy()
         prob.restore(start[1])
@@ -442,7 +423,6 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
               "r_factor_history": [float(r) for _, r in history],
               "stages": [s for s, _ in history], "species": names,
               "held_out_loss_start": float(hold_start), "held_out_loss": float(hold_end),
-              "held_out_noise_penalty": float(penalty),
               "n_reverted_by_held_out": n_reverted, "reverted": reverted,
               "held_out_history": [(k, float(v)) for k, v in held_out],
               "profile": _profile_facts(prob, names),
@@ -496,7 +476,9 @@ def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "
         :func:`refine` stored in its attrs; fits a profile when absent).
     tilt_series : xarray.DataArray
         The aligned projections ``(angle, y, x)`` the model was refined against.
-    method : {"sandwich", "curvature", "bootstrap"}
+    method : {"jackknife", "sandwich", "pixels", "curvature", "bootstrap"}
+        ``"jackknife"`` (default): the spread of each atom's move when one projection is
+        left out (one Gauss–Newton step per projection). ``"pixels"``: sandwich over pixels.
         ``"sandwich"``: robust covariance from the per-atom Gauss–Newton block and the
         spread of the per-projection gradients (see
         :mod:`aet.atoms.refinement.uncertainty`). ``"curvature"``: Cramér–Rao bound from
