@@ -6,7 +6,8 @@ Public functions (core level: xarray in, xarray out; the facades ``Volume.trace_
 
 - :func:`trace` — refined 3D local maxima with greedy minimum-distance acceptance;
 - :func:`classify` — species from local volume profiles (+ non-atom class, confidence);
-- :func:`refine` — heights, B-factors and positions against the projections;
+- :func:`refine` — positions, per-species radial profiles and the detector response against
+  the projections;
 - :func:`uncertainty` — per-atom position uncertainty (Cramér–Rao or bootstrap);
 - :func:`flag_surface`, :func:`cleanup` — surface atoms, isolated/duplicate peaks.
 """

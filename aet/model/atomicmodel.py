@@ -485,8 +485,8 @@ class AtomicModel:
         return self._replace(ds, "classify", params, result=result)
 
     def refine(self, tilt_series, **kw) -> AtomicModel:
-        """Refine positions, heights and B-factors against the projections
-        (:func:`aet.atoms.refine`)."""
+        """Refine positions, per-species radial profiles and the detector response against
+        the projections (:func:`aet.atoms.refine`)."""
         from .. import atoms
 
         ts_da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series

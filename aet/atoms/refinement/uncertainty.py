@@ -27,17 +27,8 @@ def _inverse_blocks(F):
     return cov
 
 
-def _blocks(a, block: int):
-    """Sum ``a`` (leading axis: projections in tilt order) over consecutive blocks."""
-    n = a.shape[0]
-    idx = np.arange(n) // block
-    out = np.zeros((idx[-1] + 1, *a.shape[1:]))
-    np.add.at(out, idx, a)
-    return out
-
-
 def position_covariance(prob: ProjectionProblem, pos, *, method: str = "jackknife",
-                        n_params: int | None = None, block: int = 1):
+                        n_params: int | None = None):
     """``(n_atoms, 3, 3)`` position covariance (Å²) and a dict of diagnostics."""
     out = prob.evaluate(pos, 3)
     F = out[FISHER]
@@ -55,10 +46,8 @@ def position_covariance(prob: ProjectionProblem, pos, *, method: str = "jackknif
         meat = np.einsum("kja,kjb->jab", gk, gk) * (n_proj / max(n_proj - 1, 1))
         cov = Finv @ meat @ Finv
     elif method == "jackknife":
-        order = np.argsort(prob.geo["euler_deg"][:, 1], kind="stable")
-        gk = _blocks(out[G_POS_K][order], block)
-        Fk = _blocks(out[FISHER_K][order], block)
-        n_proj = gk.shape[0]
+        gk = out[G_POS_K]
+        Fk = out[FISHER_K]
         # δ_jk = (F_j − F_jk)⁻¹ g_jk: atom j's move when projection k is left out
         rest = F[None] - Fk
         ok = np.linalg.det(rest) > 1e-9 * np.maximum(np.linalg.det(F)[None], 1e-300)
