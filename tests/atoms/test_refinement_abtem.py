@@ -9,7 +9,6 @@ figure is scored against the ground truth, which the pipeline never reads.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from aet.simulate import fept_benchmark
@@ -57,11 +56,3 @@ def test_refinement_improves_on_noise_free_abtem_projections_realistic():
     for sp in ("Fe", "Pt"):
         assert s1.rmsd_pm_by_species[sp] < s0.rmsd_pm_by_species[sp]
 
-
-def _calibration_ratios(model, bench):
-    sc = bench.score(model)
-    pred = sc.matches[:, 0]
-    sp = np.asarray(model.species)[pred]
-    u = np.asarray(model["uncertainty"])[pred]
-    r = np.linalg.norm(sc.displacement_A, axis=1) / u
-    return {name: r[sp == name] for name in ("Fe", "Pt")}
