@@ -168,8 +168,9 @@ def _greedy_apart(points, order, min_distance_A):
 
 def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, z):
     """Remove atoms whose removal lowers the training loss (and, with held-out pixels, does
-    not raise the held-out loss), then add atoms at maxima of the back-projected residual
-    where one atom of some species lowers both (exact per-atom loss changes)."""
+    not raise the held-out loss by more than ``z`` noise standard deviations), then add atoms
+    at maxima of the back-projected residual where one atom of some species does the same
+    (exact per-atom loss changes)."""
     use_hold = prob.holdout > 0
     sp = prob.sp
     # -- removal: exact change of the loss when each atom alone is taken out
@@ -193,15 +194,19 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
         gsp = np.concatenate([sp, np.full(len(cand), -1, np.int64)])
         best_dl = np.full(len(cand), np.inf)
         best_dh = np.zeros(len(cand))
+        best_sd = np.zeros(len(cand))
         best_s = np.zeros(len(cand), np.int64)
         for s in range(prob.ns):
             alt_sp = np.concatenate([np.full(len(pos), -1, np.int64),
                                      np.full(len(cand), s, np.int64)])
-            dl, dh, _ = prob.replacement_test(ghosts, ghosts, alt_sp, sp=gsp)
-            dl, dh = dl[len(pos):], dh[len(pos):]
+            dl, dh, sd = prob.replacement_test(ghosts, ghosts, alt_sp, sp=gsp)
+            dl, dh, sd = dl[len(pos):], dh[len(pos):], sd[len(pos):]
             better = dl < best_dl
             best_dl[better], best_dh[better], best_s[better] = dl[better], dh[better], s
-        good = (best_dl < 0) & ((best_dh < 0) if use_hold else True)
+            best_sd[better] = sd[better]
+        # the rule of removal: the training pixels want the atom and the held-out pixels do
+        # not reject it by more than z noise standard deviations
+        good = (best_dl < 0) & ((best_dh < z * best_sd) if use_hold else True)
         order = np.flatnonzero(good)[np.argsort(best_dl[good])]
         add = _greedy_apart(cand, order, min_distance_A)
         if add:
