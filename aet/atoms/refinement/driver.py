@@ -23,6 +23,7 @@ from .problem import (
 )
 from .uncertainty import position_covariance, sigmas_of
 
+_ADD_REMOVE_PASSES = 3
 _COV_METHODS = ("jackknife", "sandwich", "pixels", "curvature")
 _ATTR_PREFIXES = ("refine_shift_", "refine_dp", "refine_dt", "refine_offset", "refine_height",
                   "refine_b_factor", "refine_profile", "refine_response", "kernel_fwhm_A")
@@ -299,7 +300,8 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         After refinement, remove atoms whose removal lowers the error and add atoms (the
         species that fits best) at maxima of the back-projected residual where that lowers
         it, both judged by the exact per-atom change of the loss (and of the held-out loss),
-        then refine again. Off by default.
+        then refine again; up to three such passes, until one changes nothing. Off by
+        default.
     add_threshold : float
         Residual back-projection maximum needed for a candidate, as a fraction of one
         lightest atom's peak.
@@ -402,12 +404,17 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
 
     pos = run_cycles(pos, n_cycles)
     n_added = n_removed = 0
-    if add_remove:
-        pos, n_added, n_removed = _add_remove(prob, pos, add_threshold=add_threshold,
-                                              min_distance_A=min_distance_A, z=holdout_z)
+    # up to _ADD_REMOVE_PASSES passes (each adds at most 10 % new atoms), until one changes
+    # nothing: a chain that lost a fifth of the atoms needs more than one
+    for _ in range(_ADD_REMOVE_PASSES if add_remove else 0):
+        pos, n_add, n_rem = _add_remove(prob, pos, add_threshold=add_threshold,
+                                        min_distance_A=min_distance_A, z=holdout_z)
         held_out.append(("add_remove", prob.losses(pos)[1]))
-        if n_added or n_removed:
-            pos = run_cycles(pos, 1)
+        n_added += n_add
+        n_removed += n_rem
+        if not (n_add or n_rem):
+            break
+        pos = run_cycles(pos, 1)
     _, hold_end = prob.losses(pos)
     reverted = bool(holdout > 0 and not hold_end < hold_start)
     if reverted:  # the held-out pixels say the refinement did not help: keep the input
