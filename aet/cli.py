@@ -426,7 +426,7 @@ def cmd_track(args) -> int:
     with output_folder(out, overwrite=args.overwrite, flag="--overwrite") as tmp:
         for name in ("nuclei", "events", "tracks", "links"):
             getattr(res, name).to_csv(tmp / f"{name}.csv", index=False)
-        from .model._meta import to_jsonable
+        from .core.meta import to_jsonable
 
         (tmp / "summary.json").write_text(json.dumps(
             {"times_min": list(map(float, args.times)), "models": list(map(str, args.models)),

@@ -2,8 +2,8 @@
 
 Every function returns a :class:`matplotlib.figure.Figure` and never calls ``plt.show``. Axes
 are labelled with physical units (Å, degrees), every image has a labelled colour bar, and
-every image is drawn with y pointing up (the frame of DESIGN.md: ``y`` and ``x`` in Å, 0 at
-index ``n // 2``). Species have one colour throughout (:func:`species_colours`), the same as
+every image is drawn with y pointing up (the frame of docs/conventions.rst: ``y`` and ``x`` in
+Å, 0 at index ``n // 2``). Species have one colour throughout (:func:`species_colours`), the same as
 in the interactive views of :mod:`aet.report`.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from .core.schema import as_xarray
 
 __all__ = ["alignment_figure", "field_slices", "intensity_histogram", "orthoslices",
            "projection_montage", "radial_distribution", "save_figure", "series_plot",
@@ -46,7 +48,7 @@ def _extent(h, w):
 
 
 def _merged(tilt_series):
-    da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series
+    da = as_xarray(tilt_series)
     if "frame" in da.dims:
         da = da.mean("frame")
     return da
@@ -105,7 +107,7 @@ def orthoslices(volume, *, atoms=None, slab_A: float = 1.0, gamma: float = 0.4,
     """
     from matplotlib.colors import PowerNorm
 
-    da = volume.data if hasattr(volume, "data") else volume
+    da = as_xarray(volume)
     da = da.transpose("z", "y", "x")
     z, y, x = (np.asarray(da[c].values, dtype=float) for c in ("z", "y", "x"))
     # images are (rows = vertical axis, columns = horizontal axis)
@@ -293,7 +295,7 @@ def alignment_figure(tilt_series, *, projections=None, refined=None,
     true_tilt_axis_rotation_deg : float, optional
         The true rotation (a simulation's ground truth), drawn for comparison.
     """
-    da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series
+    da = as_xarray(tilt_series)
     ang = np.asarray(da.angle.values, dtype=float)
     n = ang.size
     alpha = float(da.attrs.get("tilt_axis_rotation_deg", 0.0))

@@ -313,8 +313,11 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         Reconstruction iterations (default: the method's).
     denoise : bool or "auto"
         BM3D-denoise the aligned projections before reconstruction (the refinement always
-        fits the projections before denoising). ``"auto"``: where it pays (see
-        ``decisions["denoise"]`` for the measurement behind the choice).
+        fits the projections before denoising). ``"auto"``: not denoised — measured through
+        ``aet.run`` on abTEM-simulated 3 nm FePt at 1×10⁵ e/Å², BM3D before reconstruction
+        lowered recall 0.92 → 0.75 and species accuracy 0.985 → 0.71, and on the small
+        cases it changed recall and precision by < 0.01 at twice the run time
+        (``decisions["denoise"]`` says so).
     tilt_axis : "estimate", float or None
         Tilt-axis rotation in the image: estimated (noise-unbiased common-line estimate,
         :func:`aet.preprocess.estimate_tilt_axis_rotation`), given in degrees, or None (the
@@ -382,6 +385,13 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         # every stage reads the series several times: a small one is read from disk once
         ts = ts.compute()
         decisions["in_memory"] = f"loaded ({ts.data.nbytes / 2**20:.0f} MiB)"
+    ang = np.asarray(ts.data.coords["angle"].values, dtype=float)
+    if ang.size > 1 and np.any(np.diff(ang) < 0):
+        # the stages that compare neighbouring tilts sort by angle (with a warning each); the
+        # run sorts once (every projection keeps its own Euler angles and shifts)
+        ts = ts._replace(ts.data.sortby("angle"), "sort_by_angle",
+                         {"first_out_of_order": int(np.argmax(np.diff(ang) < 0)) + 1})
+        decisions["angle_order"] = "projections sorted by increasing tilt angle"
     st = _Stages(progress)
     stages: dict[str, Any] = {}
     series: dict[str, Any] = {}
@@ -409,13 +419,15 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         opts = fd["options"]
         decisions["object"] = fd["object"]
         decisions["object_reason"] = fd["reason"]
+        decisions["film"] = {"extended": fd["object"] == "film", "reason": fd["reason"],
+                             **opts["reasons"]}
         # -- background and detector offset -----------------------------------------------
         if _done(ts, "remove_background") or has_background_removed(ts.data):
             st.skip("background")
             decisions["background"] = "already removed (provenance)"
         elif not opts["remove_background"]:
             st.skip("background")
-            decisions["background"] = "kept: " + opts["reasons"].get(
+            decisions["background"] = "not removed: " + opts["reasons"].get(
                 "remove_background", "the object decision")
         else:
             cur = ts
@@ -491,7 +503,7 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
             st.skip("cleanup")
             cleaned = classified
             if not opts["cleanup_min_neighbours"]:
-                decisions["cleanup_removed"] = "none: " + opts["reasons"].get(
+                decisions["cleanup"] = "skipped: " + opts["reasons"].get(
                     "cleanup_min_neighbours", "the object decision")
         stages["cleaned"] = cleaned
         if cleaned.n_atoms < 4:
@@ -605,6 +617,14 @@ def _matching_decision(match_projections, ts, opts) -> tuple[bool, str]:
                    "against the atoms, which supersedes it at a fraction of the cost")
 
 
+#: why ``denoise="auto"`` does not denoise before reconstruction (aet.run, seed 0 of each case)
+DENOISE_AUTO_REASON = (
+    "off: BM3D before reconstruction lost atoms and species on independently simulated "
+    "(abTEM) data — 3 nm FePt, 1e5 e/A^2: recall 0.92 -> 0.75, species 0.985 -> 0.71 — and "
+    "gained nothing on the small cases (recall/precision within 0.01), at twice the run "
+    "time; pass denoise=True to denoise")
+
+
 def _denoise_decision(denoise, ts) -> tuple[bool, str]:
     """Whether BM3D denoising before reconstruction pays (the refinement always fits the
     projections as measured)."""
@@ -612,7 +632,7 @@ def _denoise_decision(denoise, ts) -> tuple[bool, str]:
         return True, "on (denoise=True)"
     if denoise is False:
         return False, "off (denoise=False)"
-    return True, "on"
+    return False, DENOISE_AUTO_REASON
 
 
 def _classification_facts(sp, res: Mapping[str, Any]) -> dict:
@@ -670,6 +690,6 @@ def _readable(decisions: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _jsonable(obj):
-    from .model._meta import to_jsonable
+    from .core.meta import to_jsonable
 
     return to_jsonable(obj)

@@ -269,7 +269,8 @@ def _svmbir_peer(svmbir, ph, truth, mask, results):
 # the phantom, correlation 0.99994 at 64³ and 65³; the other sign/offset/transpose choices give
 # ≤ 0.9991 — a z-mirror — or ≤ 0.98). Each y-slice (z, x) of the volume is ASTRA's 2D image as is
 # (rows = z, cols = x). ASTRA's image y axis points towards decreasing row, i.e. along −z, so the
-# same rays are ASTRA angle = −θ (DESIGN: R_y(θ) maps (x, z) to (x cos θ + z sin θ, ...)); the
+# same rays are ASTRA angle = −θ (docs/conventions.rst: R_y(θ) maps (x, z) to
+# (x cos θ + z sin θ, ...)); the
 # detector u axis is our x. ASTRA centres the image and the detector at (n − 1)/2, aet at n // 2:
 # the image window and the detector centre are shifted by half a pixel for even n.
 
@@ -371,7 +372,7 @@ def _astra_peer(ph, truth, mask, results, n_iter=100, processes=2):
 # (kx, ky) = our (x, y) — the transpose of each (y, x) image; volume indexed (x, y, z); Euler
 # angles (n_proj, 3) (φ, θ, ψ) in degrees. Its gridding puts a projection's Fourier samples at
 # Rᵀ(kx, ky, 0) with R its ZYZ matrix, i.e. for a single tilt (c·kx, ky, −s·kx), while the
-# Fourier slice of DESIGN's R_y(θ) is (c·kx, ky, +s·kx): GENFIRE rotates the grid, the opposite
+# Fourier slice of aet's R_y(θ) is (c·kx, ky, +s·kx): GENFIRE rotates the grid, the opposite
 # sense, so it gets θ_genfire = −θ (checked: the other sign returns the z-mirror of the particle,
 # see _align_to_truth). Its crop of the oversampled grid keeps index n // 2 at the centre.
 
@@ -418,9 +419,9 @@ def _align_to_truth(v, truth):
 def run_published_genfire(python, proj_ayx, angles_deg, *, n_iter=100, oversampling=3,
                           support=None, timeout=None):
     """Run genfire 1.1.11's GenfireReconstructor unmodified with ``python`` (a venv made by
-    benchmarks/setup_genfire_env.sh) on projections (angle, y, x) at tilt angles θ (DESIGN
-    convention). Returns (volume (z, y, x) in aet's frame, info dict with the child's wall time,
-    peak RSS and the subprocess' total time)."""
+    benchmarks/setup_genfire_env.sh) on projections (angle, y, x) at tilt angles θ
+    (docs/conventions.rst convention). Returns (volume (z, y, x) in aet's frame, info dict with
+    the child's wall time, peak RSS and the subprocess' total time)."""
     import json
     import os
     import subprocess

@@ -9,7 +9,7 @@ import numpy as np
 
 def conventions_figure(path: Path) -> None:
     """The frame convention: an off-centre atom at (x, z) rotated by R_y(θ) and projected
-    along z lands at x' = x cos θ + z sin θ (DESIGN.md)."""
+    along z lands at x' = x cos θ + z sin θ (docs/conventions.rst)."""
     from matplotlib.figure import Figure
 
     from aet.testing.phantoms import rotation_matrix_zyz

@@ -1,5 +1,5 @@
-"""Pins the frame convention of DESIGN.md: an off-centre atom projected at +30° lands where
-R_y(θ) maps it: x' = x cos θ + z sin θ, y' = y."""
+"""Pins the frame convention of docs/conventions.rst: an off-centre atom projected at +30°
+lands where R_y(θ) maps it: x' = x cos θ + z sin θ, y' = y."""
 
 from __future__ import annotations
 

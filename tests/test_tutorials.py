@@ -83,7 +83,10 @@ def test_03_nucleus_tracking_4d(tmp_path):
     assert r["n_times"] == 4 and r["n_true_events"] >= 10
     assert r["recovered_true_order"] >= 0.95 and r["phantoms_true_order"] == 0
     assert r["rotation_error_deg_max"] <= 0.05 and r["shift_error_pm_max"] <= 5.0
-    assert 0.0 <= r["recovered_computed_order"] <= 1.0
+    # the full chain (order computed from measured species, 1 % wrong, small nuclei) on the
+    # tutorial's seed recovers 9 of the 19 planted events with 8 phantoms (measured when this
+    # bound was set): a regression guard on the realistic order estimate, not a target
+    assert r["recovered_computed_order"] >= 8 / 19 and r["phantoms_computed_order"] <= 10
     assert r["extxyz_frames"] == 4
     for f in ("nucleus_sizes.png", "nucleus_lineage.png", "nucleation_series.extxyz"):
         assert (tmp_path / f).is_file(), f

@@ -18,11 +18,12 @@ import xarray as xr
 from scipy.spatial import ConvexHull, cKDTree
 from scipy.special import sph_harm_y
 
+from ..core.schema import as_xarray
 from .lattice import _positions_species, default_cutoff, nearest_neighbour_distance
 
 
 def _base(ds) -> xr.Dataset:
-    return ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    return as_xarray(ds, xr.Dataset)
 
 
 def steinhardt(ds, *, l_values=(4, 6), cutoff_A: float | None = None, averaged: bool = True
@@ -127,7 +128,7 @@ def _reference_qbar(kind: str) -> tuple[float, float]:
     from ase.build import bulk
     from ase.cluster import Icosahedron
 
-    from ..model.atomicmodel import build_model_dataset
+    from ..core.schema import build_model_dataset
 
     if kind == "ico":
         at = Icosahedron("Cu", noshells=5)

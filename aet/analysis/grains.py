@@ -20,6 +20,8 @@ import xarray as xr
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from ..core.geometry import kabsch_rotation
+from ..core.schema import as_xarray
 from .lattice import (
     _canonical_structure,
     _positions_species,
@@ -33,7 +35,7 @@ from .order import _canonical_kind, _Context, order_parameters, variant_table
 
 
 def _base(ds) -> xr.Dataset:
-    return ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    return as_xarray(ds, xr.Dataset)
 
 
 def cubic_symmetry() -> np.ndarray:
@@ -56,16 +58,7 @@ def misorientation_deg(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(c))
 
 
-def _batched_kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Per-row rotations R_n minimising Σ_k w |dst - R src|²; src, dst (n, K, 3), w (n, K)."""
-    H = np.einsum("nk,nki,nkj->nij", w, src, dst)
-    U, _, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(np.swapaxes(Vt, 1, 2) @ np.swapaxes(U, 1, 2)))
-    D = np.zeros_like(H)
-    D[:, 0, 0] = 1
-    D[:, 1, 1] = 1
-    D[:, 2, 2] = np.where(d == 0, 1, d)
-    return np.swapaxes(Vt, 1, 2) @ D @ np.swapaxes(U, 1, 2)
+_batched_kabsch = kabsch_rotation  # one definition: aet.core.geometry
 
 
 def _refine_from(R0, bhat, valid, vhat, cos_tol, n_iter=2):

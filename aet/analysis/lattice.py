@@ -5,7 +5,7 @@ is ``position ≈ origin_A + cell @ s`` where ``s`` is the site's fractional coo
 *conventional* cell (integers + basis fraction) and ``cell`` (3 × 3) holds the cell vectors as
 columns in Å. ``rotation`` (3 × 3, columns = crystal axes a, b, c in the sample frame) maps the
 crystal frame to the sample frame; ``euler_deg`` is the same rotation as ZYZ Euler angles
-(φ, θ, ψ) in degrees, ``R = R_z(φ) R_y(θ) R_z(ψ)`` (DESIGN.md).
+(φ, θ, ψ) in degrees, ``R = R_z(φ) R_y(θ) R_z(ψ)`` (docs/conventions.rst).
 
 Fit (iterative closest lattice point, IRLS with Huber weights):
 
@@ -42,6 +42,10 @@ import numpy as np
 import xarray as xr
 from ase.data import atomic_numbers
 from scipy.spatial import cKDTree
+
+from ..core.geometry import kabsch_rotation
+from ..core.geometry import nearest_neighbour_distance as _nn_distance
+from ..core.schema import as_xarray
 
 STRUCTURES = ("fcc", "bcc", "hcp", "L10", "L12")
 
@@ -211,8 +215,7 @@ def rotation_to_euler_zyz_deg(R: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- helpers
 def _positions_species(ds) -> tuple[np.ndarray, np.ndarray]:
-    if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset):
-        ds = ds.data
+    ds = as_xarray(ds, xr.Dataset)
     if not isinstance(ds, xr.Dataset) or "position" not in ds:
         raise TypeError(
             f"expected an AtomicModel or its xarray.Dataset (variables 'position', 'species'), "
@@ -225,22 +228,12 @@ def _positions_species(ds) -> tuple[np.ndarray, np.ndarray]:
 
 def nearest_neighbour_distance(pos: np.ndarray, *, shell: int = 12) -> float:
     """First-shell neighbour distance (Å): the median over atoms of the median distance to
-    their ``shell`` nearest neighbours (robust to position noise, unlike the nearest one)."""
-    if len(pos) < 2:
-        raise ValueError("need at least 2 atoms to measure a nearest-neighbour distance")
-    k = int(min(shell, len(pos) - 1))
-    d, _ = cKDTree(pos).query(pos, k=k + 1)
-    return float(np.median(np.median(d[:, 1:], axis=1)))
+    their ``shell`` nearest neighbours (robust to position noise, unlike the nearest one);
+    :func:`aet.core.geometry.nearest_neighbour_distance` with ``k=shell``."""
+    return _nn_distance(pos, k=shell)
 
 
-def _kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """Rotation R minimising Σ w |dst - R src|² (rows are vectors)."""
-    w = np.ones(len(src)) if w is None else w
-    H = (src * w[:, None]).T @ dst
-    U, _, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(Vt.T @ U.T))
-    D = np.diag([1.0, 1.0, d])
-    return Vt.T @ D @ U.T
+_kabsch = kabsch_rotation  # one definition: aet.core.geometry
 
 
 def _triad(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -643,7 +636,7 @@ def lattice_arrays(ds, fit) -> xr.Dataset:
         region[f.atoms] = f.label
         sites[f.atoms] = f.sites
         res[f.atoms] = np.linalg.norm(f.residual_A, axis=1)
-    ds = ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    ds = as_xarray(ds, xr.Dataset)
     out = ds.copy()
     out["sublattice"] = ("atom", sub)
     out["lattice_region"] = ("atom", region)

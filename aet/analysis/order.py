@@ -44,7 +44,8 @@ import scipy.sparse as sps
 import xarray as xr
 from scipy.spatial import cKDTree
 
-from ..model._meta import centred_coord
+from ..core.meta import centred_coord
+from ..core.schema import as_xarray
 from ._kernels import splat_values
 from .lattice import (
     LatticeFit,
@@ -208,7 +209,7 @@ def order_parameters(ds, kind: str = "L10", *, lattice=None, labels=None, specie
         raise ValueError(f"ordered_threshold must be in (0, 1], got {ordered_threshold!r}")
     ctx = _Context(ds, lattice=lattice, labels=labels, species=species, cutoff_A=cutoff_A,
                    window_A=window_A)
-    base = ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    base = as_xarray(ds, xr.Dataset)
     out = base.copy()
     name = "L12" if kind.startswith("L12") else "L10"
     if kind == "L10":
@@ -258,7 +259,7 @@ def order_field(ds, values, *, sigma_A: float = 4.25, voxel_size_A: float = 1.0,
     ``n // 2``), attrs ``voxel_size_A``, ``sigma_A``.
     """
     pos, _ = _positions_species(ds)
-    base = ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    base = as_xarray(ds, xr.Dataset)
     name = values if isinstance(values, str) else "value"
     if isinstance(values, str):
         if values not in base:

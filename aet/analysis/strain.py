@@ -32,7 +32,8 @@ import numpy as np
 import xarray as xr
 from scipy.spatial import cKDTree
 
-from ..model._meta import centred_coord
+from ..core.meta import centred_coord
+from ..core.schema import as_xarray
 from ._kernels import N_MOMENTS, splat_moments
 from .lattice import (
     LatticeFit,
@@ -183,9 +184,9 @@ def sigma_for_precision(strain_precision: float, *, position_noise_A: float,
 
 
 def _grid_like(like):
-    from ..model._meta import spacing_from_coord
+    from ..core.meta import spacing_from_coord
 
-    da = like.data if hasattr(like, "data") and isinstance(like.data, xr.DataArray) else like
+    da = as_xarray(like, xr.DataArray)
     if not isinstance(da, xr.DataArray) or tuple(da.dims) != ("z", "y", "x"):
         raise TypeError(f"like must be a Volume or a DataArray with dims (z, y, x), got "
                         f"{type(like).__name__}")
@@ -386,7 +387,7 @@ def local_strain(ds, *, structure: str = "auto", lattice=None, labels=None,
         Fi = np.full((len(p), 3, 3), np.nan)
         Fi[good] = BV[good] @ np.linalg.inv(VV[good])
         F[idx] = Fi
-    out = (ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds).copy()
+    out = (as_xarray(ds, xr.Dataset)).copy()
     eye = np.eye(3)
     for name, a, b_ in _COMPONENTS:
         out[f"strain_{name}"] = ("atom", 0.5 * (F[:, a, b_] + F[:, b_, a]) - eye[a, b_])

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import numbers
 
-import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..model._meta import spacing_from_coord
+from ..core.meta import spacing_from_coord
+from ..core.schema import as_xarray
 
 
 def check_volume(volume, name: str = "volume") -> tuple[xr.DataArray, float]:
     """Return ``(DataArray, voxel_size_A)`` of a ``(z, y, x)`` volume with Å coordinates."""
-    if hasattr(volume, "data") and isinstance(volume.data, xr.DataArray) and \
-            not isinstance(volume, xr.DataArray):
-        volume = volume.data
+    volume = as_xarray(volume, xr.DataArray)
     if not isinstance(volume, xr.DataArray):
         raise TypeError(
             f"{name} must be an xarray.DataArray with dims (z, y, x) (or an aet.Volume), got "
@@ -43,10 +41,6 @@ def check_volume(volume, name: str = "volume") -> tuple[xr.DataArray, float]:
     return volume, vs
 
 
-def is_dask_da(da: xr.DataArray) -> bool:
-    return isinstance(da.variable._data, dsa.Array)
-
-
 def check_positive(name: str, value, *, allow_zero: bool = False, integer: bool = False):
     ok_type = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, ok_type):
@@ -60,8 +54,7 @@ def check_positive(name: str, value, *, allow_zero: bool = False, integer: bool 
 
 
 def check_model(ds, name: str = "model") -> xr.Dataset:
-    if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset):
-        ds = ds.data
+    ds = as_xarray(ds, xr.Dataset)
     if not isinstance(ds, xr.Dataset) or "position" not in ds or "species" not in ds:
         raise TypeError(
             f"{name} must be an atomic-model xarray.Dataset (variables 'position', 'species') "

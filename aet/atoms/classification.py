@@ -45,8 +45,8 @@ from ase.data import atomic_numbers
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-from ..model._meta import positions_to_indices
-from ..model.atomicmodel import build_model_dataset
+from ..core.meta import positions_to_indices
+from ..core.schema import build_model_dataset
 from ._common import check_model, check_positive, check_volume, model_positions
 
 __all__ = ["SpeciesMismatchError", "SpeciesWarning", "classify", "gmm_1d", "kmeans_1d",
@@ -310,7 +310,53 @@ def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
         bw = min(sd[c] * max(np.count_nonzero(lab == c), 1) ** -0.2 for c in (0, 1))
         dens = gaussian_kde(lx, bw_method=max(bw, 1e-6) / max(np.std(lx), 1e-12))(g)
         cuts.append(float(np.exp(g[int(np.argmin(dens))])))
+    # then every clear valley of the log density, the deepest first (a field of thousands of
+    # noise peaks spans decades in log: the class splits above can fall inside it)
+    if np.ptp(lx) > 0 and len(lx) >= 20:
+        q25, q75 = np.percentile(lx, [25, 75])
+        h = 0.5 * 0.9 * min(np.std(lx), (q75 - q25) / 1.34 or np.std(lx)) * len(lx) ** -0.2
+        g = np.linspace(lx.min(), lx.max(), 512)
+        dens = gaussian_kde(lx, bw_method=max(h, 1e-6) / max(np.std(lx), 1e-12))(g)
+        mins = np.flatnonzero((dens[1:-1] < dens[:-2]) & (dens[1:-1] <= dens[2:])) + 1
+        prom = np.array([min(dens[:m].max(), dens[m + 1:].max()) / max(dens[m], 1e-300)
+                         for m in mins])
+        for m in mins[np.argsort(-prom)][prom[np.argsort(-prom)] >= 2.0]:
+            cuts.append(float(np.exp(g[m])))
     return cuts
+
+
+def _bayes_cut(x: np.ndarray, cut: float, n_species: int) -> float:
+    """Where a peak below the lightest species becomes more likely a non-atom than an atom of
+    it: a two-class Gaussian mixture of ``log(x)`` over the peaks dimmer than the next
+    species (the non-atoms and the lightest species), its equal-posterior point. The noise
+    tail and a broad light class overlap; :func:`classify` takes the lower of this and the
+    valley (the clean-up and the refinement remove a kept noise peak, a dropped atom is
+    lost: measured on a 63-atom FePt particle, the valley at 55 dropped 12 of 29 Fe, this
+    point at 35 one, keeping 10 of 97 noise peaks)."""
+    top = float(np.max(x))
+    if not top > 0:
+        return cut
+    lx = np.log(np.maximum(x, 1e-3 * top))
+    above = x >= cut
+    upper = np.inf
+    if n_species > 1 and np.count_nonzero(above) >= n_species:
+        lab = gmm_1d(x[above], n_species)[0]
+        if np.any(lab >= 1):
+            upper = float(np.min(x[above][lab >= 1]))
+    v = lx[x < upper]
+    if len(v) < 6 or np.ptp(v) == 0:
+        return cut
+    _, mu, sd, w, _ = gmm_1d(v, 2)
+    # the two components must be the non-atoms and the light species: one centred on each
+    # side of the valley (a field of noise peaks spanning decades splits into two of its own)
+    lc = np.log(cut)
+    if not (mu[0] < lc < mu[1] and np.all(sd > 0)):
+        return cut
+    g = np.linspace(mu[0], mu[1], 400)
+    f0 = w[0] * np.exp(-0.5 * ((g - mu[0]) / sd[0]) ** 2) / sd[0]
+    f1 = w[1] * np.exp(-0.5 * ((g - mu[1]) / sd[1]) ** 2) / sd[1]
+    i = np.flatnonzero(f1 >= f0)
+    return float(np.exp(g[i[0]])) if len(i) else cut
 
 
 def _rank_by_brightness(feat, lab, k):
@@ -503,6 +549,8 @@ def classify(model: xr.Dataset, species: Sequence[str], *, volume: xr.DataArray 
             if not _ratio_check(sp, m_c, cnt, n):
                 cut = c_
                 break
+        if n_sp > 1:  # one species: the valley stands (the lower point kept noise peaks
+            cut = min(cut, _bayes_cut(feat, cut, n_sp))  # as atoms in the suite's case)
         atom = feat >= cut
         if np.count_nonzero(atom) < n_sp + 1:
             atom = lab >= 1

@@ -34,8 +34,8 @@ import xarray as xr
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-from ..model._meta import indices_to_positions
-from ..model.atomicmodel import build_model_dataset
+from ..core.meta import indices_to_positions
+from ..core.schema import build_model_dataset
 from . import _kernels as K
 from ._common import check_positive, check_volume
 

@@ -50,6 +50,8 @@ import scipy.sparse as sps
 import xarray as xr
 from scipy.spatial import cKDTree
 
+from ..core.schema import as_xarray
+
 __all__ = ["gaussian_weights", "local_order", "min_nucleus_size", "null_cluster_sizes",
            "variant_order",
            "variant_tables"]
@@ -221,7 +223,7 @@ def local_order(ds, *, kind=("L10", "L12"), sigma_A: float = 3.0, truncate: floa
 def _local_order(ds, *, kind, sigma_A, truncate=3.0, lattice=None, labels=None, species=None):
     """:func:`local_order` and what a null distribution of it reuses: (Dataset, (species,
     sublattice, (A, B), weights, positions))."""
-    base = ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    base = as_xarray(ds, xr.Dataset)
     pos, sp, sub, ab = _model_inputs(base, lattice=lattice, labels=labels, species=species)
     W = gaussian_weights(pos, sigma_A=sigma_A, truncate=truncate)
     order, var, names = variant_order(sp, sub, W, species_AB=ab, kind=kind)
@@ -298,7 +300,7 @@ def null_cluster_sizes(models, *, n_permutations: int = 20, kind=("L10", "L12"),
         if isinstance(m, tuple):  # (species, sublattice, (A, B), weights, positions)
             sp, sub, ab, W, pos = m
         else:
-            base = m.data if hasattr(m, "data") and isinstance(m.data, xr.Dataset) else m
+            base = as_xarray(m, xr.Dataset)
             pos, sp, sub, ab = _model_inputs(base)
             W = gaussian_weights(pos, sigma_A=sigma_A, truncate=truncate)
         cut = 1.2 * nearest_neighbour_distance(pos) if cutoff_A is None else float(cutoff_A)

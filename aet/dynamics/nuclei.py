@@ -33,6 +33,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
+from ..core.geometry import nearest_neighbour_distance as _nn_distance
+
 __all__ = ["NUCLEUS_COLUMNS", "find_nuclei", "nearest_neighbour_distance", "smooth_order",
            "surface_atoms"]
 
@@ -46,14 +48,10 @@ def nearest_neighbour_distance(positions) -> float:
     """Typical nearest-neighbour distance (Å): median distance to the 6 nearest atoms.
 
     Using six neighbours instead of the single nearest keeps the estimate close to the lattice
-    value under position noise (the minimum of several noisy distances is biased low).
+    value under position noise (the minimum of several noisy distances is biased low):
+    :func:`aet.core.geometry.nearest_neighbour_distance` with ``k=6, pooled=True``.
     """
-    p = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-    if p.shape[0] < 2:
-        raise ValueError("need at least 2 atoms to measure a nearest-neighbour distance")
-    k = min(7, p.shape[0])
-    d, _ = cKDTree(p).query(p, k=k)
-    return float(np.median(d[:, 1:]))
+    return _nn_distance(positions, k=6, pooled=True)
 
 
 def _check_number(name, v, *, lo=None, hi=None, integer=False):

@@ -3,8 +3,8 @@
 The field at voxel ``v`` is the Gaussian-weighted mean of the per-atom order parameters,
 ``Σ_i w_i o_i / Σ_i w_i`` with ``w_i = exp(-|v - x_i|² / 2σ²)`` (Nadaraya–Watson smoothing),
 truncated at ``truncate · σ`` and masked (NaN) where the total weight says no atom is near
-(outside the particle). Grids follow DESIGN: dims ``(z, y, x)``, coords in Å, 0 Å at index
-``n // 2`` of each axis.
+(outside the particle). Grids follow docs/conventions.rst: dims ``(z, y, x)``, coords in Å,
+0 Å at index ``n // 2`` of each axis.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from ..model._meta import centred_coord, positions_to_indices
+from ..core.meta import centred_coord, positions_to_indices
 from . import _kernels
 
 __all__ = ["common_grid", "order_field", "order_fields"]

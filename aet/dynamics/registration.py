@@ -35,26 +35,17 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+
+from ..core.geometry import as_points, kabsch_rotation
+from ..core.geometry import match_atoms as _match_atoms
 
 __all__ = ["RigidTransform", "apply_transform", "kabsch", "match_atoms", "principal_axes",
            "register_rigid", "rotation_angle_deg"]
 
 
 # --------------------------------------------------------------------------- small helpers
-def _as_points(x, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype == object or a.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be numbers (x, y, z) in Å, got dtype {a.dtype}")
-    if a.ndim != 2 or a.shape[1] != 3:
-        raise ValueError(f"{name} must have shape (n_atoms, 3) in (x, y, z) Å, got {a.shape}")
-    a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains non-finite positions (NaN or inf); remove those atoms")
-    return a
+_as_points = as_points  # one definition: aet.core.geometry
 
 
 def rotation_angle_deg(R) -> float:
@@ -107,11 +98,7 @@ def kabsch(moving, fixed, weights=None) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("kabsch needs at least 3 pairs with positive total weight")
     cm = (w[:, None] * m).sum(0) / sw
     cf = (w[:, None] * f).sum(0) / sw
-    H = ((m - cm) * w[:, None]).T @ (f - cf)
-    U, _, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(Vt.T @ U.T))
-    D = np.diag([1.0, 1.0, d if d != 0 else 1.0])
-    R = Vt.T @ D @ U.T
+    R = kabsch_rotation(m - cm, f - cf, w)
     return R, cf - R @ cm
 
 
@@ -469,44 +456,4 @@ def match_atoms(a, b, *, radius_A: float = 1.0) -> tuple[np.ndarray, np.ndarray,
     dist : (k,) ndarray
         Pair distances in Å.
     """
-    pa = _as_points(a, "a")
-    pb = _as_points(b, "b")
-    radius_A = _check_length("radius_A", radius_A)
-    empty = np.zeros(0, dtype=np.int64)
-    if pa.shape[0] == 0 or pb.shape[0] == 0:
-        return empty, empty.copy(), np.zeros(0)
-    sdm = cKDTree(pa).sparse_distance_matrix(cKDTree(pb), radius_A, output_type="coo_matrix")
-    if sdm.nnz == 0:
-        return empty, empty.copy(), np.zeros(0)
-    rows, cols = sdm.row.astype(np.int64), sdm.col.astype(np.int64)
-    na, nb = pa.shape[0], pb.shape[0]
-    # explicit distances (sparse_distance_matrix drops exact zeros)
-    dd = np.linalg.norm(pa[rows] - pb[cols], axis=1)
-    graph = coo_matrix((np.ones(rows.size), (rows, na + cols)), shape=(na + nb, na + nb))
-    ncomp, lab = connected_components(graph, directed=False)
-    comp = lab[rows]
-    order = np.argsort(comp, kind="stable")
-    rows, cols, dd, comp = rows[order], cols[order], dd[order], comp[order]
-    bounds = np.flatnonzero(np.diff(comp)) + 1
-    out_a, out_b = [], []
-    big = 1e6 * radius_A ** 2 + 1.0
-    for r, c, dist in zip(np.split(rows, bounds), np.split(cols, bounds),
-                          np.split(dd, bounds)):
-        if r.size == 1:
-            out_a.append(r)
-            out_b.append(c)
-            continue
-        ur, ri = np.unique(r, return_inverse=True)
-        uc, ci = np.unique(c, return_inverse=True)
-        # non-candidates cost `big` so the number of real pairs is maximised first
-        C = np.full((ur.size, uc.size), big)
-        C[ri, ci] = dist ** 2
-        sr, sc = linear_sum_assignment(C)
-        ok = C[sr, sc] < big
-        out_a.append(ur[sr[ok]])
-        out_b.append(uc[sc[ok]])
-    ia = np.concatenate(out_a)
-    ib = np.concatenate(out_b)
-    o = np.argsort(ia, kind="stable")
-    ia, ib = ia[o], ib[o]
-    return ia, ib, np.linalg.norm(pa[ia] - pb[ib], axis=1)
+    return _match_atoms(a, b, _check_length("radius_A", radius_A))

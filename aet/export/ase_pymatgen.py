@@ -26,11 +26,8 @@ import json
 import numpy as np
 import xarray as xr
 
-from ..model._meta import PROVENANCE_ATTR, to_jsonable
-from ..model.atomicmodel import build_model_dataset
-
-_SKIP_ARRAYS = {"numbers", "positions"}
-_MAGMOM = "initial_magmom"
+from ..core.meta import PROVENANCE_ATTR, to_jsonable
+from ..core.schema import _MAGMOM, build_model_dataset, dataset_from_ase
 
 
 def _per_atom_vars(ds: xr.Dataset) -> dict[str, np.ndarray]:
@@ -79,14 +76,7 @@ def to_ase(ds: xr.Dataset, *, cell=None, pbc: bool = False, magmoms=None):
 
 def from_ase(atoms) -> xr.Dataset:
     """Model Dataset from :class:`ase.Atoms` (inverse of :func:`to_ase`)."""
-    arrays = {k: np.asarray(v) for k, v in atoms.arrays.items()
-              if k not in _SKIP_ARRAYS and np.ndim(v) == 1}
-    if "initial_magmoms" in arrays:
-        arrays[_MAGMOM] = arrays.pop("initial_magmoms")
-    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in atoms.info.items()
-             if isinstance(v, (str, int, float, bool, np.generic))}
-    return build_model_dataset(atoms.get_positions(), atoms.get_chemical_symbols(),
-                               arrays=arrays, attrs=attrs)
+    return dataset_from_ase(atoms)
 
 
 def to_pymatgen(ds: xr.Dataset, *, structure: bool = False, lattice=None,

@@ -49,8 +49,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..core.meta import to_jsonable
+from ..core.schema import as_xarray
 from ..io._outdir import output_folder
-from ..model._meta import to_jsonable
 
 DEFAULT_MAGMOM = {"Fe": 3.0, "Co": 1.7, "Ni": 0.6, "Mn": 3.5, "Cr": 1.0, "Pt": 0.4,
                   "Pd": 0.3, "Rh": 0.5, "Ir": 0.2}
@@ -66,7 +67,7 @@ CODES = ("vasp", "qe")
 
 
 def _base(ds) -> xr.Dataset:
-    return ds.data if hasattr(ds, "data") and isinstance(ds.data, xr.Dataset) else ds
+    return as_xarray(ds, xr.Dataset)
 
 
 def _pos_sp(ds):

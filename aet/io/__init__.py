@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from ..core.schema import facade_class
 from ..errors import UnknownFormatError
 from ._atomic import atomic_path
 from ._registry import REGISTRY, Format, format_for, register, supported
@@ -116,7 +117,7 @@ def write_model(model, path, *, format: str | None = None, overwrite: bool = Tru
 
 def read_model(path, *, format: str | None = None):
     """Read an ``AtomicModel`` from any atom format."""
-    from ..model.atomicmodel import AtomicModel
+    AtomicModel = facade_class("AtomicModel")
 
     obj = open(path, format=format, kind="model")
     if not isinstance(obj, AtomicModel):
@@ -125,9 +126,9 @@ def read_model(path, *, format: str | None = None):
 
 
 def _kind_of(obj) -> str:
-    from ..model.atomicmodel import AtomicModel
-    from ..model.tiltseries import TiltSeries
-    from ..model.volume import Volume
+    AtomicModel = facade_class("AtomicModel")
+    TiltSeries = facade_class("TiltSeries")
+    Volume = facade_class("Volume")
 
     if isinstance(obj, TiltSeries):
         return "tilt_series"

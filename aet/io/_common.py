@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.meta import PROVENANCE_ATTR, get_provenance, with_provenance
+from ..core.schema import facade_class
 from ..errors import MetadataError
-from ..model._meta import PROVENANCE_ATTR, get_provenance, with_provenance
 
 
 def make_object(array, *, path: Path, fmt: str, kind: str | None, metadata: dict[str, Any],
@@ -23,8 +24,8 @@ def make_object(array, *, path: Path, fmt: str, kind: str | None, metadata: dict
     a reconstruction lying beside its tilt series' ``.tlt``). ``metadata["angles"]`` may be
     numbers or the path of an angle file (:func:`aet.io.angles.read_angles`).
     """
-    from ..model.tiltseries import TiltSeries
-    from ..model.volume import Volume
+    TiltSeries = facade_class("TiltSeries")
+    Volume = facade_class("Volume")
     from .angles import check_degrees, find_sidecar, read_angles
 
     md = dict(metadata)

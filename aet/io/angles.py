@@ -238,7 +238,7 @@ def _from_path(p: Path, *, euler_convention=None, variable=None) -> Angles:
     if suffix == ".mdoc":
         return read_mdoc(p)
     if suffix == ".mat":
-        from .matlab import _angles_array, resolve_angles
+        from ._matvars import _angles_array, resolve_angles
 
         arr, _ = _angles_array(p, n=None, source=str(p), variable=variable)
         arr = resolve_angles(arr, n=None, euler_convention=euler_convention, from_file=True,

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.meta import PROVENANCE_ATTR, get_provenance, to_jsonable, with_provenance
+from ..core.schema import dataset_from_ase, facade_class
 from ..errors import CorruptFileError
-from ..model._meta import PROVENANCE_ATTR, get_provenance, to_jsonable, with_provenance
 
 _POS_COLS = ("x_A", "y_A", "z_A")
 
 
 def _model_cls():
-    from ..model.atomicmodel import AtomicModel
+    AtomicModel = facade_class("AtomicModel")
 
     return AtomicModel
 
@@ -227,12 +228,10 @@ def read_ase(path: Path, *, kind=None, **metadata):
     shift = _origin_shift(path, fmt)
     if shift is not None:
         atoms.translate(shift)
-    from ..export.ase_pymatgen import from_ase
-
     if fmt != "extxyz":  # CIF/POSCAR readers add format-specific arrays and info
         atoms.arrays = {k: v for k, v in atoms.arrays.items() if k in ("numbers", "positions")}
         atoms.info = {}
-    ds = from_ase(atoms)
+    ds = dataset_from_ase(atoms)
     ds.attrs.pop("aet_origin_shift_A", None)
     prov = atoms.info.get(PROVENANCE_ATTR)
     if isinstance(prov, str):

@@ -173,7 +173,7 @@ def _read_group(path, groups, group):
 def _finish(path, arr, raw_angles, factor, name, k, layout, sy, sx, *, kind, euler_convention,
             metadata):
     n = arr.shape[0]
-    from .matlab import _orient_angles, euler_to_zyz
+    from ._matvars import _orient_angles, euler_to_zyz
 
     a = _orient_angles(raw_angles, n, f"{path}:{name}/dim{k + 1}")
     if a.ndim == 1 and a.shape[0] != n:
@@ -182,7 +182,7 @@ def _finish(path, arr, raw_angles, factor, name, k, layout, sy, sx, *, kind, eul
     a = a * factor
     if a.ndim == 2:
         if euler_convention is None:
-            from .matlab import EULER_CONVENTIONS
+            from ._matvars import EULER_CONVENTIONS
 
             choices = "; ".join(f"{c!r}: {v}" for c, v in EULER_CONVENTIONS.items())
             raise MetadataError(f"the Euler angles in {str(path)!r} ({name}/dim{k + 1}) need "

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.schema import facade_class
 from ..errors import CorruptFileError, MetadataError
 from ._common import make_object
 
@@ -237,7 +238,7 @@ def write(obj, path: Path, *, dtype=None) -> None:
     import mrcfile
     from mrcfile.dtypes import get_ext_header_dtype
 
-    from ..model.tiltseries import TiltSeries
+    TiltSeries = facade_class("TiltSeries")
 
     da = obj.data
     arr = da.data

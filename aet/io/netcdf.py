@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..core.meta import CLASS_ATTR, to_jsonable
 from ..errors import CorruptFileError
-from ..model._meta import CLASS_ATTR, to_jsonable
 from ._common import guard_lazy_dataset
 from .zarr_ import _apply_overrides, from_dataset, to_dataset
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.schema import facade_class
 from ..errors import CorruptFileError
 from ._common import make_object, restore_provenance
 
@@ -51,7 +52,7 @@ def read(path: Path, *, kind=None, **metadata):
 
 def write(obj, path: Path) -> None:
     """``.npz`` keeps angles, pixel size, attrs and provenance; ``.npy`` only the array."""
-    from ..model.tiltseries import TiltSeries
+    TiltSeries = facade_class("TiltSeries")
     from .tiff import _aet_meta
 
     arr = np.asarray(obj.data.values)

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.meta import PROVENANCE_ATTR, get_provenance, to_jsonable
+from ..core.schema import facade_class
 from ..errors import CorruptFileError, MetadataError
-from ..model._meta import PROVENANCE_ATTR, get_provenance, to_jsonable
 from ._common import make_object, restore_provenance
 
 _AET_KEY = "aet"
@@ -50,7 +51,7 @@ def unit_to_angstrom(unit) -> float | None:
 
 
 def _aet_meta(obj) -> dict:
-    from ..model.tiltseries import TiltSeries
+    TiltSeries = facade_class("TiltSeries")
 
     meta: dict = {"aet_class": type(obj).__name__}
     if isinstance(obj, TiltSeries):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import xarray as xr
 
+from ..core.meta import CLASS_ATTR
+from ..core.schema import facade_class
 from ..errors import CorruptFileError, MetadataError
-from ..model._meta import CLASS_ATTR
 from ._common import guard_lazy_dataset
 
 _VAR = {"TiltSeries": "projections", "Volume": "volume"}
@@ -16,7 +17,7 @@ _VAR = {"TiltSeries": "projections", "Volume": "volume"}
 
 def to_dataset(obj) -> xr.Dataset:
     """The Dataset aet stores for a facade object (class name in ``attrs['aet_class']``)."""
-    from ..model.atomicmodel import AtomicModel
+    AtomicModel = facade_class("AtomicModel")
 
     if isinstance(obj, AtomicModel):
         ds = obj.data.copy(deep=False)
@@ -32,9 +33,9 @@ def to_dataset(obj) -> xr.Dataset:
 
 def from_dataset(ds: xr.Dataset, *, source: str):
     """Rebuild the facade object a Dataset was saved from."""
-    from ..model.atomicmodel import AtomicModel
-    from ..model.tiltseries import TiltSeries
-    from ..model.volume import Volume
+    AtomicModel = facade_class("AtomicModel")
+    TiltSeries = facade_class("TiltSeries")
+    Volume = facade_class("Volume")
 
     cls = ds.attrs.get(CLASS_ATTR)
     if cls == "NucleusTracker":
@@ -58,9 +59,7 @@ def from_dataset(ds: xr.Dataset, *, source: str):
 def _tracker_from_dataset(ds: xr.Dataset):
     """A saved :class:`aet.NucleusTracker` (issue 6; its own layout, see
     ``NucleusTracker.to_dataset``)."""
-    from ..model.tracker import NucleusTracker
-
-    return NucleusTracker.from_dataset(ds)
+    return facade_class("NucleusTracker").from_dataset(ds)
 
 
 def write(obj, path: Path, *, chunks=None) -> None:
@@ -88,7 +87,7 @@ def read(path: Path, *, kind=None, **metadata):
 
 
 def _apply_overrides(obj, kind, metadata, path):
-    from ..model.atomicmodel import AtomicModel
+    AtomicModel = facade_class("AtomicModel")
 
     want = {"TiltSeries": "tilt_series", "Volume": "volume", "AtomicModel": "model"}
     if kind is not None and want[type(obj).__name__] != kind:

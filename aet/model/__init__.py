@@ -1,6 +1,6 @@
 """The data classes (facades over xarray) and their shared metadata helpers."""
 
-from ._meta import (
+from ..core.meta import (
     centred_coord,
     get_provenance,
     indices_to_positions,
@@ -10,8 +10,9 @@ from ._meta import (
 )
 from .atomicmodel import AtomicModel, build_model_dataset
 from .tiltseries import TiltSeries
+from .tracker import NucleusTracker  # light (NumPy/xarray only); registers the class
 from .volume import Volume
 
-__all__ = ["AtomicModel", "TiltSeries", "Volume", "build_model_dataset", "centred_coord",
-           "get_provenance", "indices_to_positions", "positions_to_indices",
+__all__ = ["AtomicModel", "NucleusTracker", "TiltSeries", "Volume", "build_model_dataset",
+           "centred_coord", "get_provenance", "indices_to_positions", "positions_to_indices",
            "provenance_record", "with_provenance"]

@@ -13,23 +13,15 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..errors import MetadataError
-from ._meta import (
+from ..core.meta import (
     CLASS_ATTR,
     PROVENANCE_ATTR,
     get_provenance,
     set_provenance,
     with_provenance,
 )
-
-
-def is_dask(x) -> bool:
-    """True when ``x`` (array or xarray object) is backed by dask."""
-    if isinstance(x, xr.DataArray):
-        return isinstance(x.variable._data, dsa.Array)
-    if isinstance(x, xr.Dataset):
-        return any(isinstance(v.variable._data, dsa.Array) for v in x.data_vars.values())
-    return isinstance(x, dsa.Array)
+from ..core.schema import is_dask  # noqa: F401  (re-exported at its old path)
+from ..errors import MetadataError
 
 
 def as_array(data, name: str):
@@ -199,7 +191,7 @@ def coerce_angles(angles, n: int, *, name: str = "angles") -> tuple[np.ndarray, 
     """Validate tilt angles; returns ``(theta_deg (n,), euler_deg (n, 3) or None)``.
 
     ``angles`` may be a 1D sequence of tilt angles (single axis, degrees) or an ``(n, 3)``
-    array of Euler angles (φ, θ, ψ) in degrees (ZYZ, DESIGN.md).
+    array of Euler angles (φ, θ, ψ) in degrees (ZYZ, docs/conventions.rst).
     """
     if angles is None:
         raise MetadataError(

@@ -24,84 +24,22 @@ import numpy as np
 import xarray as xr
 from ase.data import atomic_numbers
 
-from ..errors import MetadataError
-from ._base import is_dask
-from ._meta import (
+from ..core.meta import (
     AXES_XYZ,
     CLASS_ATTR,
     PROVENANCE_ATTR,
     get_provenance,
     with_provenance,
 )
-
-_OPTIONAL = ("intensity", "b_factor", "uncertainty", "label")
-
-
-def _check_species(species, n: int) -> np.ndarray:
-    if isinstance(species, str):
-        species = [species] * n
-    sp = np.asarray(species)
-    if sp.ndim != 1 or sp.shape[0] != n:
-        raise ValueError(
-            f"species has shape {sp.shape} but there are {n} positions; pass one element "
-            f"symbol per atom (or one symbol for all)"
-        )
-    sp = sp.astype(str)
-    bad = sorted({s for s in sp.tolist() if s not in atomic_numbers})
-    if bad:
-        raise ValueError(
-            f"species contains unknown element symbol(s) {bad[:5]}; use symbols such as 'Fe', "
-            f"'Pt' (or 'X' for an unclassified atom)"
-        )
-    width = max(2, max((len(s) for s in sp.tolist()), default=2))
-    return sp.astype(f"<U{width}")
-
-
-def _per_atom(name: str, values, n: int) -> np.ndarray:
-    v = np.asarray(values)
-    if v.ndim == 0:
-        v = np.full(n, v)
-    if v.shape[0] != n:
-        raise ValueError(f"{name} has {v.shape[0]} entries but there are {n} atoms")
-    if v.dtype.kind == "U" or v.dtype == object:
-        v = v.astype(str)
-    return v
-
-
-def build_model_dataset(positions, species=None, *, arrays: Mapping[str, Any] | None = None,
-                        attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
-    """Validate and assemble the Dataset behind :class:`AtomicModel` (core-level helper)."""
-    pos = np.asarray(positions)
-    if pos.dtype == object or pos.dtype.kind not in "iuf":
-        raise TypeError(f"positions must be numbers in Å, got dtype {pos.dtype}")
-    if pos.ndim == 1 and pos.size == 0:
-        pos = pos.reshape(0, 3)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ValueError(
-            f"positions must have shape (n_atoms, 3) in (x, y, z) order, got {pos.shape}"
-        )
-    pos = pos.astype(np.float64)
-    if not np.all(np.isfinite(pos)):
-        raise ValueError("positions contain non-finite values (NaN or inf); remove those atoms")
-    n = pos.shape[0]
-    sp = _check_species("X" if species is None else species, n)
-    data_vars: dict[str, Any] = {
-        "position": (("atom", "axis"), pos, {"units": "Å"}),
-        "species": ("atom", sp),
-    }
-    for k, v in (arrays or {}).items():
-        if v is None:
-            continue
-        if k in ("position", "species"):
-            raise ValueError(f"per-atom array name {k!r} is reserved")
-        data_vars[k] = ("atom", _per_atom(k, v, n))
-    ds = xr.Dataset(data_vars, coords={"atom": np.arange(n), "axis": list(AXES_XYZ)},
-                    attrs=dict(attrs or {}))
-    if "b_factor" in ds:
-        ds["b_factor"].attrs["units"] = "Å²"
-    if "uncertainty" in ds:
-        ds["uncertainty"].attrs["units"] = "Å"
-    return ds
+from ..core.schema import (
+    _check_species,
+    _per_atom,
+    as_xarray,
+    build_model_dataset,
+    is_dask,
+    register_facade,
+)
+from ..errors import MetadataError
 
 
 def _validate_dataset(ds: xr.Dataset) -> xr.Dataset:
@@ -121,6 +59,7 @@ def _validate_dataset(ds: xr.Dataset) -> xr.Dataset:
                                attrs=dict(ds.attrs))
 
 
+@register_facade
 class AtomicModel:
     """Positions and species of every atom (struct-of-arrays over an ``xarray.Dataset``).
 
@@ -478,7 +417,7 @@ class AtomicModel:
         """Assign species (light → heavy) from the volume (:func:`aet.atoms.classify`)."""
         from .. import atoms
 
-        vol_da = volume.data if hasattr(volume, "data") else volume
+        vol_da = as_xarray(volume)
         params = {"species": list(species), **kw}
         out = atoms.classify(self._ds, list(species), volume=vol_da, **kw)
         ds, result = out if isinstance(out, tuple) else (out, None)
@@ -489,7 +428,7 @@ class AtomicModel:
         the projections (:func:`aet.atoms.refine`)."""
         from .. import atoms
 
-        ts_da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series
+        ts_da = as_xarray(tilt_series)
         out = atoms.refine(self._ds, ts_da, **kw)
         ds, result = out if isinstance(out, tuple) else (out, None)
         return self._replace(ds, "refine", kw, result=result)
@@ -559,7 +498,7 @@ class AtomicModel:
         :meth:`refine` uses (:func:`aet.atoms.uncertainty`)."""
         from .. import atoms
 
-        ts_da = tilt_series.data if hasattr(tilt_series, "data") else tilt_series
+        ts_da = as_xarray(tilt_series)
         ds, result = atoms.uncertainty(self._ds, ts_da, method=method, **kw)
         return self._replace(ds, "uncertainty", {"method": method, **kw}, result=result)
 

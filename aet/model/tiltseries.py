@@ -7,14 +7,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._base import _Facade, as_array, check_dims, check_finite, coerce_angles
-from ._meta import (
+from ..core.meta import (
     centred_coord,
     check_positive_length,
     euler_angles_of,
     spacing_from_coord,
     with_provenance,
 )
+from ..core.schema import facade_class, register_facade
+from ._base import _Facade, as_array, check_dims, check_finite, coerce_angles
 
 _DIMS3 = ("angle", "y", "x")
 _DIMS4 = ("angle", "frame", "y", "x")
@@ -80,6 +81,7 @@ def _as_tiltseries_dataarray(data, angles, pixel_size_A, attrs: dict) -> xr.Data
     return xr.DataArray(arr, dims=dims, coords=coords, attrs=merged, name="projections")
 
 
+@register_facade
 class TiltSeries(_Facade):
     """A tilt series: projections ``(angle, y, x)`` (or ``(angle, frame, y, x)`` before frames
     are merged), angles in degrees, coordinates in Å centred at index ``n // 2``; the single
@@ -213,7 +215,7 @@ class TiltSeries(_Facade):
         projections), ``"genfire"``, ``"sirt"`` or ``"wbp"``.
         """
         from .. import reconstruct as _rec
-        from .volume import Volume
+        Volume = facade_class("Volume")  # the sibling facade, looked up by name
 
         if self.n_frames > 1:
             raise ValueError(

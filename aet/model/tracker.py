@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import MetadataError
-from ._meta import (
+from ..core.meta import (
     CLASS_ATTR,
     PROVENANCE_ATTR,
     get_provenance,
@@ -37,6 +36,8 @@ from ._meta import (
     to_jsonable,
     with_provenance,
 )
+from ..core.schema import register_facade
+from ..errors import MetadataError
 from .atomicmodel import AtomicModel
 
 _REG_PREFIX = "registration_"
@@ -51,6 +52,7 @@ def _as_dataset(m, i: int) -> xr.Dataset:
                     f"{type(m).__name__}")
 
 
+@register_facade
 class NucleusTracker:
     """Models of one particle at several annealing times, registered and tracked.
 

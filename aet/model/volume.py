@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._base import _Facade, as_array, check_dims, check_finite
-from ._meta import (
+from ..core.meta import (
     centred_coord,
     check_positive_length,
     indices_to_positions,
@@ -17,6 +16,8 @@ from ._meta import (
     spacing_from_coord,
     with_provenance,
 )
+from ..core.schema import facade_class, register_facade
+from ._base import _Facade, as_array, check_dims, check_finite
 
 _DIMS = ("z", "y", "x")
 
@@ -48,6 +49,7 @@ def _as_volume_dataarray(data, voxel_size_A, attrs: dict) -> xr.DataArray:
     return xr.DataArray(arr, dims=_DIMS, coords=coords, attrs=merged, name="volume")
 
 
+@register_facade
 class Volume(_Facade):
     """A reconstructed volume: dims ``(z, y, x)``, coordinates in Å with 0 at index ``n // 2``;
     the beam runs along z at zero tilt.
@@ -84,7 +86,7 @@ class Volume(_Facade):
         ext = " × ".join(f"{n * vs:.1f}" for n in self.shape)
         return [f"voxel_size_A: {vs:g}  (extent {ext} Å, z × y × x)"]
 
-    # -- frame helpers (DESIGN.md: convert only through these) --------------------------
+    # -- frame helpers (docs/conventions.rst: convert only through these) --------------------------
     def positions_to_indices(self, positions_xyz_A) -> np.ndarray:
         """(N, 3) positions (x, y, z) Å → fractional voxel indices (z, y, x)."""
         return positions_to_indices(positions_xyz_A, self._da)
@@ -110,7 +112,7 @@ class Volume(_Facade):
         """Forward-project to a :class:`~aet.TiltSeries` at ``angles`` (degrees: 1D tilt or
         ``(n, 3)`` Euler), see :func:`aet.reconstruct.project`."""
         from .. import reconstruct as _rec
-        from .tiltseries import TiltSeries
+        TiltSeries = facade_class("TiltSeries")  # the sibling facade, looked up by name
 
         params = {"angles": angles, **kw}
         da = _rec.project(self._da, **params)

@@ -13,7 +13,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..model._meta import euler_angles_of
+from ..core.meta import euler_angles_of
 
 _DIMS3 = ("angle", "y", "x")
 _DIMS4 = ("angle", "frame", "y", "x")
@@ -91,7 +91,7 @@ def finite_check_block(block: np.ndarray, func: str) -> None:
                          f"replace them first (e.g. numpy.nan_to_num)")
 
 
-euler_deg = euler_angles_of  # one definition for the package (model._meta)
+euler_deg = euler_angles_of  # one definition for the package (core.meta)
 
 
 def map_projections(da: xr.DataArray, func, *args, core_dims=("y", "x"), out_dtype=None,

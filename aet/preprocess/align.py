@@ -1,4 +1,4 @@
-"""Alignment of a single-axis tilt series (tilt axis = y, DESIGN.md).
+"""Alignment of a single-axis tilt series (tilt axis = y, docs/conventions.rst).
 
 Three measurements, each from per-projection reductions (a dask-backed series is reduced chunk
 by chunk; the full stack is never loaded at once), then one lazy resampling:

@@ -146,7 +146,7 @@ def field_of_view_box(data: np.ndarray, *, threshold: float = 0.05,
     (y) sums exceed ``threshold`` × their maximum (x: the largest over all projections, y: the
     sum over projections); ``margin`` (fraction of the image, at least 6 pixels) is added on
     each side for the residual shifts. The box is centred on index ``n // 2``, so its own
-    index ``m // 2`` is the same physical origin (DESIGN.md).
+    index ``m // 2`` is the same physical origin (docs/conventions.rst).
     """
     n, ny, nx = data.shape
     cols = np.clip(data.sum(axis=1), 0, None).max(axis=0)
@@ -168,7 +168,7 @@ def _crop(arr: np.ndarray, box: tuple[int, int]) -> np.ndarray:
 def rotate_image(img: np.ndarray, angle_deg: float) -> np.ndarray:
     """Rotate ``img`` (y, x) in-plane by ``angle_deg`` about the pixel ``(ny // 2, nx // 2)``,
     counter-clockwise in (x, y) (content at (x, y) moves to R(angle)·(x, y), as R_z(φ) of
-    DESIGN.md acting on a projection); cubic spline, edges continued."""
+    docs/conventions.rst acting on a projection); cubic spline, edges continued."""
     from scipy import ndimage
 
     a = np.radians(float(angle_deg))

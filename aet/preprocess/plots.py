@@ -20,7 +20,7 @@ def _da(obj):
 
 
 def _last_result(obj, op: str) -> dict:
-    from ..model._meta import get_provenance
+    from ..core.meta import get_provenance
 
     for rec in reversed(get_provenance(_da(obj).attrs)):
         if rec.get("op") == op and isinstance(rec.get("result"), dict):

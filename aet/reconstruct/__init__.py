@@ -3,7 +3,7 @@
 Public functions
 ----------------
 - :func:`project` (what ``Volume.project`` calls) and :func:`reconstruct` (what
-  ``TiltSeries.reconstruct`` calls) work on xarray objects in the DESIGN.md frame.
+  ``TiltSeries.reconstruct`` calls) work on xarray objects in the docs/conventions.rst frame.
 - :func:`forward_project` / :func:`back_project` are the array-level matched pair (NumPy in,
   NumPy out, voxel units) used by projection matching; :class:`Projector` keeps one geometry.
 - :func:`genfire`, :func:`fourier_slice_values` (gridding or exact NUFFT), :func:`estimate_support`.
@@ -18,10 +18,10 @@ is the oversampled FFT). GENFIRE therefore keeps gridding for speed inside its i
 """
 
 from .fourier import fourier_slice_values, genfire
-from .metrics import fourier_shell_correlation, half_set_fsc, resolution_from_fsc
+from .metrics import fourier_shell_correlation, resolution_from_fsc
 from .project import project
 from .projector import Projector, back_project, forward_project, rotation_matrices
-from .reconstruct import METHODS, estimate_support, reconstruct
+from .reconstruct import METHODS, estimate_support, half_set_fsc, reconstruct
 
 __all__ = ["METHODS", "Projector", "back_project", "estimate_support", "forward_project",
            "fourier_shell_correlation", "fourier_slice_values", "genfire", "half_set_fsc",

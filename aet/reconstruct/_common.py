@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
-import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..model._meta import centred_coord, euler_angles_of, spacing_from_coord
+from ..core.meta import centred_coord, euler_angles_of, spacing_from_coord
 
 
 def volume_dataarray(arr, voxel_size_A: float, attrs: dict | None = None) -> xr.DataArray:
@@ -51,11 +50,7 @@ def spacing_of(da: xr.DataArray, attr: str) -> float:
                      f"give it; pass data with attrs[{attr!r}] (Å)")
 
 
-euler_of = euler_angles_of  # one definition for the package (model._meta)
-
-
-def is_dask(a) -> bool:
-    return isinstance(a, dsa.Array)
+euler_of = euler_angles_of  # one definition for the package (core.meta)
 
 
 def progress_bar(total: int, desc: str, progress):

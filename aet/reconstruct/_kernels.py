@@ -1,6 +1,6 @@
 """Numba kernels of the projectors: plain arrays in, arrays out, radians/pixel units only.
 
-Geometry (DESIGN.md): a projection at Euler angles (φ, θ, ψ) is the object rotated by
+Geometry (docs/conventions.rst): a projection at Euler angles (φ, θ, ψ) is the object rotated by
 R = R_z(φ)·R_y(θ)·R_z(ψ) (active) and summed along z. The rotated object is V'(r') = V(Rᵀ r'),
 so detector pixel (u, v) (x', y' relative to the detector centre) integrates V along the ray
 r = Rᵀ (u, v, t) + c for every integer t (unit steps, t = 0 on the detector plane through the

@@ -1,13 +1,14 @@
-"""Reconstruction quality metrics: R1 per projection, Fourier shell correlation, resolution."""
+"""Reconstruction quality metrics: Fourier shell correlation and the resolution it gives.
+
+:func:`aet.reconstruct.half_set_fsc` (two half-set reconstructions and their FSC) lives beside
+:func:`~aet.reconstruct.reconstruct`, which it calls, so this module imports no reconstructor.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 
-from ._common import spacing_of
-
-__all__ = ["fourier_shell_correlation", "half_set_fsc", "resolution_from_fsc"]
+__all__ = ["fourier_shell_correlation", "resolution_from_fsc"]
 
 
 def fourier_shell_correlation(vol1, vol2, *, voxel_size_A: float = 1.0, n_shells=None):
@@ -57,25 +58,3 @@ def resolution_from_fsc(freq_per_A, fsc, *, threshold: float = 0.143) -> float:
         return float(1.0 / f[0])
     t = (c[i - 1] - threshold) / (c[i - 1] - c[i])
     return float(1.0 / (f[i - 1] + t * (f[i] - f[i - 1])))
-
-
-def half_set_fsc(da: xr.DataArray, *, method: str = "resire", threshold: float = 0.143,
-                 **kw) -> dict:
-    """Reconstruct the two interleaved halves of a tilt series (even/odd projections in tilt
-    order), and return their FSC and the resolution where it crosses ``threshold``.
-
-    Each half has half the projections, so the curve is a conservative estimate for the whole
-    series. Returns a JSON-able dict: ``freq_per_A``, ``fsc``, ``resolution_A``, ``threshold``.
-    """
-    from .reconstruct import reconstruct
-
-    order = np.argsort(np.asarray(da.coords["angle"].values))
-    halves = [da.isel(angle=np.sort(order[k::2])) for k in (0, 1)]
-    vols = []
-    for h in halves:
-        out = reconstruct(h, method=method, **kw)
-        vols.append(np.asarray(out[0].values if isinstance(out, tuple) else out.values))
-    vs = spacing_of(da, "pixel_size_A")
-    f, c = fourier_shell_correlation(vols[0], vols[1], voxel_size_A=vs)
-    return {"freq_per_A": f.tolist(), "fsc": c.tolist(), "threshold": threshold,
-            "resolution_A": resolution_from_fsc(f, c, threshold=threshold)}

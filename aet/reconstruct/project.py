@@ -7,7 +7,8 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ._common import is_dask, projections_dataarray, spacing_of
+from ..core.schema import is_dask
+from ._common import projections_dataarray, spacing_of
 from .projector import Projector, euler_as_array, forward_project, is_single_axis_euler
 
 

@@ -1,8 +1,8 @@
 """Array-level forward and back projectors (NumPy in, NumPy out).
 
-Frame (DESIGN.md): volume ``(z, y, x)`` with the centre at index ``n // 2`` of every axis;
-projections ``(angle, y, x)`` with the centre at ``n // 2``; Euler angles (φ, θ, ψ) in degrees,
-R = R_z(φ)·R_y(θ)·R_z(ψ) active, projection = rotated object summed along z.
+Frame (docs/conventions.rst): volume ``(z, y, x)`` with the centre at index ``n // 2`` of every
+axis; projections ``(angle, y, x)`` with the centre at ``n // 2``; Euler angles (φ, θ, ψ) in
+degrees, R = R_z(φ)·R_y(θ)·R_z(ψ) active, projection = rotated object summed along z.
 
 Discretisations (:class:`Projector` ``method``):
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..model._meta import rotation_matrices as _rotation_matrices
+from ..core.meta import rotation_matrices as _rotation_matrices
 from . import _kernels as K
 
 __all__ = ["METHODS", "Projector", "axis_weights", "back_project", "euler_as_array",
@@ -67,7 +67,7 @@ def is_single_axis_euler(euler: np.ndarray) -> bool:
 
 def rotation_matrices(euler_deg) -> np.ndarray:
     """``(n, 3, 3)`` matrices R = R_z(φ)·R_y(θ)·R_z(ψ) acting on (x, y, z) columns
-    (validated input; :func:`aet.model._meta.rotation_matrices` does the arithmetic)."""
+    (validated input; :func:`aet.core.meta.rotation_matrices` does the arithmetic)."""
     return _rotation_matrices(euler_as_array(euler_deg))
 
 

@@ -10,9 +10,11 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from ..core.schema import is_dask
 from . import algorithms as alg
-from ._common import euler_of, is_dask, spacing_of, volume_dataarray
+from ._common import euler_of, spacing_of, volume_dataarray
 from .fourier import genfire
+from .metrics import fourier_shell_correlation, resolution_from_fsc
 from .projector import Projector, is_single_axis_euler
 
 METHODS = ("genfire", "resire", "sirt", "wbp")
@@ -241,8 +243,6 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
               "r1": float(np.nanmean(r1p)), "volume_shape": list(vol_shape),
               "time_s": time.perf_counter() - t0, "film": film_dec.to_dict()}
     if fsc:
-        from .metrics import half_set_fsc
-
         result["fsc"] = half_set_fsc(
             da, method=method, n_iter=n_iter, thickness=thickness, pad_x=pad_x, pad_y=pad_y,
             crop=crop, support=support, support_threshold=support_threshold,
@@ -353,3 +353,23 @@ def _reconstruct_block(proj, sup=None, *, euler, nz, nxv, opts, crop_x, out_nx):
     if crop_x:
         vol = vol[:, :, crop_x:crop_x + out_nx]
     return np.ascontiguousarray(vol)
+
+
+def half_set_fsc(da: xr.DataArray, *, method: str = "resire", threshold: float = 0.143,
+                 **kw) -> dict:
+    """Reconstruct the two interleaved halves of a tilt series (even/odd projections in tilt
+    order), and return their FSC and the resolution where it crosses ``threshold``.
+
+    Each half has half the projections, so the curve is a conservative estimate for the whole
+    series. Returns a JSON-able dict: ``freq_per_A``, ``fsc``, ``resolution_A``, ``threshold``.
+    """
+    order = np.argsort(np.asarray(da.coords["angle"].values))
+    halves = [da.isel(angle=np.sort(order[k::2])) for k in (0, 1)]
+    vols = []
+    for h in halves:
+        out = reconstruct(h, method=method, **kw)
+        vols.append(np.asarray(out[0].values if isinstance(out, tuple) else out.values))
+    vs = spacing_of(da, "pixel_size_A")
+    f, c = fourier_shell_correlation(vols[0], vols[1], voxel_size_A=vs)
+    return {"freq_per_A": f.tolist(), "fsc": c.tolist(), "threshold": threshold,
+            "resolution_A": resolution_from_fsc(f, c, threshold=threshold)}

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.schema import as_xarray
+
 __all__ = ["REPORT_ENTRIES", "summary_text", "write_report"]
 
 #: what :func:`write_report` puts into its folder
@@ -378,7 +380,7 @@ def _order_figure(order, model):
     from .. import plot
     from ..analysis import order_field
 
-    ds = order.data if hasattr(order, "data") and isinstance(order.data, xr.Dataset) else order
+    ds = as_xarray(order, xr.Dataset)
     names = [v for v in ("order_L10_a", "order_L10_b", "order_L10_c") if v in ds]
     titles = {"order_L10_a": "variant with c ∥ crystal a", "order_L10_b":
               "variant with c ∥ crystal b", "order_L10_c": "variant with c ∥ crystal c"}
@@ -686,7 +688,7 @@ _FILES = {
 
 def _page(*, model, volume, tilt_series, aligned, scores, gt, timings, decisions, title,
           description, figures, files, folder) -> str:
-    from .. import __version__
+    from .._version import __version__
     from ._viewer import CSS, JS
 
     facts = _data_facts(model, volume, tilt_series, aligned) + _score_facts(scores, gt)

@@ -6,7 +6,7 @@ family of the code under test. This engine takes the atoms' scattering from abTE
 ``abtem``) and a response calibrated on a real abTEM multislice simulation
 (``docs/calibration.rst``, ``benchmarks/calibrate_abtem.py``). Per projection:
 
-1. **Rotate** the atoms in 3D (R = R_z(φ)·R_y(θ)·R_z(ψ), active, DESIGN.md; done by the
+1. **Rotate** the atoms in 3D (R = R_z(φ)·R_y(θ)·R_z(ψ), active, docs/conventions.rst; done by the
    caller, :func:`aet.simulate.simulate_acquisition`, which also adds the per-projection
    shifts and the tilt-axis geometry).
 2. **Projected potential** of abTEM's parametrisation (``"lobato"`` or ``"kirkland"``), the

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from ..model._meta import centred_coord
+from ..core.meta import centred_coord
 from ..model.atomicmodel import AtomicModel
 from ..model.tiltseries import TiltSeries
 from .forward import (

@@ -4,10 +4,10 @@ Every atom is an isotropic 3D Gaussian whose integral is its ADF cross-section
 ``σ(Z) = reference_cross_section_A2 · (Z / 78) ** z_exponent`` (Å², Pt = Z 78 is the
 reference) and whose width combines the thermal motion (B-factor, ``u² = B / 8π²`` per axis)
 and the probe (``probe_fwhm_A``): ``s² = B / 8π² + s_probe²``. A projection at Euler angles
-(φ, θ, ψ) rotates the atom centres by R = R_z(φ)·R_y(θ)·R_z(ψ) (DESIGN.md, active) and sums
-along z, which for a Gaussian is the 2D Gaussian of the same width at the (x, y) of ``R @ p``.
-Each pixel holds the exact integral over its area, so an image is in Å² (cross-section per
-pixel) and an expected electron count is ``dose_e_per_A2 × value``.
+(φ, θ, ψ) rotates the atom centres by R = R_z(φ)·R_y(θ)·R_z(ψ) (docs/conventions.rst, active)
+and sums along z, which for a Gaussian is the 2D Gaussian of the same width at the (x, y) of
+``R @ p``. Each pixel holds the exact integral over its area, so an image is in Å²
+(cross-section per pixel) and an expected electron count is ``dose_e_per_A2 × value``.
 
 Cost is O(atoms × footprint) per projection (Numba kernel in ``_kernels.py``), never a
 rotated volume.
@@ -20,7 +20,7 @@ import math
 import numpy as np
 from ase.data import atomic_numbers
 
-from ..model._meta import rotation_matrices as _rotation_matrices
+from ..core.meta import rotation_matrices as _rotation_matrices
 from ..model.atomicmodel import AtomicModel
 from ..model.tiltseries import TiltSeries
 from ..model.volume import Volume
@@ -40,7 +40,7 @@ _NONLINEAR = (None, "power", "saturation")
 
 
 # ----------------------------------------------------------------------------- helpers
-rotation_matrices = _rotation_matrices  # DESIGN.md convention, one implementation
+rotation_matrices = _rotation_matrices  # docs/conventions.rst convention, one implementation
 
 
 def euler_array(angles, name: str = "angles") -> np.ndarray:
@@ -229,7 +229,7 @@ def project_atoms(model, angles, *, shape, pixel_size_A, b_factor_A2=None,
         ``b_factor`` per-atom array (Å²) is used when present and ``b_factor_A2`` is None.
     angles : array_like
         Tilt angles θ in degrees (single axis about y) or ``(n, 3)`` Euler (φ, θ, ψ) degrees,
-        R = R_z(φ)·R_y(θ)·R_z(ψ) active, then summed along z (DESIGN.md).
+        R = R_z(φ)·R_y(θ)·R_z(ψ) active, then summed along z (docs/conventions.rst).
     shape : (ny, nx)
         Image size in pixels; 0 Å sits at index ``n // 2``.
     pixel_size_A : float

@@ -29,11 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 from ase.data import atomic_numbers
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from ..core.geometry import kabsch_rotation
+from ..core.geometry import match_atoms as _match_atoms
 from ..model.atomicmodel import AtomicModel
 
 __all__ = ["Score", "match_atoms", "score"]
@@ -166,38 +165,8 @@ def match_atoms(a: np.ndarray, b: np.ndarray, radius_A: float) -> np.ndarray:
     (exact: Hungarian per connected component of the candidate graph). Returns
     ``(k, 2)`` index pairs (into ``a``, into ``b``), sorted by the ``a`` index.
     """
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    ta, tb = cKDTree(a), cKDTree(b)
-    sdm = ta.sparse_distance_matrix(tb, radius_A, output_type="coo_matrix")
-    if sdm.nnz == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    rows, cols = sdm.row.astype(np.int64), sdm.col.astype(np.int64)
-    d2 = np.asarray(sdm.data, dtype=np.float64) ** 2
-    na, nb = len(a), len(b)
-    # bipartite graph a ∪ b; components are independent assignment problems
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols + na)), shape=(na + nb, na + nb))
-    _, label = connected_components(graph, directed=False)
-    comp = label[rows]
-    order = np.argsort(comp, kind="stable")
-    rows, cols, d2, comp = rows[order], cols[order], d2[order], comp[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(comp) != 0])
-    sizes = np.diff(np.r_[starts, len(comp)])
-    single = starts[sizes == 1]  # components of one candidate pair: matched as they are
-    out = [np.stack([rows[single], cols[single]], axis=1)]
-    for st, sz in zip(starts[sizes > 1], sizes[sizes > 1]):
-        r, c, w = rows[st:st + sz], cols[st:st + sz], d2[st:st + sz]
-        ur, ri = np.unique(r, return_inverse=True)
-        uc, ci = np.unique(c, return_inverse=True)
-        # a real pair always beats a non-pair: non-pairs cost more than all real pairs together
-        big = (w.sum() + 1.0) * 2
-        cost = np.full((len(ur), len(uc)), big)
-        cost[ri, ci] = w
-        i, j = linear_sum_assignment(cost)
-        real = cost[i, j] < big
-        out.append(np.stack([ur[i[real]], uc[j[real]]], axis=1))
-    pairs = np.concatenate(out).astype(np.int64)
-    return pairs[np.argsort(pairs[:, 0])]
+    ia, ib, _ = _match_atoms(a, b, radius_A)  # the one implementation: aet.core.geometry
+    return np.stack([ia, ib], axis=1).astype(np.int64)
 
 
 def _coarse_translation(a: np.ndarray, b: np.ndarray, radius_A: float, *, seed: int,
@@ -264,12 +233,7 @@ def _icp(pp, tp, centre, rot, shift, pairs, radius_A, allow_rotation, max_iter):
     return rot, shift, pairs
 
 
-def _kabsch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Rotation R minimising Σ‖R p_i − q_i‖² for centred point sets."""
-    h = p.T @ q
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+_kabsch = kabsch_rotation  # one definition: aet.core.geometry
 
 
 def score(predicted, truth, *, radius_A: float = 1.0, fit_translation: bool = True,

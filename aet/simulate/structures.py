@@ -499,8 +499,8 @@ def fept_film(size_A=(60.0, 60.0, 20.0), *, lattice_orientation=None, **kw) -> A
     faces normal to x, y, z (the beam runs along z at zero tilt).
 
     Make ``Lx`` larger than the field of view so material enters and leaves the view as the
-    tilt changes (the "extended object" case of DESIGN.md). ``lattice_orientation`` (None,
-    "random" or 3×3) rotates the crystal inside the fixed box; further keywords go to
+    tilt changes (the "extended object" case of docs/conventions.rst). ``lattice_orientation``
+    (None, "random" or 3×3) rotates the crystal inside the fixed box; further keywords go to
     :func:`fept_particle` (``phase``, ``variant``, ``n_grains``, defects, ``seed``...).
 
     Examples

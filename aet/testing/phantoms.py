@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model._meta import centred_coord
+from ..core.meta import centred_coord
 from ..model.volume import Volume
 
 
@@ -36,8 +36,8 @@ def point_atom_projection_reference(position_xyz_A, euler_deg) -> np.ndarray:
     """Where a point at ``position_xyz_A`` lands in a projection at Euler angles
     ``(φ, θ, ψ)`` (degrees): returns ``(x, y)`` in Å in the projection frame.
 
-    DESIGN.md: the object is rotated by R = R_z(φ)·R_y(θ)·R_z(ψ) (active, right-handed) and
-    summed along z, so the point lands at the (x, y) of ``R @ p``.
+    docs/conventions.rst: the object is rotated by R = R_z(φ)·R_y(θ)·R_z(ψ) (active,
+    right-handed) and summed along z, so the point lands at the (x, y) of ``R @ p``.
     """
     phi, theta, psi = np.radians(np.asarray(euler_deg, dtype=np.float64))
     return (rotation_matrix_zyz(phi, theta, psi) @ np.asarray(position_xyz_A, float))[:2]

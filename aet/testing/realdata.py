@@ -32,7 +32,8 @@ import scipy.fft as sfft
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ..simulate.scoring import _kabsch, match_atoms
+from ..core.geometry import kabsch_rotation
+from ..simulate.scoring import match_atoms
 
 __all__ = ["Placement", "box_of", "correlation", "evaluate_against_published",
            "number_density", "open_ta_film", "place_model", "published_ta_model",
@@ -149,7 +150,7 @@ def place_model(moving, reference, *, grid_A: float = 0.6, radius_A: float = 1.0
             break
         a, b = mv[pairs[:, 0]], ref[pairs[:, 1]]
         ac, bc = a.mean(axis=0), b.mean(axis=0)
-        R2 = _kabsch(a - ac, b - bc)
+        R2 = kabsch_rotation(a - ac, b - bc)
         t2 = bc - ac @ R2.T
         done = np.allclose(R2, R, atol=1e-9) and np.allclose(t2, t, atol=1e-9)
         R, t = R2, t2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model._meta import centred_coord
+from ..core.meta import centred_coord
 from .phantoms import gaussian_atoms_volume, rotation_matrix_zyz
 
 

@@ -1,14 +1,10 @@
 """Cross-check on the simulation area's planted FePt particles (aet.simulate.fept_particle)."""
 
 import numpy as np
-import pytest
 
 import aet
+from aet import simulate
 from aet.analysis import defects, grains
-
-simulate = pytest.importorskip("aet.simulate")
-if not hasattr(simulate, "fept_particle"):  # pragma: no cover - until the builder exists
-    pytest.skip("aet.simulate.fept_particle not available", allow_module_level=True)
 
 
 def test_planted_antisites_and_swaps_recalled():

@@ -205,6 +205,6 @@ def test_species_far_apart_in_z_keep_the_light_one_above_the_non_atom_cut(rng):
     fe = rng.normal(3.0, 0.5, 120)
     pt = rng.normal(21.0, 3.0, 110)
     cuts = _non_atom_cuts(np.concatenate([noise, fe, pt]), 2)
-    assert len(cuts) == 2
+    assert len(cuts) >= 2  # then the clear valleys of the log density
     assert np.mean(fe >= cuts[0]) < 0.05            # the two-class valley drops Fe ...
     assert np.mean(fe < cuts[1]) < 0.02 and np.mean(noise >= cuts[1]) < 0.05  # ... this one not

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import aet
+from aet import simulate as sim
 from aet.dynamics import (
     find_nuclei,
     gaussian_weights,
@@ -15,8 +16,6 @@ from aet.dynamics import (
     variant_tables,
 )
 from tests.reference.dynamics import variant_order_reference
-
-sim = pytest.importorskip("aet.simulate")
 
 
 @pytest.mark.parametrize("kind, split", [(("L10", "L12"), True), ("L10", False),

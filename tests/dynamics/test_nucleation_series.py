@@ -6,9 +6,8 @@ import pytest
 
 import aet
 from aet.dynamics import match_atoms, register_rigid, rotation_angle_deg
+from aet.simulate import nucleation_series
 from aet.testing.dynamics import score_series
-
-nucleation_series = pytest.importorskip("aet.simulate").nucleation_series
 
 
 @pytest.fixture(scope="module")

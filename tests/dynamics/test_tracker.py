@@ -146,7 +146,8 @@ def test_order_fields_from_tracker(series):
 def test_order_computed_by_analysis_when_models_have_none():
     # models with species only: the tracker computes the order once with
     # aet.analysis.order_parameters (kind L10), stores it as "order", and tracks on it
-    sim = pytest.importorskip("aet.simulate")
+    from aet import simulate as sim
+
     ordered = sim.fept_particle(22.0, phase="L10", seed=1)
     random = sim.fept_particle(22.0, phase="A1", seed=1)
     tr = aet.NucleusTracker([random, ordered], times_min=[9, 16])

@@ -1,5 +1,6 @@
 """The shear-warp projector pair for general Euler angles: equal to its NumPy twin, exactly
-matched adjoint, close to trilinear ray casting and to the analytic projection, DESIGN frame."""
+matched adjoint, close to trilinear ray casting and to the analytic projection, in the frame of
+docs/conventions.rst."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def test_close_to_trilinear_reference_and_analytic_projection(euler):
     assert np.abs(img - ref).max() < 0.10 * ref.max()
     assert rel(img, exact) < 1.2 * rel(ref, exact) + 0.005
     assert img.sum() == pytest.approx(vol.sum(), rel=5e-3)
-    # no geometric offset: each atom's centroid lands at R·p (DESIGN.md point formula)
+    # no geometric offset: each atom's centroid lands at R·p (docs/conventions.rst point formula)
     ny, nx = img.shape
     for p in POS:
         one = forward_project(gaussian_atoms_volume([p], (33, 34, 35), vs,

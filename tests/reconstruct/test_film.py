@@ -166,7 +166,7 @@ def test_aet_run_takes_a_film_for_one_and_says_so(slab_series):
     for key in ("background", "alignment", "cleanup", "refine"):
         assert d[key].startswith(("not removed: film", "not aligned: film", "skipped: film"))
     assert "background" not in res.timings and "align" not in res.timings
-    assert res.model.provenance[-1]["op"] == "uncertainty"
+    assert [r["op"] for r in res.model.provenance][-2:] == ["uncertainty", "aet.run"]
     lo, hi = np.array([-8.0, -3.2, -8.0]) + 1.5, np.array([8.0, 3.2, 8.0]) - 1.5
     found, truth = (p[np.all((p >= lo) & (p <= hi), axis=1)] for p in (res.model.positions,
                                                                           pos))
@@ -247,11 +247,3 @@ def test_film_decision_and_film_mode_on_abtem_images():
     assert out["auto"].recall >= 0.98 and out["auto"].precision >= 0.98
     assert out["auto"].rmsd_pm < 0.7 * out[False].rmsd_pm
 
-
-def test_film_module_docstring_examples():
-    import doctest
-
-    import aet.reconstruct.film as film
-
-    failures, tried = doctest.testmod(film, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert tried > 0 and failures == 0

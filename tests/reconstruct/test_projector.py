@@ -1,4 +1,5 @@
-"""Projector kernels: equal to their NumPy twins, matched adjoint, DESIGN.md frame, laziness.
+"""Projector kernels: equal to their NumPy twins, matched adjoint, the docs/conventions.rst
+frame, laziness.
 
 General Euler angles run here on the trilinear ray caster (``method="trilinear"``), the exact
 twin of tests/reference/reconstruct.py; the default shear-warp pair is tested in
@@ -73,10 +74,10 @@ def test_matches_reference_projector_and_point_formula(euler):
     p = np.array([3.0, 1.0, 2.0])
     vol = gaussian_atoms_volume([p], (33, 34, 35), vs, sigma_A=0.6).values
     img = forward_project(vol, [euler], method="trilinear")[0]
-    # tests/reference/projector.py (map_coordinates, DESIGN frame): same numbers
+    # tests/reference/projector.py (map_coordinates, frame of docs/conventions.rst): same numbers
     ref = project_volume_reference(vol, euler)
     np.testing.assert_allclose(img, ref, atol=2e-6 * ref.max())
-    # the centroid lands at (x, y) of R·p (DESIGN.md point formula)
+    # the centroid lands at (x, y) of R·p (docs/conventions.rst point formula)
     ny, nx = img.shape
     w = img / img.sum()
     x = float((w.sum(0) * (np.arange(nx) - nx // 2)).sum()) * vs

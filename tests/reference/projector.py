@@ -1,4 +1,4 @@
-"""Slow, obviously-correct reference projector (DESIGN.md frame convention).
+"""Slow, obviously-correct reference projector (docs/conventions.rst frame convention).
 
 A projection at Euler angles (φ, θ, ψ) is the object rotated by R = R_z(φ)·R_y(θ)·R_z(ψ)
 (active), then summed along z. Active rotation: the rotated object is V'(r) = V(Rᵀ r).

@@ -2,7 +2,7 @@
 
 An atom is an isotropic Gaussian of integral ``amp`` and width ``s``; a pixel (voxel) holds
 its exact integral over the pixel (voxel), i.e. a product of erf differences along each axis.
-Positions are rotated with :func:`aet.testing.phantoms.rotation_matrix_zyz` (DESIGN.md).
+Positions are rotated with :func:`aet.testing.phantoms.rotation_matrix_zyz` (docs/conventions.rst).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Forward model: analytic single-atom integrals, kernel == NumPy twin, DESIGN.md frame,
+"""Forward model: analytic single-atom integrals, kernel == NumPy twin, docs/conventions.rst frame,
 agreement with a brute-force rotate-and-sum projection of the rendered volume."""
 
 from __future__ import annotations

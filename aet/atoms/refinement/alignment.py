@@ -17,7 +17,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from ...model._meta import euler_angles_of
+from ...core.meta import euler_angles_of
 
 ANGLE_NAMES = ("phi", "theta", "psi")
 
@@ -25,11 +25,10 @@ ANGLE_NAMES = ("phi", "theta", "psi")
 def projection_geometry(tilt_series: xr.DataArray) -> dict:
     """Euler angles (deg), rotation rows, pixel size and first-pixel coordinates (Å) of an
     aligned tilt series with dims ``(angle, y, x)``."""
-    from ...model._meta import rotation_matrices
+    from ...core.meta import rotation_matrices
+    from ...core.schema import as_xarray
 
-    if hasattr(tilt_series, "data") and not isinstance(tilt_series, xr.DataArray) and \
-            isinstance(tilt_series.data, xr.DataArray):
-        tilt_series = tilt_series.data
+    tilt_series = as_xarray(tilt_series, xr.DataArray)
     if not isinstance(tilt_series, xr.DataArray):
         raise TypeError(
             f"tilt_series must be an xarray.DataArray (angle, y, x) or an aet.TiltSeries, got "

@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 from ase.data import atomic_numbers
 
-from ...model.atomicmodel import build_model_dataset
+from ...core.schema import build_model_dataset
 from .._common import check_model, check_positive, model_positions
 from .alignment import (
     ANGLE_NAMES,

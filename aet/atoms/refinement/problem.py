@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from ...model._meta import rotation_matrices
+from ...core.meta import rotation_matrices
 from .. import _kernels as K
 from .alignment import alignment_basis, alignment_from_vector, rotation_derivatives
 
