@@ -38,8 +38,8 @@ class RunResult:
     Attributes
     ----------
     model : AtomicModel
-        The final model: refined positions, species, heights/B-factors and per-atom 1σ
-        ``uncertainty`` (Å).
+        The final model: refined positions, species and per-atom 1σ ``uncertainty`` (Å);
+        the learned per-species profiles and detector response are in its provenance.
     volume : Volume
         The reconstruction the atoms were traced in.
     tilt_series : TiltSeries
@@ -286,11 +286,11 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
     alignment (tilt-axis rotation, shifts; projection matching where it pays) → denoising
     (BM3D, where it pays) → reconstruction → tracing → species classification with its
     self-checks (for one element only the non-atom peaks are dropped) → clean-up of isolated
-    peaks → refinement of positions, species heights/B-factors and the per-projection
-    alignment against the aligned, *not* denoised, projections, with atoms added or removed
-    where the residual shows them → per-atom 1σ uncertainty. Every choice made on the way is
-    in ``result.decisions`` and in an ``"aet.run"`` record of the model's and the volume's
-    provenance.
+    peaks → refinement of positions, per-species radial profiles, the detector response and
+    the per-projection alignment against the aligned, *not* denoised, projections, with atoms
+    added or removed where the residual shows them → per-atom 1σ uncertainty. Every choice
+    made on the way is in ``result.decisions`` and in an ``"aet.run"`` record of the model's
+    and the volume's provenance.
 
     Parameters
     ----------

@@ -149,9 +149,9 @@ print(vol.data.dims, vol.shape, f"voxel {vol.voxel_size_A} Å")
 # * ``classify`` groups the integrated intensity profiles of the peaks (Gaussian mixture) into
 #   the species, light to heavy (Z-contrast: Pt, Z = 78, is much brighter than Fe, Z = 26),
 #   plus a non-atom class for noise peaks.
-# * ``refine`` fits positions, heights and B-factors of all atoms directly to the measured
-#   projections (the approach of Yang *et al.*, *Nature* **542**, 75 (2017)); it runs a
-#   single short cycle here to keep the tutorial fast.
+# * ``refine`` fits the positions of all atoms, per-species radial profiles and the detector
+#   response directly to the measured projections (after Yang *et al.*, *Nature* **542**, 75
+#   (2017)); it runs a single short cycle here to keep the tutorial fast.
 
 # %%
 traced = timed("trace", lambda: vol.trace_atoms(min_distance_A=2.0))

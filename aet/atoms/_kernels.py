@@ -560,208 +560,391 @@ def greedy_accept(order, indptr, indices):
     return state == 1
 
 # ----------------------------------------------------------------------------- projections
-_TWO_PI_SQRT = math.sqrt(2.0 * math.pi)
-_EIGHT_PI2 = 8.0 * math.pi * math.pi
-
-
 @jit()
-def projection_kernel(pos, sp, H, B, kw, ks2, R2, shifts, meas, x0, y0, px, cutoff, mode):
-    """Model projections of Gaussian atoms against measured images.
+def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
+                   px, cutoff, mode, pos_alt, sp_alt, img_out):
+    """Model projections of atoms with learned radial profiles and a power-law response.
 
-    Atom j of species s = sp[j]: a 3D Gaussian of peak height H[s] and variance
-    v = B[s] / 8π² (Å²), projected along z after the rotation whose first two rows are
-    ``R2[k]``, displaced in the image by ``shifts[k] = (sx, sy)`` (Å), i.e. centred at
-    ``(u, w) = R2[k] · p + shifts[k]``, and convolved with Σ_g kw[g] N(0, ks2[g]):
-    Σ_g kw[g] H √(2π) v^{3/2} / S_g · exp(-ρ² / 2 S_g), S_g = v + ks2[g]; sampled at pixel
-    centres x = x0 + i px, y = y0 + j px (Å) within ``cutoff`` widths of the atom.
+    Atom ``j`` of species ``s = sp[j]`` (``s < 0``: absent) adds to the linear image of
+    projection ``k`` the profile Σ_g C[s, g] exp(-ρ² / 2 S[g]) centred at
+    ``(u, w) = R2[k] · p_j + shifts[k]`` (Å), each term cut at ``cutoff`` · √S[g]; the model
+    image is ``M = ref ((L / ref + eps)^gamma − eps^gamma) + offset[k]`` (``ref`` a fixed
+    intensity scale that keeps ``C`` and ``gamma`` decoupled), sampled at pixel centres
+    ``x = x0 + i px``, ``y = y0 + j px``. Loss = ½ Σ w (M − meas)²; also Σ w |M − meas| and
+    the held-out loss ½ Σ hw (M − meas)².
 
-    ``mode``: 0 loss only; 1 + position gradient and the per-projection gradients
-    ∂L/∂shifts[k] (Σ_j ∂L/∂(u_j, w_j)) and ∂L/∂R2[k] (Σ_j ∂L/∂(u_j, w_j) ⊗ p_j); 2 + H, B
-    gradients; 3 + per-atom 3×3 Gauss–Newton blocks; 4 + per-atom ⟨residual, m_j⟩ and
-    ‖m_j‖² (add/remove tests).
-    Loss = ½ Σ (model − meas)²; also returns Σ |model − meas|.
-    Returns ``(loss, l1, g_pos (n, 3), g_H (ns,), g_B (ns,), F (n, 3, 3), dot (n,),
-    nrm (n,), g_shifts (n_proj, 2), g_R2 (n_proj, 2, 3))``; outputs a mode does not compute
-    are zeros (the per-atom ones then of length 1).
+    ``mode``: 0 losses only; 1 + gradients: positions, C, gamma, offsets, per projection
+    ∂L/∂shifts[k] and ∂L/∂R2[k]; 2 the profile's Gauss–Newton system instead of the atom
+    loop: gradients of C, gamma, offsets, Σ_k Jᵀ w J over (C, gamma) (``nb + 1`` square,
+    ``nb = ns · ng``, index ``s · ng + g``), per projection Σ w J (the coupling to the
+    offset) and Σ w; 3 + per-atom 3×3 Gauss–Newton blocks and the per-projection
+    position gradients; 5 + for every atom the exact change of the loss and of the held-out
+    loss when atom ``j`` is replaced by one of species ``sp_alt[j]`` at ``pos_alt[j]``
+    (``sp_alt[j] < 0``: removed; ``sp[j] < 0``: added), and Σ hw Δm², Σ hw M Δm² (the
+    variance of the held-out change under pixel noise of variance a + b M). The model image
+    M is written into ``img_out`` when it has the shape of ``meas`` (else it is ignored).
+
+    Returns ``(loss, l1, hold, g_pos (n, 3), g_C (ns, ng), g_gamma, g_offset (n_proj,),
+    F (n, 3, 3), g_pos_k (n_proj, n, 3), d_loss (n,), d_hold (n,), var_hold (n, 2),
+    g_shifts (n_proj, 2), g_R2 (n_proj, 2, 3), JtwJ (nb + 1, nb + 1), Jtw (n_proj, nb + 1),
+    sum_w (n_proj,), moments (5,), F_k (n_proj, n, 3, 3), meat (n, 3, 3))``: F_k the
+    per-projection blocks of F and meat Σ (w r dM/dL)² J_jᵀ J_j (mode 3); the moments
+    Σ w, Σ w M, Σ w M², Σ w r², Σ w M r² (for a noise model r² ≈ a + b M); what a mode does
+    not compute is zeros (per-atom arrays of length 1).
     """
     nproj, ny, nx = meas.shape
     n = pos.shape[0]
-    ns = H.shape[0]
-    ng = kw.shape[0]
-    amp = np.empty((ns, ng))
-    dampdv = np.empty((ns, ng))
-    S = np.empty((ns, ng))
-    smax = 0.0
-    for s in range(ns):
-        v = B[s] / _EIGHT_PI2
-        for g in range(ng):
-            S[s, g] = v + ks2[g]
-            amp[s, g] = kw[g] * H[s] * _TWO_PI_SQRT * v ** 1.5 / S[s, g]
-            dampdv[s, g] = kw[g] * H[s] * _TWO_PI_SQRT * (
-                1.5 * v ** 0.5 / S[s, g] - v ** 1.5 / (S[s, g] * S[s, g]))
-            if S[s, g] > smax:
-                smax = S[s, g]
-    rad = int(math.ceil(cutoff * math.sqrt(smax) / px))
-    # serial over projections, accumulating in projection order (what summing per-projection
-    # arrays over the projection axis gives, bit for bit); the per-species gradients are
-    # summed per projection first, then over projections
-    loss = 0.0
-    l1s = 0.0
-    ng1 = n if mode >= 1 else 1
-    gpos = np.zeros((ng1, 3))
-    gH = np.zeros(ns)
-    gB = np.zeros(ns)
-    gHk = np.zeros(ns)
-    gBk = np.zeros(ns)
+    ns = C.shape[0]
+    ng = C.shape[1]
+    rad = np.empty(ng, dtype=np.int64)
+    radmax = 0
+    for g in range(ng):
+        rad[g] = int(math.ceil(cutoff * math.sqrt(S[g]) / px))
+        if rad[g] > radmax:
+            radmax = rad[g]
+    win = 2 * radmax + 1
+    epsg = eps ** gamma
+    leps = math.log(eps)
+    loss_k = np.zeros(nproj)
+    l1_k = np.zeros(nproj)
+    hold_k = np.zeros(nproj)
+    n1 = n if mode >= 1 else 1
+    gpos_k = np.zeros((nproj, n1, 3))
+    gC_k = np.zeros((nproj, ns, ng))
+    ggam_k = np.zeros(nproj)
+    goff = np.zeros(nproj)
     nf = n if mode == 3 else 1
-    fis = np.zeros((nf, 3, 3))
-    na = n if mode == 4 else 1
-    dot = np.zeros(na)
-    nrm = np.zeros(na)
+    fis_k = np.zeros((nproj, nf, 3, 3))
+    meat_k = np.zeros((nproj, nf, 3, 3))
+    n5 = n if mode == 5 else 1
+    dl_k = np.zeros((nproj, n5))
+    dh_k = np.zeros((nproj, n5))
+    vh_k = np.zeros((nproj, n5, 2))
+    mom_k = np.zeros((nproj, 5))
     gsh_k = np.zeros((nproj, 2))
     gR_k = np.zeros((nproj, 2, 3))
-    model = np.empty((ny, nx))
-    res = np.empty((ny, nx))
-    ex = np.empty((ng, 2 * rad + 1))
-    ey = np.empty((ng, 2 * rad + 1))
-    uu = np.empty(n)
-    ww = np.empty(n)
-    for k in range(nproj):
-        model[:, :] = 0.0
+    nb = ns * ng
+    keep_img = img_out.shape[0] == nproj and img_out.shape[1] == ny and img_out.shape[2] == nx
+    np2 = nb + 1 if mode == 2 else 1
+    jtj_k = np.zeros((nproj, np2, np2))
+    jtw_k = np.zeros((nproj, np2))
+    nw_k = np.zeros(nproj)
+    for k in range(nproj):  # serial; blocks of projections run on the pool
+        lin = np.zeros((ny, nx))
+        chan = np.zeros((nb if mode == 2 else 1, ny if mode == 2 else 1,
+                         nx if mode == 2 else 1))
+        jrow = np.empty(nb + 1)
+        ex = np.empty((ng, win))
+        ey = np.empty((ng, win))
+        uu = np.empty(n)
+        ww = np.empty(n)
         for j in range(n):
             uu[j] = (R2[k, 0, 0] * pos[j, 0] + R2[k, 0, 1] * pos[j, 1] + R2[k, 0, 2] * pos[j, 2]
                      + shifts[k, 0])
             ww[j] = (R2[k, 1, 0] * pos[j, 0] + R2[k, 1, 1] * pos[j, 1] + R2[k, 1, 2] * pos[j, 2]
                      + shifts[k, 1])
             s = sp[j]
+            if s < 0:
+                continue
             ci = int(round((uu[j] - x0) / px))
             cj = int(round((ww[j] - y0) / px))
-            i_lo = max(ci - rad, 0)
-            i_hi = min(ci + rad + 1, nx)
-            j_lo = max(cj - rad, 0)
-            j_hi = min(cj + rad + 1, ny)
-            for g in range(ng):  # separable: exp(-(dx² + dy²)/2S) = exp(-dx²/2S) exp(-dy²/2S)
+            for g in range(ng):
+                c = C[s, g]
+                if c == 0.0 and mode != 2:
+                    continue
+                r = rad[g]
+                i_lo = max(ci - r, 0)
+                i_hi = min(ci + r + 1, nx)
+                j_lo = max(cj - r, 0)
+                j_hi = min(cj + r + 1, ny)
                 for ii in range(i_lo, i_hi):
                     dx = x0 + ii * px - uu[j]
-                    ex[g, ii - i_lo] = math.exp(-dx * dx / (2.0 * S[s, g]))
+                    ex[g, ii - i_lo] = math.exp(-dx * dx / (2.0 * S[g]))
                 for jj in range(j_lo, j_hi):
                     dy = y0 + jj * px - ww[j]
-                    ey[g, jj - j_lo] = amp[s, g] * math.exp(-dy * dy / (2.0 * S[s, g]))
-            for jj in range(j_lo, j_hi):
-                for ii in range(i_lo, i_hi):
-                    val = 0.0
-                    for g in range(ng):
-                        val += ey[g, jj - j_lo] * ex[g, ii - i_lo]
-                    model[jj, ii] += val
+                    ey[g, jj - j_lo] = math.exp(-dy * dy / (2.0 * S[g]))
+                a = s * ng + g
+                for jj in range(j_lo, j_hi):
+                    e_y = ey[g, jj - j_lo]
+                    for ii in range(i_lo, i_hi):
+                        e = e_y * ex[g, ii - i_lo]
+                        lin[jj, ii] += c * e
+                        if mode == 2:
+                            chan[a, jj, ii] += e
+        rho = np.empty((ny, nx))  # w · r · dM/dL
+        dd = np.empty((ny, nx))   # w · (dM/dL)²  (mode 3)
+        res = np.empty((ny, nx))  # r (mode 5)
         lk = 0.0
         l1 = 0.0
+        hk = 0.0
+        gg = 0.0
+        go = 0.0
         for jj in range(ny):
             for ii in range(nx):
-                r = model[jj, ii] - meas[k, jj, ii]
-                res[jj, ii] = r
-                lk += 0.5 * r * r
-                l1 += abs(r)
-        loss += lk
-        l1s += l1
+                lp = lin[jj, ii]
+                if lp < 0.0:
+                    lp = 0.0
+                lp = lp / ref + eps
+                pw = lp ** gamma
+                r = ref * (pw - epsg) + offset[k] - meas[k, jj, ii]
+                wt = w[k, jj, ii]
+                lk += 0.5 * wt * r * r
+                l1 += wt * abs(r)
+                mv = r + meas[k, jj, ii]
+                if keep_img:
+                    img_out[k, jj, ii] = mv
+                mom_k[k, 0] += wt
+                mom_k[k, 1] += wt * mv
+                mom_k[k, 2] += wt * mv * mv
+                mom_k[k, 3] += wt * r * r
+                mom_k[k, 4] += wt * mv * r * r
+                hk += 0.5 * hw[k, jj, ii] * r * r
+                if mode >= 1:
+                    fp = gamma * pw / lp
+                    rho[jj, ii] = wt * r * fp
+                    dgam = ref * (pw * math.log(lp) - epsg * leps)
+                    gg += wt * r * dgam
+                    go += wt * r
+                    if mode == 2 and wt != 0.0:
+                        # Gauss-Newton normal matrix of (C, gamma; offset k)
+                        for a in range(nb):
+                            jrow[a] = fp * chan[a, jj, ii]
+                            gC_k[k, a // ng, a % ng] += wt * r * jrow[a]
+                        jrow[nb] = dgam
+                        for a in range(nb + 1):
+                            ja = wt * jrow[a]
+                            if ja == 0.0:
+                                continue
+                            jtw_k[k, a] += ja
+                            for b in range(a, nb + 1):
+                                jtj_k[k, a, b] += ja * jrow[b]
+                        nw_k[k] += wt
+                    if mode == 3:
+                        dd[jj, ii] = wt * fp * fp
+                    elif mode == 5:
+                        res[jj, ii] = r
+        loss_k[k] = lk
+        l1_k[k] = l1
+        hold_k[k] = hk
         if mode == 0:
             continue
+        ggam_k[k] = gg
+        goff[k] = go
         if mode == 2:
-            gHk[:] = 0.0
-            gBk[:] = 0.0
+            for a in range(nb + 1):
+                for b in range(a):
+                    jtj_k[k, a, b] = jtj_k[k, b, a]
+            continue
+        bu = np.empty((win, win))
+        bw = np.empty((win, win))
+        ba = np.empty((win + 2 * radmax + 2, win + 2 * radmax + 2))
         for j in range(n):
             s = sp[j]
             ci = int(round((uu[j] - x0) / px))
             cj = int(round((ww[j] - y0) / px))
+            if mode == 5:
+                # exact loss changes of replacing atom j (window holding both versions)
+                ua = (R2[k, 0, 0] * pos_alt[j, 0] + R2[k, 0, 1] * pos_alt[j, 1]
+                      + R2[k, 0, 2] * pos_alt[j, 2] + shifts[k, 0])
+                wa = (R2[k, 1, 0] * pos_alt[j, 0] + R2[k, 1, 1] * pos_alt[j, 1]
+                      + R2[k, 1, 2] * pos_alt[j, 2] + shifts[k, 1])
+                sa = sp_alt[j]
+                if sa < 0 and s < 0:
+                    continue
+                cia = int(round((ua - x0) / px)) if sa >= 0 else ci
+                cja = int(round((wa - y0) / px)) if sa >= 0 else cj
+                if s < 0:
+                    ci = cia
+                    cj = cja
+                i_lo = max(min(ci, cia) - radmax, 0)
+                i_hi = min(max(ci, cia) + radmax + 1, nx)
+                j_lo = max(min(cj, cja) - radmax, 0)
+                j_hi = min(max(cj, cja) + radmax + 1, ny)
+                if i_hi - i_lo > ba.shape[1] or j_hi - j_lo > ba.shape[0]:
+                    # the alternative is further than the buffer: clip (a far move is not a
+                    # local test)
+                    i_hi = min(i_hi, i_lo + ba.shape[1])
+                    j_hi = min(j_hi, j_lo + ba.shape[0])
+                for jj in range(j_lo, j_hi):
+                    for ii in range(i_lo, i_hi):
+                        ba[jj - j_lo, ii - i_lo] = 0.0
+                for g in range(ng):
+                    r2c = 2.0 * S[g]
+                    for sign in range(2):
+                        # sign 0: remove the current atom, 1: add the alternative
+                        sg = s if sign == 0 else sa
+                        if sg < 0:
+                            continue
+                        amp = -C[sg, g] if sign == 0 else C[sg, g]
+                        uc = uu[j] if sign == 0 else ua
+                        wc = ww[j] if sign == 0 else wa
+                        ic = ci if sign == 0 else cia
+                        jc = cj if sign == 0 else cja
+                        a_lo = max(ic - rad[g], i_lo)
+                        a_hi = min(ic + rad[g] + 1, i_hi)
+                        b_lo = max(jc - rad[g], j_lo)
+                        b_hi = min(jc + rad[g] + 1, j_hi)
+                        for ii in range(a_lo, a_hi):
+                            dx = x0 + ii * px - uc
+                            ex[g, ii - a_lo] = math.exp(-dx * dx / r2c)
+                        for jj in range(b_lo, b_hi):
+                            dy = y0 + jj * px - wc
+                            e_y = amp * math.exp(-dy * dy / r2c)
+                            for ii in range(a_lo, a_hi):
+                                ba[jj - j_lo, ii - i_lo] += e_y * ex[g, ii - a_lo]
+                dl = 0.0
+                dh = 0.0
+                vh0 = 0.0
+                vh1 = 0.0
+                for jj in range(j_lo, j_hi):
+                    for ii in range(i_lo, i_hi):
+                        da = ba[jj - j_lo, ii - i_lo]
+                        if da == 0.0:
+                            continue
+                        lp = lin[jj, ii]
+                        if lp < 0.0:
+                            lp = 0.0
+                        lq = lin[jj, ii] + da
+                        if lq < 0.0:
+                            lq = 0.0
+                        dm = ref * ((lq / ref + eps) ** gamma - (lp / ref + eps) ** gamma)
+                        r = res[jj, ii]
+                        q = (r + dm) * (r + dm) - r * r
+                        dl += 0.5 * w[k, jj, ii] * q
+                        dh += 0.5 * hw[k, jj, ii] * q
+                        q = hw[k, jj, ii] * dm * dm
+                        vh0 += q
+                        vh1 += q * (r + meas[k, jj, ii])
+                dl_k[k, j] = dl
+                dh_k[k, j] = dh
+                vh_k[k, j, 0] = vh0
+                vh_k[k, j, 1] = vh1
+                continue
+            if s < 0:
+                continue
             gu = 0.0
             gw = 0.0
-            gh = 0.0
-            gb = 0.0
-            fuu = 0.0
-            fuw = 0.0
-            fww = 0.0
-            dsum = 0.0
-            nsum = 0.0
-            i_lo = max(ci - rad, 0)
-            i_hi = min(ci + rad + 1, nx)
-            j_lo = max(cj - rad, 0)
-            j_hi = min(cj + rad + 1, ny)
+            if mode == 3:
+                for a in range(win):
+                    for b in range(win):
+                        bu[a, b] = 0.0
+                        bw[a, b] = 0.0
             for g in range(ng):
+                c = C[s, g]
+                r = rad[g]
+                i_lo = max(ci - r, 0)
+                i_hi = min(ci + r + 1, nx)
+                j_lo = max(cj - r, 0)
+                j_hi = min(cj + r + 1, ny)
                 for ii in range(i_lo, i_hi):
                     dx = x0 + ii * px - uu[j]
-                    ex[g, ii - i_lo] = math.exp(-dx * dx / (2.0 * S[s, g]))
+                    ex[g, ii - i_lo] = math.exp(-dx * dx / (2.0 * S[g]))
                 for jj in range(j_lo, j_hi):
                     dy = y0 + jj * px - ww[j]
-                    ey[g, jj - j_lo] = math.exp(-dy * dy / (2.0 * S[s, g]))
-            for jj in range(j_lo, j_hi):
-                dy = y0 + jj * px - ww[j]
-                for ii in range(i_lo, i_hi):
-                    dx = x0 + ii * px - uu[j]
-                    r2 = dx * dx + dy * dy
-                    r = res[jj, ii]
-                    du = 0.0
-                    dw = 0.0
-                    val = 0.0
-                    dv = 0.0
-                    for g in range(ng):
-                        e = ey[g, jj - j_lo] * ex[g, ii - i_lo]
-                        vg = amp[s, g] * e
-                        val += vg
-                        du += vg * dx / S[s, g]
-                        dw += vg * dy / S[s, g]
-                        dv += dampdv[s, g] * e + vg * r2 / (2.0 * S[s, g] * S[s, g])
-                    gu += r * du
-                    gw += r * dw
-                    if mode == 2:
-                        gh += r * val / H[s]
-                        gb += r * dv / _EIGHT_PI2
-                    elif mode == 3:
-                        fuu += du * du
-                        fuw += du * dw
-                        fww += dw * dw
-                    elif mode == 4:
-                        dsum += r * val
-                        nsum += val * val
+                    ey[g, jj - j_lo] = math.exp(-dy * dy / (2.0 * S[g]))
+                gc = 0.0
+                inv = 1.0 / S[g]
+                for jj in range(j_lo, j_hi):
+                    dy = y0 + jj * px - ww[j]
+                    e_y = ey[g, jj - j_lo]
+                    for ii in range(i_lo, i_hi):
+                        dx = x0 + ii * px - uu[j]
+                        e = e_y * ex[g, ii - i_lo]
+                        q = rho[jj, ii]
+                        gc += q * e
+                        v = c * e * inv
+                        gu += q * v * dx
+                        gw += q * v * dy
+                        if mode == 3:
+                            bu[jj - cj + radmax, ii - ci + radmax] += v * dx
+                            bw[jj - cj + radmax, ii - ci + radmax] += v * dy
+                gC_k[k, s, g] += gc
             for a in range(3):
-                gpos[j, a] += gu * R2[k, 0, a] + gw * R2[k, 1, a]
+                gpos_k[k, j, a] = gu * R2[k, 0, a] + gw * R2[k, 1, a]
                 gR_k[k, 0, a] += gu * pos[j, a]
                 gR_k[k, 1, a] += gw * pos[j, a]
             gsh_k[k, 0] += gu
             gsh_k[k, 1] += gw
-            if mode == 2:
-                gHk[s] += gh
-                gBk[s] += gb
-            elif mode == 3:
+            if mode == 3:
+                fuu = 0.0
+                fuw = 0.0
+                fww = 0.0
+                muu = 0.0
+                muw = 0.0
+                mww = 0.0
+                i_lo = max(ci - radmax, 0)
+                i_hi = min(ci + radmax + 1, nx)
+                j_lo = max(cj - radmax, 0)
+                j_hi = min(cj + radmax + 1, ny)
+                for jj in range(j_lo, j_hi):
+                    for ii in range(i_lo, i_hi):
+                        du = bu[jj - cj + radmax, ii - ci + radmax]
+                        dw = bw[jj - cj + radmax, ii - ci + radmax]
+                        d = dd[jj, ii]
+                        fuu += d * du * du
+                        fuw += d * du * dw
+                        fww += d * dw * dw
+                        q = rho[jj, ii] * rho[jj, ii]
+                        muu += q * du * du
+                        muw += q * du * dw
+                        mww += q * dw * dw
                 for a in range(3):
                     for b in range(3):
-                        fis[j, a, b] += (fuu * R2[k, 0, a] * R2[k, 0, b]
-                                         + fuw * (R2[k, 0, a] * R2[k, 1, b]
-                                                  + R2[k, 1, a] * R2[k, 0, b])
-                                         + fww * R2[k, 1, a] * R2[k, 1, b])
-            elif mode == 4:
-                dot[j] += dsum
-                nrm[j] += nsum
-        if mode == 2:
-            for s in range(ns):
-                gH[s] += gHk[s]
-                gB[s] += gBk[s]
-    return loss, l1s, gpos, gH, gB, fis, dot, nrm, gsh_k, gR_k
+                        fis_k[k, j, a, b] = (fuu * R2[k, 0, a] * R2[k, 0, b]
+                                             + fuw * (R2[k, 0, a] * R2[k, 1, b]
+                                                      + R2[k, 1, a] * R2[k, 0, b])
+                                             + fww * R2[k, 1, a] * R2[k, 1, b])
+                        meat_k[k, j, a, b] = (muu * R2[k, 0, a] * R2[k, 0, b]
+                                              + muw * (R2[k, 0, a] * R2[k, 1, b]
+                                                       + R2[k, 1, a] * R2[k, 0, b])
+                                              + mww * R2[k, 1, a] * R2[k, 1, b])
+    loss = 0.0
+    l1s = 0.0
+    hold = 0.0
+    ggam = 0.0
+    for k in range(nproj):
+        loss += loss_k[k]
+        l1s += l1_k[k]
+        hold += hold_k[k]
+        ggam += ggam_k[k]
+    gpos_out = gpos_k if mode == 3 else np.zeros((1, 1, 3))
+    fis_out = fis_k if mode == 3 else np.zeros((1, 1, 3, 3))
+    return (loss, l1s, hold, gpos_k.sum(axis=0), gC_k.sum(axis=0), ggam, goff,
+            fis_k.sum(axis=0), gpos_out, dl_k.sum(axis=0), dh_k.sum(axis=0),
+            vh_k.sum(axis=0), gsh_k, gR_k, jtj_k.sum(axis=0), jtw_k, nw_k, mom_k.sum(axis=0),
+            fis_out, meat_k.sum(axis=0))
 
 
-def projection_kernel_parallel(pos, sp, H, B, kw, ks2, R2, shifts, meas, x0, y0, px, cutoff,
-                               mode):
-    """:func:`projection_kernel` on aet's kernel thread pool, over blocks of projections;
-    the blocks' sums are added in block order (equal to the serial call up to rounding)."""
+# outputs of profile_kernel that are sums over projections / per-projection arrays
+_PROFILE_SUMMED = (0, 1, 2, 3, 4, 5, 7, 9, 10, 11, 14, 17, 19)
+_PROFILE_PER_PROJECTION = (6, 12, 13, 15, 16)
+
+
+def profile_kernel_parallel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw,
+                            x0, y0, px, cutoff, mode, pos_alt, sp_alt, img_out):
+    """:func:`profile_kernel` on aet's kernel thread pool, over blocks of projections; the
+    blocks' sums are added in block order (equal to the serial call up to rounding) and the
+    per-projection outputs concatenated."""
     ranges = split_range(meas.shape[0], per_thread=2)
+    args = (pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0, px, cutoff,
+            mode, pos_alt, sp_alt, img_out)
     if len(ranges) <= 1:
-        return projection_kernel(pos, sp, H, B, kw, ks2, R2, shifts, meas, x0, y0, px,
-                                 cutoff, mode)
-    parts = map_ranges(lambda a, b: projection_kernel(pos, sp, H, B, kw, ks2, R2[a:b],
-                                                      shifts[a:b], meas[a:b], x0, y0, px,
-                                                      cutoff, mode), ranges)
+        return profile_kernel(*args)
+    keep_img = img_out.shape == meas.shape
+
+    def block(a, b):
+        return profile_kernel(pos, sp, C, S, gamma, eps, ref, offset[a:b], R2[a:b],
+                              shifts[a:b], meas[a:b], w[a:b], hw[a:b], x0, y0, px, cutoff,
+                              mode, pos_alt, sp_alt, img_out[a:b] if keep_img else img_out)
+
+    parts = map_ranges(block, ranges)
     out = list(parts[0])
-    for p in parts[1:]:
-        for q in range(8):
+    for q in _PROFILE_SUMMED:
+        for p in parts[1:]:
             out[q] = out[q] + p[q]
-    out[8] = np.concatenate([p[8] for p in parts], axis=0)
-    out[9] = np.concatenate([p[9] for p in parts], axis=0)
+    for q in _PROFILE_PER_PROJECTION:
+        out[q] = np.concatenate([p[q] for p in parts], axis=0)
+    if mode == 3:  # per-projection position gradients and Gauss–Newton blocks
+        for q in (8, 18):
+            out[q] = np.concatenate([p[q] for p in parts], axis=0)
     return tuple(out)

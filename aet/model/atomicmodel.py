@@ -424,8 +424,8 @@ class AtomicModel:
         return self._replace(ds, "classify", params, result=result)
 
     def refine(self, tilt_series, **kw) -> AtomicModel:
-        """Refine positions, heights and B-factors against the projections
-        (:func:`aet.atoms.refine`)."""
+        """Refine positions, per-species radial profiles and the detector response against
+        the projections (:func:`aet.atoms.refine`)."""
         from .. import atoms
 
         ts_da = as_xarray(tilt_series)
@@ -492,9 +492,10 @@ class AtomicModel:
                                parent_attrs=self._ds.attrs)
 
     # -- atoms: uncertainty, surface, clean-up (aet.atoms) ------------------------------------
-    def uncertainty(self, tilt_series, *, method: str = "curvature", **kw) -> AtomicModel:
-        """Per-atom position uncertainty (Å) against the projections: Cramér–Rao from the fit
-        curvature or a bootstrap over projections (:func:`aet.atoms.uncertainty`)."""
+    def uncertainty(self, tilt_series, *, method: str = "jackknife", **kw) -> AtomicModel:
+        """Per-atom position uncertainty (Å) against the projections: by default the
+        jackknife over projections of the refinement's atom model, the method
+        :meth:`refine` uses (:func:`aet.atoms.uncertainty`)."""
         from .. import atoms
 
         ts_da = as_xarray(tilt_series)

@@ -6,8 +6,6 @@ explicit loops over candidates, dense projection images.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from aet.testing.phantoms import rotation_matrix_zyz
@@ -192,40 +190,49 @@ def greedy_accept_reference(order, positions, min_distance):
 
 
 # ----------------------------------------------------------------------------- refinement
-def atom_projections_reference(pos_xyz, species_index, H, B, kernel_w, kernel_s, euler_deg,
-                               shape_yx, pixel_A, x0_A=None, y0_A=None, shifts_xy=None):
-    """Dense model projections ``(n_proj, ny, nx)`` of Gaussian atoms (no cut-off).
-
-    ``shifts_xy`` (n_proj, 2) Å: projection k's atoms are displaced by it in the image.
-
-    Atom of species s: 3D Gaussian of peak height ``H[s]`` and variance
-    ``v = B[s] / (8 π²)``; projected along z (after R = Rz(φ)Ry(θ)Rz(ψ)) and convolved with
-    the kernel Σ_g w_g N(0, s_g²): Σ_g w_g H √(2π) v^{3/2} / (v + s_g²)
-    · exp(-ρ² / 2(v + s_g²)), sampled at pixel centres (coordinate 0 at index n // 2).
-    """
+def _pixel_axes(shape_yx, pixel_A):
     ny, nx = shape_yx
-    xs = (np.arange(nx) - nx // 2) * pixel_A if x0_A is None else x0_A + np.arange(nx) * pixel_A
-    ys = (np.arange(ny) - ny // 2) * pixel_A if y0_A is None else y0_A + np.arange(ny) * pixel_A
-    out = np.zeros((len(euler_deg), ny, nx))
+    return (np.arange(nx) - nx // 2) * pixel_A, (np.arange(ny) - ny // 2) * pixel_A
+
+
+def profile_projections_reference(pos_xyz, species_index, C, sigmas_A, gamma, eps, ref,
+                                  offset, euler_deg, shape_yx, pixel_A, shifts_xy=None,
+                                  linear=False):
+    """Dense model projections ``(n_proj, ny, nx)`` (no cut-off) of atoms with radial
+    profiles Σ_g C[s, g] exp(−ρ²/2σ_g²) (species −1: absent), through the response
+    ``ref ((L / ref + eps)^gamma − eps^gamma) + offset[k]`` (``linear``: L only).
+
+    Projection k: positions rotated by R = Rz(φ)Ry(θ)Rz(ψ), (x, y) rows, displaced by
+    ``shifts_xy[k]``; pixel centres at (i − n // 2) · pixel_A.
+    """
+    xs, ys = _pixel_axes(shape_yx, pixel_A)
+    out = np.zeros((len(euler_deg), len(ys), len(xs)))
     for k, e in enumerate(np.asarray(euler_deg, float)):
         R = rotation_matrix_zyz(*np.radians(e))
         uv = np.asarray(pos_xyz, float) @ R.T
         if shifts_xy is not None:
             uv[:, :2] += np.asarray(shifts_xy, float)[k]
+        lin = np.zeros((len(ys), len(xs)))
         for j in range(len(pos_xyz)):
             s = species_index[j]
-            v = B[s] / (8 * math.pi**2)
+            if s < 0:
+                continue
             r2 = (xs[None, :] - uv[j, 0]) ** 2 + (ys[:, None] - uv[j, 1]) ** 2
-            for w, sg in zip(kernel_w, kernel_s):
-                S = v + sg**2
-                out[k] += w * H[s] * math.sqrt(2 * math.pi) * v**1.5 / S * np.exp(-r2 / (2 * S))
+            for c, sg in zip(C[s], sigmas_A):
+                lin += c * np.exp(-r2 / (2 * sg**2))
+        if linear:
+            out[k] = lin
+        else:
+            out[k] = ref * ((np.maximum(lin, 0) / ref + eps) ** gamma - eps**gamma) + offset[k]
     return out
 
 
-def projection_loss_reference(pos_xyz, species_index, H, B, kernel_w, kernel_s, euler_deg,
-                              measured, pixel_A, shifts_xy=None):
-    """0.5 Σ (model − measured)² and Σ |model − measured| of the dense model."""
-    m = atom_projections_reference(pos_xyz, species_index, H, B, kernel_w, kernel_s,
-                                   euler_deg, measured.shape[1:], pixel_A, shifts_xy=shifts_xy)
+def profile_loss_reference(pos_xyz, species_index, C, sigmas_A, gamma, eps, ref, offset,
+                           euler_deg, measured, pixel_A, w, hw, shifts_xy=None):
+    """(½ Σ w r², Σ w |r|, ½ Σ hw r²) of the dense model, r = model − measured."""
+    m = profile_projections_reference(pos_xyz, species_index, C, sigmas_A, gamma, eps, ref,
+                                      offset, euler_deg, measured.shape[1:], pixel_A,
+                                      shifts_xy=shifts_xy)
     r = m - measured
-    return 0.5 * float((r**2).sum()), float(np.abs(r).sum())
+    return (0.5 * float((w * r**2).sum()), float((w * np.abs(r)).sum()),
+            0.5 * float((hw * r**2).sum()))

@@ -1,0 +1,547 @@
+"""The public refinement: :func:`refine` and :func:`uncertainty` (xarray in, xarray out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from ase.data import atomic_numbers
+
+from ...core.schema import build_model_dataset
+from .._common import check_model, check_positive, model_positions
+from .alignment import (
+    ANGLE_NAMES,
+    apply_stored_alignment,
+    check_refine_alignment,
+    projection_geometry,
+)
+from .problem import (
+    DEFAULT_SIGMAS_A,
+    GAMMA_BOUNDS,
+    ProjectionProblem,
+    fwhm_of_profile,
+    model_images,
+)
+from .uncertainty import position_covariance, sigmas_of
+
+_ADD_REMOVE_PASSES = 3
+_COV_METHODS = ("jackknife", "sandwich", "pixels", "curvature")
+_ATTR_PREFIXES = ("refine_shift_", "refine_dp", "refine_dt", "refine_offset", "refine_height",
+                  "refine_b_factor", "refine_profile", "refine_response", "kernel_fwhm_A")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _species_setup(ds: xr.Dataset):
+    sp = np.asarray(ds["species"].values).astype(str)
+    unknown = sorted({s for s in sp.tolist() if atomic_numbers.get(s, 0) == 0})
+    if unknown:
+        raise ValueError(f"model has unknown species {unknown}; classify the atoms into "
+                         f"element symbols first (AtomicModel.classify)")
+    names = sorted(set(sp.tolist()), key=lambda s: atomic_numbers[s])
+    index = np.array([names.index(s) for s in sp], dtype=np.int64)
+    return names, index
+
+
+def _measured(ts_da: xr.DataArray) -> np.ndarray:
+    arr = np.asarray(ts_da.values, dtype=np.float64)  # projections are small: load them
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("tilt_series contains non-finite values (NaN or inf); clean them first")
+    return arr
+
+
+def _check_sigmas(profile_sigmas_A) -> np.ndarray:
+    try:
+        s = np.asarray(profile_sigmas_A, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError("profile_sigmas_A must be a sequence of Gaussian widths in Å, e.g. "
+                        "(0.25, 0.375, 0.56, 0.84, 1.27)") from None
+    if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"profile_sigmas_A must hold widths > 0 Å, got {profile_sigmas_A!r}")
+    return s
+
+
+def _check_response(response):
+    """→ (fit γ?, fixed or starting γ)."""
+    if isinstance(response, str):
+        if response == "power":
+            return True, 1.0
+        if response == "linear":
+            return False, 1.0
+    elif isinstance(response, (int, float, np.number)) and not isinstance(response, bool):
+        g = float(response)
+        if GAMMA_BOUNDS[0] <= g <= GAMMA_BOUNDS[1]:
+            return False, g
+        raise ValueError(f"response exponent must lie in {GAMMA_BOUNDS}, got {response!r}")
+    raise ValueError(f"response must be 'power' (exponent fitted), 'linear' or a fixed "
+                     f"exponent (float), got {response!r}")
+
+
+def _stored_profile(prob: ProjectionProblem, attrs, names) -> bool:
+    """Use the profile, response and offsets an earlier refinement stored, when they fit."""
+    keys = ("refine_species", "refine_profile_sigma_A", "refine_profile_amplitude",
+            "refine_response_gamma", "refine_response_ref")
+    if not all(k in attrs for k in keys):
+        return False
+    sig = np.asarray(attrs["refine_profile_sigma_A"], dtype=np.float64).reshape(-1)
+    if sig.shape != prob.sigmas.shape or not np.allclose(sig, prob.sigmas):
+        return False
+    sp = list(attrs["refine_species"])
+    if not all(s in sp for s in names):
+        return False
+    amp = np.asarray(attrs["refine_profile_amplitude"], dtype=np.float64).reshape(len(sp), -1)
+    prob.C = np.array([amp[sp.index(s)] for s in names])
+    prob.gamma = float(attrs["refine_response_gamma"])
+    prob.ref = float(attrs["refine_response_ref"])
+    off = attrs.get("refine_offset")
+    if off is not None and np.size(off) == prob.meas.shape[0]:
+        prob.offset = np.asarray(off, dtype=np.float64).reshape(-1).copy()
+    return True
+
+
+def _held_out_gate(prob: ProjectionProblem, pos, before, z: float):
+    """Revert the atoms whose move the held-out pixels reject: the held-out loss is lower,
+    by more than ``z`` standard deviations of its noise, with the atom back where it was."""
+    if prob.holdout <= 0:
+        return pos, 0
+    moved = np.any(pos != before, axis=1)
+    if not np.any(moved):
+        return pos, 0
+    _, d_hold, sd = prob.replacement_test(pos, before, prob.sp)
+    revert = moved & (d_hold < -z * sd)
+    out = pos.copy()
+    out[revert] = before[revert]
+    return out, int(revert.sum())
+
+
+def _residual_candidates(prob: ProjectionProblem, pos, *, spacing_A, min_distance_A,
+                         threshold):
+    """Candidate new atoms: maxima of the point-wise back-projection (mean over projections,
+    bilinear) of the residual ``measured − model`` on a grid around the model."""
+    from scipy.ndimage import maximum_filter
+    from scipy.spatial import cKDTree
+
+    g = prob.geo
+    n_proj, ny, nx = prob.meas.shape
+    resid = (prob.meas - model_images(prob, pos)) * prob.w
+    lo = pos.min(0) - 2.0
+    hi = pos.max(0) + 2.0
+    axes = [np.arange(lo[a], hi[a] + spacing_A, spacing_A) for a in range(3)]
+    gx, gy, gz = np.meshgrid(*axes, indexing="ij")
+    pts = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], axis=1)
+    acc = np.zeros(len(pts))
+    for k in range(n_proj):
+        fx = (pts @ prob.R2[k, 0] + prob.shifts[k, 0] - g["x0"]) / g["pixel_A"]
+        fy = (pts @ prob.R2[k, 1] + prob.shifts[k, 1] - g["y0"]) / g["pixel_A"]
+        i0 = np.clip(np.floor(fx).astype(np.int64), 0, nx - 2)
+        j0 = np.clip(np.floor(fy).astype(np.int64), 0, ny - 2)
+        tx = np.clip(fx - i0, 0, 1)
+        ty = np.clip(fy - j0, 0, 1)
+        r = resid[k]
+        acc += ((1 - ty) * ((1 - tx) * r[j0, i0] + tx * r[j0, i0 + 1])
+                + ty * ((1 - tx) * r[j0 + 1, i0] + tx * r[j0 + 1, i0 + 1]))
+    acc /= n_proj * (1.0 - prob.holdout)
+    vol = acc.reshape(gx.shape)
+    is_max = (vol == maximum_filter(vol, size=3)) & (vol > threshold)
+    cand = np.stack([gx[is_max], gy[is_max], gz[is_max]], axis=1)
+    cand = cand[np.argsort(-vol[is_max])]
+    if len(cand) and len(pos):
+        d, _ = cKDTree(pos).query(cand)
+        cand = cand[d > min_distance_A]
+    return cand
+
+
+def _greedy_apart(points, order, min_distance_A):
+    """Indices from ``order`` (best first) whose points are ≥ ``min_distance_A`` apart."""
+    from scipy.spatial import cKDTree
+
+    keep = []
+    if len(order) == 0:
+        return keep
+    tree = cKDTree(points)
+    taken = np.zeros(len(points), bool)
+    for i in order:
+        if taken[i]:
+            continue
+        keep.append(int(i))
+        for j in tree.query_ball_point(points[i], min_distance_A):
+            taken[j] = True
+    return keep
+
+
+def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, z):
+    """Remove atoms whose removal lowers the training loss (and, with held-out pixels, does
+    not raise the held-out loss by more than ``z`` noise standard deviations), then add atoms
+    at maxima of the back-projected residual where one atom of some species does the same
+    (exact per-atom loss changes)."""
+    use_hold = prob.holdout > 0
+    sp = prob.sp
+    # -- removal: exact change of the loss when each atom alone is taken out
+    d_l, d_h, sd = prob.replacement_test(pos, pos, np.full(len(pos), -1, np.int64))
+    bad = (d_l < 0) & ((d_h < z * sd) if use_hold else True)
+    order = np.flatnonzero(bad)[np.argsort(d_l[bad])]
+    drop = _greedy_apart(pos, order, 2.0 * min_distance_A)
+    keep = np.ones(len(pos), bool)
+    keep[drop] = False
+    pos, sp = pos[keep], sp[keep]
+    prob.sp = sp
+    n_removed = len(drop)
+    # -- addition: ghosts at the residual maxima, each species tried
+    lightest = min(prob.peak_height(s) for s in range(prob.ns))
+    cand = _residual_candidates(prob, pos, spacing_A=0.4, min_distance_A=min_distance_A,
+                                threshold=add_threshold * lightest)
+    cand = cand[:max(1, len(pos) // 10)]  # at most 10 % new atoms per pass, strongest first
+    n_added = 0
+    if len(cand):
+        ghosts = np.vstack([pos, cand])
+        gsp = np.concatenate([sp, np.full(len(cand), -1, np.int64)])
+        best_dl = np.full(len(cand), np.inf)
+        best_dh = np.zeros(len(cand))
+        best_sd = np.zeros(len(cand))
+        best_s = np.zeros(len(cand), np.int64)
+        for s in range(prob.ns):
+            alt_sp = np.concatenate([np.full(len(pos), -1, np.int64),
+                                     np.full(len(cand), s, np.int64)])
+            dl, dh, sd = prob.replacement_test(ghosts, ghosts, alt_sp, sp=gsp)
+            dl, dh, sd = dl[len(pos):], dh[len(pos):], sd[len(pos):]
+            better = dl < best_dl
+            best_dl[better], best_dh[better], best_s[better] = dl[better], dh[better], s
+            best_sd[better] = sd[better]
+        # the rule of removal: the training pixels want the atom and the held-out pixels do
+        # not reject it by more than z noise standard deviations
+        good = (best_dl < 0) & ((best_dh < z * best_sd) if use_hold else True)
+        order = np.flatnonzero(good)[np.argsort(best_dl[good])]
+        add = _greedy_apart(cand, order, min_distance_A)
+        if add:
+            pos = np.vstack([pos, cand[add]])
+            sp = np.concatenate([sp, best_s[add]])
+            prob.sp = sp
+            n_added = len(add)
+    return pos, n_added, n_removed
+
+
+def _profile_facts(prob: ProjectionProblem, names) -> dict:
+    return {
+        "fwhm_A": {n: fwhm_of_profile(prob.C[s], prob.sigmas, prob.gamma, prob.ref)
+                   for s, n in enumerate(names)},
+        "peak_height": {n: prob.peak_height(s) for s, n in enumerate(names)},
+        "response_gamma": float(prob.gamma),
+        "rms_offset": float(np.sqrt(np.mean(prob.offset**2))),
+    }
+
+
+def _build_problem(ds, tilt_series, *, sigmas, cutoff, holdout, seed):
+    geo = projection_geometry(tilt_series)
+    meas = _measured(tilt_series if isinstance(tilt_series, xr.DataArray) else tilt_series.data)
+    pos = model_positions(ds)
+    if len(pos) == 0:
+        raise ValueError("model has no atoms; trace atoms before refining")
+    names, index = _species_setup(ds)
+    prob = ProjectionProblem(meas, geo, index, len(names), sigmas, cutoff=cutoff,
+                             holdout=holdout, seed=seed)
+    return prob, pos, names
+
+
+# ----------------------------------------------------------------------------- public
+def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
+           profile_sigmas_A=DEFAULT_SIGMAS_A, response="power", fit_offset: bool = True,
+           n_cycles: int = 2, max_iter: int = 60, fit_profile: bool = True,
+           fit_positions: bool = True, max_move_A: float | None = 1.5, cutoff: float = 3.5,
+           holdout: float = 0.1, holdout_z: float = 2.0, seed: int = 0,
+           add_remove: bool = False, add_threshold: float = 0.5,
+           min_distance_A: float = 2.0, uncertainty="jackknife", refine_alignment=None,
+           use_stored_alignment: bool = True, alignment_damping: float = 1e-2):
+    """Refine the positions of an atomic model, a per-species radial profile and the
+    detector response against the aligned projections, optionally with the per-projection
+    alignment; keep only what held-out pixels confirm.
+
+    The atom model (:mod:`aet.atoms.refinement.problem`): each species' projected profile
+    is a non-negative sum of Gaussians of widths ``profile_sigmas_A`` learned from the data,
+    the detector answers the summed image with a power law ``L^γ`` (γ fitted) plus a
+    per-projection offset. Each cycle fits (alignment,) positions, then the profile.
+
+    Held-out pixels: a seeded random fraction ``holdout`` of the pixels is left out of the
+    fit. After each position stage, an atom whose move the held-out pixels reject (lower
+    held-out loss back at its previous position, by more than ``holdout_z`` noise standard
+    deviations) goes back; at the end, if the held-out loss is not lower than at the start,
+    the whole model (positions, alignment) stays as it came in.
+
+    Parameters
+    ----------
+    model : xarray.Dataset
+        Atomic-model dataset with classified species (positions (x, y, z) Å).
+    tilt_series : xarray.DataArray
+        Aligned projections, dims ``(angle, y, x)``, coords ``angle`` (θ, deg) and optional
+        ``phi``/``psi`` (deg) on ``angle``, ``y``/``x`` in Å centred at ``n // 2``. A
+        constant offset per projection is fitted (``fit_offset``); a sloped background
+        should be removed first.
+    profile_sigmas_A : sequence of float
+        Widths (Å) of the Gaussians each species' radial profile is a sum of.
+    response : "power", "linear" or float
+        Detector response: ``"power"`` fits the exponent γ (in [0.5, 3]), ``"linear"``
+        fixes γ = 1, a number fixes γ to it.
+    fit_offset : bool
+        Fit a constant offset per projection.
+    n_cycles : int
+        Cycles of ((alignment,) positions, then profile/response/offsets).
+    max_iter : int
+        L-BFGS iterations per stage.
+    fit_profile, fit_positions : bool
+        Which stages run (``fit_profile=False`` keeps a stored or the initial linear fit).
+    max_move_A : float or None
+        Box bound on each coordinate's move from the input position (Å); None: unbounded.
+    cutoff : float
+        Footprint half-width of each Gaussian in its widths.
+    holdout : float
+        Fraction of pixels held out of the fit to judge it (0: no held-out checks).
+    holdout_z : float
+        How many noise standard deviations of held-out evidence revert one atom's move.
+    seed : int
+        Seed of the held-out pixel choice.
+    add_remove : bool
+        After refinement, remove atoms whose removal lowers the error and add atoms (the
+        species that fits best) at maxima of the back-projected residual where that lowers
+        it, both judged by the exact per-atom change of the loss (and of the held-out loss),
+        then refine again; up to three such passes, until one changes nothing. Off by
+        default.
+    add_threshold : float
+        Residual back-projection maximum needed for a candidate, as a fraction of one
+        lightest atom's peak.
+    min_distance_A : float
+        Candidates closer than this to an existing atom are not added.
+    uncertainty : "sandwich", "curvature", True or False
+        Store the per-atom ``uncertainty`` (Å, 3D: sqrt of the covariance trace) and
+        ``uncertainty_x/_y/_z`` (Å, 1σ per axis): ``"sandwich"`` (= True) the robust
+        covariance from the spread of per-projection gradients, ``"curvature"`` the
+        Cramér–Rao bound (see :mod:`aet.atoms.refinement.uncertainty`).
+    refine_alignment : sequence of str or None
+        Also fit the alignment of each projection: ``"shifts"`` (detector shift sx, sy in Å:
+        the measured image is the model's projection displaced by it), ``"angles"`` (all of
+        δφ, δθ, δψ in degrees) or any of ``"phi"``, ``"theta"``, ``"psi"``; e.g.
+        ``("shifts", "theta")``. Each cycle fits them alone, then jointly with the
+        positions. Gauge: the shifts a 3D translation of the model explains and the mean δθ
+        and δψ (rigid rotations) are held out, so the model stays in the data's frame.
+    use_stored_alignment : bool
+        Start from the per-projection alignment an earlier ``refine(refine_alignment=...)``
+        stored in the model's attrs (when it has one value per projection), and keep it
+        when ``refine_alignment`` is None. False: start from the tilt series as given.
+    alignment_damping : float
+        Relative Tikhonov damping of the angle corrections: each δ pays ½ μ δ² with μ this
+        fraction of the data's curvature along it.
+
+    Returns
+    -------
+    (xarray.Dataset, dict)
+        Refined model (attrs ``refine_species``, ``refine_profile_sigma_A``,
+        ``refine_profile_amplitude`` (species × Gaussians), ``refine_response_gamma``,
+        ``refine_response_ref``, ``refine_offset`` (per projection), ``refine_holdout``,
+        ``refine_seed``, ``refine_r_factor`` and, with an alignment,
+        ``refine_shift_x_A``/``refine_shift_y_A`` (Å) and
+        ``refine_dphi_deg``/``refine_dtheta_deg``/``refine_dpsi_deg`` per projection) and a
+        result: R-factor before/after and per iteration (``stages`` names each entry:
+        ``profile``, ``alignment``, ``positions``), held-out loss before/after, atoms
+        reverted by the held-out check, ``reverted`` (the whole refinement undone), the
+        profile (FWHM and peak height per species, γ), added/removed atoms, the alignment.
+    """
+    ds = check_model(model)
+    n_cycles = check_positive("n_cycles", n_cycles, integer=True)
+    check_positive("alignment_damping", alignment_damping, allow_zero=True)
+    max_iter = check_positive("max_iter", max_iter, integer=True)
+    check_positive("cutoff", cutoff)
+    check_positive("holdout_z", holdout_z, allow_zero=True)
+    holdout = check_positive("holdout", holdout, allow_zero=True)
+    if holdout >= 0.5:
+        raise ValueError(f"holdout must be a fraction of pixels in [0, 0.5), got {holdout!r}")
+    if max_move_A is not None:
+        check_positive("max_move_A", max_move_A)
+    if uncertainty not in (True, False, None, *_COV_METHODS):
+        raise ValueError(f"uncertainty must be one of {list(_COV_METHODS)}, True or False, "
+                         f"got {uncertainty!r}")
+    sigmas = _check_sigmas(profile_sigmas_A)
+    fit_gamma, gamma0 = _check_response(response)
+    fit_shifts, angle_idx = check_refine_alignment(refine_alignment)
+    fit_align = fit_shifts or bool(angle_idx)
+    prob, pos, names = _build_problem(ds, tilt_series, sigmas=sigmas, cutoff=cutoff,
+                                      holdout=holdout, seed=seed)
+    used_stored = bool(use_stored_alignment) and apply_stored_alignment(prob, ds.attrs)
+    history: list = []
+    stored = _stored_profile(prob, ds.attrs, names)
+    if not stored:
+        prob.initial_profile(pos, fit_offset=fit_offset, history=history)
+    if not fit_gamma:
+        prob.gamma = gamma0
+    if fit_profile:
+        prob.fit_profile(pos, fit_gamma=fit_gamma, fit_offset=fit_offset, history=history)
+    r_start = prob.r_factor(pos)
+    _, hold_start = prob.losses(pos)
+    history.append(("start", r_start))
+    start = (pos.copy(), prob.state())
+    n_reverted = []
+    held_out = [("start", float(hold_start))]
+
+    def run_cycles(pos, n_cyc):
+        for _ in range(n_cyc):
+            if fit_align:
+                pos = prob.fit_geometry(pos, max_iter=max_iter, history=history,
+                                        fit_pos=False, fit_shifts=fit_shifts,
+                                        angle_idx=angle_idx, stage="alignment",
+                                        alignment_damping=alignment_damping)
+                held_out.append(("alignment", prob.losses(pos)[1]))
+            if fit_positions:
+                before = pos.copy()
+                pos = prob.fit_geometry(pos, max_iter=max_iter, history=history,
+                                        max_move_A=max_move_A, fit_shifts=fit_shifts,
+                                        angle_idx=angle_idx, stage="positions",
+                                        alignment_damping=alignment_damping,
+                                        anchor=None)
+                held_out.append(("positions", prob.losses(pos)[1]))
+                pos, nrev = _held_out_gate(prob, pos, before, holdout_z)
+                n_reverted.append(nrev)
+                held_out.append(("gate", prob.losses(pos)[1]))
+            if fit_profile:
+                prob.fit_profile(pos, fit_gamma=fit_gamma, fit_offset=fit_offset,
+                                 history=history)
+                held_out.append(("profile", prob.losses(pos)[1]))
+        return pos
+
+    pos = run_cycles(pos, n_cycles)
+    n_added = n_removed = 0
+    # up to _ADD_REMOVE_PASSES passes (each adds at most 10 % new atoms), until one changes
+    # nothing: a chain that lost a fifth of the atoms needs more than one
+    for _ in range(_ADD_REMOVE_PASSES if add_remove else 0):
+        pos, n_add, n_rem = _add_remove(prob, pos, add_threshold=add_threshold,
+                                        min_distance_A=min_distance_A, z=holdout_z)
+        held_out.append(("add_remove", prob.losses(pos)[1]))
+        n_added += n_add
+        n_removed += n_rem
+        if not (n_add or n_rem):
+            break
+        pos = run_cycles(pos, 1)
+    _, hold_end = prob.losses(pos)
+    reverted = bool(holdout > 0 and not hold_end < hold_start)
+    if reverted:  # the held-out pixels say the refinement did not help: keep the input
+        pos = start[0].copy()
+        prob.restore(start[1])
+        n_added = n_removed = 0
+        hold_end = hold_start
+    r_end = prob.r_factor(pos)
+    history.append(("end", r_end))
+    index = prob.sp
+
+    arrays = {}
+    if n_added == 0 and n_removed == 0:
+        arrays = {k: ds[k].values for k in ds.data_vars
+                  if k not in ("position", "species") and ds[k].dims == ("atom",)}
+        arrays["displacement_A"] = np.linalg.norm(pos - start[0], axis=1)
+    result = {"r_factor_start": r_start, "r_factor": r_end,
+              "r_factor_history": [float(r) for _, r in history],
+              "stages": [s for s, _ in history], "species": names,
+              "held_out_loss_start": float(hold_start), "held_out_loss": float(hold_end),
+              "n_reverted_by_held_out": n_reverted, "reverted": reverted,
+              "held_out_history": [(k, float(v)) for k, v in held_out],
+              "profile": _profile_facts(prob, names),
+              "n_added": n_added, "n_removed": n_removed}
+    align_attrs = {}
+    if fit_align or used_stored:
+        align_attrs = {"refine_shift_x_A": prob.shifts[:, 0].tolist(),
+                       "refine_shift_y_A": prob.shifts[:, 1].tolist(),
+                       **{f"refine_d{a}_deg": prob.d_euler[:, i].tolist()
+                          for i, a in enumerate(ANGLE_NAMES)}}
+        result.update({k[len("refine_"):]: v for k, v in align_attrs.items()})
+        result["started_from_stored_alignment"] = used_stored
+        result["refine_alignment"] = (["shifts"] if fit_shifts else []) + \
+            [ANGLE_NAMES[i] for i in angle_idx]
+        result["rms_shift_A"] = float(np.sqrt(np.mean(np.sum(prob.shifts**2, axis=1))))
+        result["rms_dangle_deg"] = [float(np.sqrt(np.mean(prob.d_euler[:, i] ** 2)))
+                                    for i in range(3)]
+    if uncertainty:
+        method = _COV_METHODS[0] if uncertainty is True else uncertainty
+        cov, facts = position_covariance(prob, pos, method=method)
+        sig = sigmas_of(cov)
+        arrays["uncertainty"] = np.sqrt((sig**2).sum(axis=1))
+        for a, name in enumerate("xyz"):
+            arrays[f"uncertainty_{name}"] = sig[:, a]
+        result["uncertainty_method"] = method
+        result.update(facts)
+    attrs = {k: v for k, v in ds.attrs.items() if not k.startswith(_ATTR_PREFIXES)}
+    attrs.update({"refine_species": list(names),
+                  "refine_profile_sigma_A": prob.sigmas.tolist(),
+                  "refine_profile_amplitude": prob.C.tolist(),
+                  "refine_response_gamma": float(prob.gamma),
+                  "refine_response_ref": float(prob.ref),
+                  "refine_offset": prob.offset.tolist(),
+                  "refine_holdout": float(holdout), "refine_seed": int(seed),
+                  "refine_cutoff": float(cutoff),
+                  "refine_r_factor": float(r_end)})
+    attrs.update(align_attrs)
+    out = build_model_dataset(pos, np.array(names)[index], arrays=arrays, attrs=attrs)
+    return out, result
+
+
+def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "jackknife",
+                n_bootstrap: int = 20, seed=None, cutoff: float | None = None,
+                max_iter: int = 40):
+    """Per-atom 1σ position uncertainty (Å) of a refined model.
+
+    Parameters
+    ----------
+    model : xarray.Dataset
+        Refined model (uses the profile, response, offsets, held-out pixels and alignment
+        :func:`refine` stored in its attrs; fits a profile when absent).
+    tilt_series : xarray.DataArray
+        The aligned projections ``(angle, y, x)`` the model was refined against.
+    method : {"jackknife", "sandwich", "pixels", "curvature", "bootstrap"}
+        ``"jackknife"`` (default): the spread of each atom's move when one projection is
+        left out (one Gauss–Newton step per projection). ``"pixels"``: sandwich over pixels.
+        ``"sandwich"``: robust covariance from the per-atom Gauss–Newton block and the
+        spread of the per-projection gradients (see
+        :mod:`aet.atoms.refinement.uncertainty`). ``"curvature"``: Cramér–Rao bound from
+        the block scaled by the residual variance. ``"bootstrap"``: positions re-fitted on
+        ``n_bootstrap`` tilt series resampled over projections (with replacement); the
+        spread is the uncertainty.
+    n_bootstrap : int
+        Resamplings of the bootstrap.
+    seed : int or numpy.random.Generator, optional
+        Randomness of the bootstrap.
+    cutoff : float, optional
+        Footprint half-width in Gaussian widths (default: the refinement's).
+    max_iter : int
+        L-BFGS iterations per bootstrap re-fit.
+
+    Returns
+    -------
+    (xarray.Dataset, dict)
+        The model with ``uncertainty`` (Å, sqrt of the covariance trace, i.e. the expected
+        3D error) and ``uncertainty_x/_y/_z`` (Å, per axis); the method and the median.
+    """
+    ds = check_model(model)
+    if method not in (*_COV_METHODS, "bootstrap"):
+        raise ValueError(f"method must be one of {[*_COV_METHODS, 'bootstrap']}, got "
+                         f"{method!r}")
+    a = ds.attrs
+    sigmas = _check_sigmas(a.get("refine_profile_sigma_A", DEFAULT_SIGMAS_A))
+    cut = float(a.get("refine_cutoff", 3.5)) if cutoff is None else float(cutoff)
+    prob, pos, names = _build_problem(ds, tilt_series, sigmas=sigmas, cutoff=cut,
+                                      holdout=float(a.get("refine_holdout", 0.0)),
+                                      seed=int(a.get("refine_seed", 0)))
+    apply_stored_alignment(prob, a)
+    if not _stored_profile(prob, a, names):
+        prob.initial_profile(pos)
+        prob.fit_profile(pos)
+    if method == "bootstrap":
+        n_bootstrap = check_positive("n_bootstrap", n_bootstrap, integer=True)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        n_proj = prob.meas.shape[0]
+        samples = []
+        for _ in range(n_bootstrap):
+            pick = np.sort(rng.integers(0, n_proj, n_proj))
+            sub = prob.subset(pick)
+            samples.append(sub.fit_geometry(pos, max_iter=max_iter, history=None))
+        sig = np.array(samples).std(axis=0, ddof=1)
+    else:
+        cov, _ = position_covariance(prob, pos, method=method)
+        sig = sigmas_of(cov)
+    out = ds.copy()
+    out["uncertainty"] = ("atom", np.sqrt((sig**2).sum(axis=1)), {"units": "Å"})
+    for i, name in enumerate("xyz"):
+        out[f"uncertainty_{name}"] = ("atom", sig[:, i], {"units": "Å"})
+    return out, {"method": method,
+                 "median_uncertainty_A": float(np.nanmedian(np.sqrt((sig**2).sum(1))))}
