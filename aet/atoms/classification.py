@@ -325,6 +325,34 @@ def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
     return cuts
 
 
+def _valley_prominence(x: np.ndarray, cuts: Sequence[float]) -> np.ndarray:
+    """How clear a valley of the log-intensity density each cut sits in: the lower of the
+    highest densities on either side over the density at the cut (Gaussian kernel density,
+    half Silverman's bandwidth). A cut inside one population scores about 1; the gap between
+    the noise peaks and the lightest species scores ≫ 1 (abTEM 3 nm FePt with projection
+    matching: a two-class split fell inside 3,568 noise peaks, the valley below Fe is
+    clear)."""
+    from scipy.stats import gaussian_kde
+
+    top = float(np.max(x))
+    out = np.ones(len(cuts))
+    if not top > 0 or len(x) < 5:
+        return out
+    lx = np.log(np.maximum(x, 1e-3 * top))
+    if np.ptp(lx) == 0:
+        return out
+    q25, q75 = np.percentile(lx, [25, 75])
+    h = 0.5 * 0.9 * min(np.std(lx), (q75 - q25) / 1.34 or np.std(lx)) * len(lx) ** -0.2
+    g = np.linspace(lx.min(), lx.max(), 512)
+    dens = gaussian_kde(lx, bw_method=max(h, 1e-6) / max(np.std(lx), 1e-12))(g)
+    for i, c in enumerate(cuts):
+        if not c > 0:
+            continue
+        m = int(np.clip(np.searchsorted(g, np.log(c)), 1, len(g) - 2))
+        out[i] = min(dens[:m].max(), dens[m:].max()) / max(dens[m], 1e-300)
+    return out
+
+
 def _bayes_cut(x: np.ndarray, cut: float, n_species: int) -> float:
     """Where a peak below the lightest species becomes more likely a non-atom than an atom of
     it: a two-class Gaussian mixture of ``log(x)`` over the peaks dimmer than the next
@@ -537,7 +565,12 @@ def classify(model: xr.Dataset, species: Sequence[str], *, volume: xr.DataArray 
         # lightest species alone lets the noise tail pull that class down)
         cuts = _non_atom_cuts(feat, n_sp)
         cut = cuts[0]
-        for c_ in cuts:
+        # the clearest valley first: several candidates can leave atoms that split as Z
+        # allows (a cut inside the noise keeps noise + Fe + Pt, which splits 'Fe'/'Pt' too)
+        # (one species: no Z test tells the candidates apart; the two-class split stands)
+        order = (np.argsort(-_valley_prominence(feat, cuts), kind="stable") if n_sp > 1
+                 else np.arange(len(cuts)))
+        for c_ in [cuts[i] for i in order]:
             a_ = feat >= c_
             if np.count_nonzero(a_) < n_sp + 1:
                 continue
