@@ -285,9 +285,10 @@ def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
     group and the atoms one more when the species are alike in Z (Pt/Au); species far apart in
     Z (Fe/Pt, 6–8× in intensity) are a group each, and a two-class split then puts the light
     species with the noise — the second candidate, from an ``n_species + 1`` class split, is
-    the valley below the lightest species there. :func:`classify` keeps the first candidate
-    whose atoms split into classes the species' atomic numbers allow. A valley does not depend
-    on how many of each there are."""
+    the valley below the lightest species there; then every clear minimum of the log density
+    (:func:`_log_density`), the clearest first. :func:`classify` tries them clearest valley
+    first (:func:`_valley_prominence`) and keeps the first whose atoms split into classes the
+    species' atomic numbers allow. A valley does not depend on how many of each there are."""
     from scipy.stats import gaussian_kde
 
     top = float(np.max(x))
@@ -312,17 +313,27 @@ def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
         cuts.append(float(np.exp(g[int(np.argmin(dens))])))
     # then every clear valley of the log density, the deepest first (a field of thousands of
     # noise peaks spans decades in log: the class splits above can fall inside it)
-    if np.ptp(lx) > 0 and len(lx) >= 20:
-        q25, q75 = np.percentile(lx, [25, 75])
-        h = 0.5 * 0.9 * min(np.std(lx), (q75 - q25) / 1.34 or np.std(lx)) * len(lx) ** -0.2
-        g = np.linspace(lx.min(), lx.max(), 512)
-        dens = gaussian_kde(lx, bw_method=max(h, 1e-6) / max(np.std(lx), 1e-12))(g)
+    if len(lx) >= 20 and (gd := _log_density(lx)) is not None:
+        g, dens = gd
         mins = np.flatnonzero((dens[1:-1] < dens[:-2]) & (dens[1:-1] <= dens[2:])) + 1
         prom = np.array([min(dens[:m].max(), dens[m + 1:].max()) / max(dens[m], 1e-300)
                          for m in mins])
         for m in mins[np.argsort(-prom)][prom[np.argsort(-prom)] >= 2.0]:
             cuts.append(float(np.exp(g[m])))
     return cuts
+
+
+def _log_density(lx: np.ndarray):
+    """``(grid, density)`` of log intensities ``lx`` (Gaussian kernel density with half
+    Silverman's bandwidth, 512 points over the range), or None when they are all equal."""
+    from scipy.stats import gaussian_kde
+
+    if np.ptp(lx) == 0:
+        return None
+    q25, q75 = np.percentile(lx, [25, 75])
+    h = 0.5 * 0.9 * min(np.std(lx), (q75 - q25) / 1.34 or np.std(lx)) * len(lx) ** -0.2
+    g = np.linspace(lx.min(), lx.max(), 512)
+    return g, gaussian_kde(lx, bw_method=max(h, 1e-6) / max(np.std(lx), 1e-12))(g)
 
 
 def _valley_prominence(x: np.ndarray, cuts: Sequence[float]) -> np.ndarray:
@@ -332,19 +343,14 @@ def _valley_prominence(x: np.ndarray, cuts: Sequence[float]) -> np.ndarray:
     the noise peaks and the lightest species scores ≫ 1 (abTEM 3 nm FePt with projection
     matching: a two-class split fell inside 3,568 noise peaks, the valley below Fe is
     clear)."""
-    from scipy.stats import gaussian_kde
-
     top = float(np.max(x))
     out = np.ones(len(cuts))
     if not top > 0 or len(x) < 5:
         return out
-    lx = np.log(np.maximum(x, 1e-3 * top))
-    if np.ptp(lx) == 0:
+    gd = _log_density(np.log(np.maximum(x, 1e-3 * top)))
+    if gd is None:
         return out
-    q25, q75 = np.percentile(lx, [25, 75])
-    h = 0.5 * 0.9 * min(np.std(lx), (q75 - q25) / 1.34 or np.std(lx)) * len(lx) ** -0.2
-    g = np.linspace(lx.min(), lx.max(), 512)
-    dens = gaussian_kde(lx, bw_method=max(h, 1e-6) / max(np.std(lx), 1e-12))(g)
+    g, dens = gd
     for i, c in enumerate(cuts):
         if not c > 0:
             continue
