@@ -345,21 +345,12 @@ def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 10, seed:
 
 def _measure_end_to_end(truth, seed: int):
     """Image a truth model with the abTEM engine (1e5 e/Å² in all, the realistic acquisition)
-    and make its model with ``aet.run`` when that exists, else with the chain of ``aet demo``
-    (register, background, align, denoise, RESIRE, trace, classify, clean up, refine)."""
-    from aet.pipeline import SPECIES, _cleanup
+    and make its model with ``aet.run`` (defaults)."""
+    from aet.pipeline import SPECIES
 
     bench = aet.simulate.benchmark_from_model(truth, engine="abtem", seed=seed,
                                               total_dose_e_per_A2=1e5)
-    ts = bench.tilt_series
-    if hasattr(aet, "run"):
-        out = aet.run(ts, species=list(SPECIES))
-        model = getattr(out, "model", out)
-    else:
-        aligned = ts.register_frames().remove_background().align()
-        vol = aligned.denoise().reconstruct(method="resire", n_iter=100)
-        cl = _cleanup(vol.trace_atoms(min_distance_A=2.0).classify(SPECIES, volume=vol))
-        model = cl.refine(aligned, refine_alignment=("shifts", "angles"), add_remove=True)
+    model = aet.run(bench.tilt_series, species=list(SPECIES)).model
     # model frame ≈ truth frame up to a small rotation about the beam (tilt-axis frame)
     sc = bench.score(model, allow_rotation=True)
     # each measured atom gets the atom_id of its matched true atom (-1: none), for scoring only
