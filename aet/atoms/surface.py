@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 from scipy.spatial import Delaunay, cKDTree
 
-from ..core.geometry import nearest_neighbour_distance
+from ..core.geometry import bond_length_A, nearest_neighbour_distance
 from ..core.schema import build_model_dataset
 from ._common import check_model, check_positive, model_positions
 
@@ -112,34 +112,10 @@ def flag_surface(model: xr.Dataset, *, method: str = "coordination",
                  "n_surface": int(surf.sum())}
 
 
-#: ``cleanup(radius_A="auto")``: this many times the bond length (:func:`bond_length_A`),
-#: between the first (1×) and second (√2×) shells of a close-packed crystal
+#: ``cleanup(radius_A="auto")``: this many times the bond length
+#: (:func:`aet.core.geometry.bond_length_A`), between the first (1×) and second (√2×) shells
+#: of a close-packed crystal
 AUTO_RADIUS_FACTOR = 1.15
-
-
-def bond_length_A(pos: np.ndarray) -> float:
-    """The model's bond length (Å): the first peak of its pair-distance histogram (0.05 Å
-    bins, smoothed over 3) below twice the median nearest-neighbour distance; the median
-    nearest-neighbour distance itself when there are too few pairs.
-
-    The median alone is pulled down by peaks between the atoms (noise of a low-dose
-    reconstruction): on an abTEM 3 nm FePt case with a third of the peaks noise it gave 2.2 Å
-    for 2.7 Å bonds, and a neighbour radius of 1.15× that dropped half the atoms."""
-    pos = np.asarray(pos, dtype=np.float64)
-    tree = cKDTree(pos)
-    d, _ = tree.query(pos, k=2)
-    med = float(np.median(d[:, 1]))
-    pairs = tree.query_pairs(2.0 * med, output_type="ndarray")
-    if len(pairs) < 20 or not med > 0:
-        return med
-    dist = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)
-    edges = np.arange(0.0, 2.0 * med + 0.05, 0.05)
-    h, _ = np.histogram(dist, edges)
-    h = np.convolve(h, np.ones(3) / 3, mode="same")
-    # pairs in a shell grow as r²: divide it out so the first shell, not the count of far
-    # pairs, sets the peak
-    c = 0.5 * (edges[1:] + edges[:-1])
-    return float(c[int(np.argmax(h / np.maximum(c, 1e-9) ** 2))])
 
 
 def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float | str = 3.5,
@@ -154,9 +130,9 @@ def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float | str
         (isolated noise peaks outside the object).
     radius_A : float or "auto"
         Neighbour radius (Å). ``"auto"``: :data:`AUTO_RADIUS_FACTOR` × the model's bond
-        length (:func:`bond_length_A`, the first peak of its pair distances); with
-        ``min_neighbours=3`` this drops noise and support-film peaks outside a close-packed
-        particle, while its surface atoms have ≥ 3 such neighbours.
+        length (:func:`aet.core.geometry.bond_length_A`, the first peak of its pair
+        distances); with ``min_neighbours=3`` this drops noise and support-film peaks outside
+        a close-packed particle, while its surface atoms have ≥ 3 such neighbours.
     min_distance_A : float, optional
         Of two atoms closer than this (Å) only the one with the higher ``intensity`` (or the
         first) is kept.

@@ -17,7 +17,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-__all__ = ["as_points", "kabsch_rotation", "match_atoms", "nearest_neighbour_distance"]
+__all__ = ["as_points", "bond_length_A", "kabsch_rotation", "match_atoms",
+           "nearest_neighbour_distance"]
 
 
 def as_points(x, name: str) -> np.ndarray:
@@ -105,6 +106,30 @@ def nearest_neighbour_distance(positions, *, k: int = 1, pooled: bool = False) -
     d, _ = cKDTree(p).query(p, k=k + 1)
     d = d[:, 1:]
     return float(np.median(d) if pooled else np.median(np.median(d, axis=1)))
+
+
+def bond_length_A(pos) -> float:
+    """An atom set's bond length (Å): the first peak of its pair-distance histogram (0.05 Å
+    bins, smoothed over 3) below twice the median nearest-neighbour distance; the median
+    nearest-neighbour distance (:func:`nearest_neighbour_distance`) itself when there are too
+    few pairs.
+
+    The median alone is pulled down by peaks between the atoms (noise of a low-dose
+    reconstruction): on an abTEM 3 nm FePt case with a third of the peaks noise it gave 2.2 Å
+    for 2.7 Å bonds, and a neighbour radius of 1.15× that dropped half the atoms."""
+    pos = np.asarray(pos, dtype=np.float64).reshape(-1, 3)
+    med = nearest_neighbour_distance(pos)
+    pairs = cKDTree(pos).query_pairs(2.0 * med, output_type="ndarray")
+    if len(pairs) < 20 or not med > 0:
+        return med
+    dist = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)
+    edges = np.arange(0.0, 2.0 * med + 0.05, 0.05)
+    h, _ = np.histogram(dist, edges)
+    h = np.convolve(h, np.ones(3) / 3, mode="same")
+    # pairs in a shell grow as r²: divide it out so the first shell, not the count of far
+    # pairs, sets the peak
+    c = 0.5 * (edges[1:] + edges[:-1])
+    return float(c[int(np.argmax(h / np.maximum(c, 1e-9) ** 2))])
 
 
 def match_atoms(a, b, radius_A: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,3 +50,25 @@ def test_surface_errors():
         flag_surface(m.data, method="convex")
     with pytest.raises(ValueError, match="radius_A must be finite and > 0"):
         cleanup(m.data, radius_A=0)
+
+
+def test_auto_radius_follows_the_bond_length_not_noise_between_atoms():
+    """A third of the peaks noise between the atoms of an fcc cube (as in a low-dose
+    reconstruction): the median nearest-neighbour distance drops well below the 2.76 Å bond,
+    the bond length (first pair-distance peak) stays on it, and the auto clean-up keeps every
+    atom of the cube."""
+    from aet.core.geometry import bond_length_A, nearest_neighbour_distance
+
+    atoms = fcc_cube(5)
+    rng = np.random.default_rng(0)
+    lo, hi = atoms.min(0), atoms.max(0)
+    noise = rng.uniform(lo, hi, (len(atoms) // 2, 3))
+    noise = noise[np.min(np.linalg.norm(noise[:, None] - atoms[None], axis=2), axis=1) > 1.2]
+    pts = np.vstack([atoms, noise])
+    bond = 3.9 / np.sqrt(2)
+    assert nearest_neighbour_distance(pts) < 0.85 * bond
+    assert abs(bond_length_A(pts) - bond) < 0.06
+    model = aet.AtomicModel(pts, species="Pt")
+    kept = model.cleanup(min_neighbours=3, radius_A="auto")
+    d = np.min(np.linalg.norm(atoms[:, None] - kept.positions[None], axis=2), axis=1)
+    assert np.all(d < 1e-6)

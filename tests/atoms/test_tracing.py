@@ -15,6 +15,7 @@ from aet.atoms import _kernels as K
 from aet.atoms import trace
 from aet.atoms.tracing import atom_probability, poly_exponents, poly_pinv, upsample
 from aet.testing import gaussian_atoms_volume, raise_if_dask_computes
+from tests._phantoms import amorphous_slab
 from tests.reference.atoms import (
     greedy_accept_reference,
     local_maxima_reference,
@@ -194,17 +195,6 @@ def test_bad_input_messages():
 
 
 # ----------------------------------------------------------------------------- atom decision
-def _slab_atoms(rng, lo, hi, d_min=2.6, density=0.12):
-    """Random positions in a box thinned to ≥ ``d_min`` Å apart (an amorphous-like slab)."""
-    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    cand = rng.uniform(lo, hi, (int(density * np.prod(hi - lo)), 3))
-    keep = np.ones(len(cand), bool)
-    for i, j in sorted(cKDTree(cand).query_pairs(d_min)):
-        if keep[i] and keep[j]:
-            keep[j] = False
-    return cand[keep]
-
-
 @pytest.fixture(scope="module")
 def noisy_slab():
     """A film-like slab of Gaussian atoms (z −4…+4 Å) filling a 19 Å box, with correlated
@@ -212,7 +202,7 @@ def noisy_slab():
     from scipy import ndimage
 
     rng = np.random.default_rng(1)
-    pos = _slab_atoms(rng, [-9, -9, -4], [9, 9, 4])
+    pos = amorphous_slab(rng, [-9, -9, -4], [9, 9, 4], d_min=2.6)
     shape = (48, 48, 48)
     vol = gaussian_atoms_volume(pos, shape, 0.4, sigma_A=0.55).values
     noise = ndimage.gaussian_filter(rng.normal(size=shape), 0.5 / 0.4)
@@ -261,7 +251,7 @@ def test_the_spatial_prior_keeps_a_weak_peak_among_atoms_and_not_in_vacuum():
     few ambiguous peaks — at the √I where the fitted atom and non-atom likelihoods are equal —
     half among the atoms, half in the vacuum: the prior alone must decide them."""
     rng = np.random.default_rng(5)
-    atoms = _slab_atoms(rng, [-15, -15, -3], [15, 15, 3], d_min=2.3, density=0.3)
+    atoms = amorphous_slab(rng, [-15, -15, -3], [15, 15, 3], d_min=2.3, density=0.3)
     noise = rng.uniform([-15, -15, -12], [15, 15, 12], (900, 3))
     # the tracer's minimum distance: no noise maximum survives within 2 Å of an atom
     noise = noise[cKDTree(atoms).query(noise)[0] > 2.0]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dask.array as dsa
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
 
 import aet
 from aet.reconstruct import reconstruct
 from aet.reconstruct.film import detect_extended, film_padding
 from aet.testing import gaussian_atoms_volume, raise_if_dask_computes
 from aet.testing.reconstruct import gaussian_atom_projections, relative_error
+from tests._phantoms import amorphous_slab
 
 
 def _corr(a, b):
@@ -43,17 +43,6 @@ def test_padded_film_beats_the_unpadded_box():
     assert err[24] < 0.35 and err[24] < 0.5 * err[0]
 
 
-def _amorphous_slab(rng, lo, hi, *, d_min=2.4, density=0.12):
-    """Random positions in a box, thinned so no two are closer than ``d_min`` Å."""
-    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    cand = rng.uniform(lo, hi, (int(density * np.prod(hi - lo)), 3))
-    keep = np.ones(len(cand), bool)
-    for i, j in sorted(cKDTree(cand).query_pairs(d_min)):
-        if keep[i] and keep[j]:
-            keep[j] = False
-    return cand[keep]
-
-
 TH = np.linspace(-60, 60, 25)
 EUL = np.stack([0 * TH, TH, 0 * TH], 1)
 
@@ -61,7 +50,7 @@ EUL = np.stack([0 * TH, TH, 0 * TH], 1)
 @pytest.fixture(scope="module")
 def slab_series():
     """A 7 Å amorphous slab (z −1…+6 Å, off the box centre) far wider than the 16 Å view."""
-    pos = _amorphous_slab(np.random.default_rng(3), [-30, -4, -1], [30, 4, 6])
+    pos = amorphous_slab(np.random.default_rng(3), [-30, -4, -1], [30, 4, 6], d_min=2.4)
     proj = gaussian_atom_projections(pos, EUL, (16, 40), 0.4, sigma_A=0.5)
     return aet.TiltSeries(proj.astype(np.float32), angles=TH, pixel_size_A=0.4), pos
 
