@@ -608,28 +608,37 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     loss_k = np.zeros(nproj)
     l1_k = np.zeros(nproj)
     hold_k = np.zeros(nproj)
+    # sums over projections are accumulated in projection order (per-projection partial
+    # sums first where a projection adds several terms), as NumPy's sum over axis 0 would
+    # add per-projection arrays, without compiling Numba's ``sum(axis=...)`` for every rank
     n1 = n if mode >= 1 else 1
-    gpos_k = np.zeros((nproj, n1, 3))
-    gC_k = np.zeros((nproj, ns, ng))
+    gpos = np.zeros((n1, 3))
+    gC = np.zeros((ns, ng))
     ggam_k = np.zeros(nproj)
     goff = np.zeros(nproj)
     nf = n if mode == 3 else 1
-    fis_k = np.zeros((nproj, nf, 3, 3))
-    meat_k = np.zeros((nproj, nf, 3, 3))
+    nfk = nproj if mode == 3 else 1
+    gpos_k = np.zeros((nfk, nf, 3))
+    fis = np.zeros((nf, 3, 3))
+    fis_k = np.zeros((nfk, nf, 3, 3))
+    meat = np.zeros((nf, 3, 3))
     n5 = n if mode == 5 else 1
-    dl_k = np.zeros((nproj, n5))
-    dh_k = np.zeros((nproj, n5))
-    vh_k = np.zeros((nproj, n5, 2))
-    mom_k = np.zeros((nproj, 5))
+    dloss = np.zeros(n5)
+    dhold = np.zeros(n5)
+    vhold = np.zeros((n5, 2))
+    mom = np.zeros(5)
     gsh_k = np.zeros((nproj, 2))
     gR_k = np.zeros((nproj, 2, 3))
     nb = ns * ng
     keep_img = img_out.shape[0] == nproj and img_out.shape[1] == ny and img_out.shape[2] == nx
     np2 = nb + 1 if mode == 2 else 1
-    jtj_k = np.zeros((nproj, np2, np2))
+    jtj = np.zeros((np2, np2))
     jtw_k = np.zeros((nproj, np2))
     nw_k = np.zeros(nproj)
     for k in range(nproj):  # serial; blocks of projections run on the pool
+        gC_p = np.zeros((ns, ng))   # this projection's partial sums
+        mom_p = np.zeros(5)
+        jtj_p = np.zeros((np2, np2))
         lin = np.zeros((ny, nx))
         chan = np.zeros((nb if mode == 2 else 1, ny if mode == 2 else 1,
                          nx if mode == 2 else 1))
@@ -693,11 +702,11 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                 mv = r + meas[k, jj, ii]
                 if keep_img:
                     img_out[k, jj, ii] = mv
-                mom_k[k, 0] += wt
-                mom_k[k, 1] += wt * mv
-                mom_k[k, 2] += wt * mv * mv
-                mom_k[k, 3] += wt * r * r
-                mom_k[k, 4] += wt * mv * r * r
+                mom_p[0] += wt
+                mom_p[1] += wt * mv
+                mom_p[2] += wt * mv * mv
+                mom_p[3] += wt * r * r
+                mom_p[4] += wt * mv * r * r
                 hk += 0.5 * hw[k, jj, ii] * r * r
                 if mode >= 1:
                     fp = gamma * pw / lp
@@ -709,7 +718,7 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         # Gauss-Newton normal matrix of (C, gamma; offset k)
                         for a in range(nb):
                             jrow[a] = fp * chan[a, jj, ii]
-                            gC_k[k, a // ng, a % ng] += wt * r * jrow[a]
+                            gC_p[a // ng, a % ng] += wt * r * jrow[a]
                         jrow[nb] = dgam
                         for a in range(nb + 1):
                             ja = wt * jrow[a]
@@ -717,7 +726,7 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                                 continue
                             jtw_k[k, a] += ja
                             for b in range(a, nb + 1):
-                                jtj_k[k, a, b] += ja * jrow[b]
+                                jtj_p[a, b] += ja * jrow[b]
                         nw_k[k] += wt
                     if mode == 3:
                         dd[jj, ii] = wt * fp * fp
@@ -726,6 +735,8 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
         loss_k[k] = lk
         l1_k[k] = l1
         hold_k[k] = hk
+        for a in range(5):
+            mom[a] += mom_p[a]
         if mode == 0:
             continue
         ggam_k[k] = gg
@@ -733,7 +744,13 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
         if mode == 2:
             for a in range(nb + 1):
                 for b in range(a):
-                    jtj_k[k, a, b] = jtj_k[k, b, a]
+                    jtj_p[a, b] = jtj_p[b, a]
+            for a in range(nb + 1):
+                for b in range(nb + 1):
+                    jtj[a, b] += jtj_p[a, b]
+            for a in range(ns):
+                for b in range(ng):
+                    gC[a, b] += gC_p[a, b]
             continue
         bu = np.empty((win, win))
         bw = np.empty((win, win))
@@ -815,10 +832,10 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         q = hw[k, jj, ii] * dm * dm
                         vh0 += q
                         vh1 += q * (r + meas[k, jj, ii])
-                dl_k[k, j] = dl
-                dh_k[k, j] = dh
-                vh_k[k, j, 0] = vh0
-                vh_k[k, j, 1] = vh1
+                dloss[j] += dl
+                dhold[j] += dh
+                vhold[j, 0] += vh0
+                vhold[j, 1] += vh1
                 continue
             if s < 0:
                 continue
@@ -858,9 +875,12 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         if mode == 3:
                             bu[jj - cj + radmax, ii - ci + radmax] += v * dx
                             bw[jj - cj + radmax, ii - ci + radmax] += v * dy
-                gC_k[k, s, g] += gc
+                gC_p[s, g] += gc
             for a in range(3):
-                gpos_k[k, j, a] = gu * R2[k, 0, a] + gw * R2[k, 1, a]
+                v = gu * R2[k, 0, a] + gw * R2[k, 1, a]
+                gpos[j, a] += v
+                if mode == 3:
+                    gpos_k[k, j, a] = v
                 gR_k[k, 0, a] += gu * pos[j, a]
                 gR_k[k, 1, a] += gw * pos[j, a]
             gsh_k[k, 0] += gu
@@ -890,14 +910,18 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         mww += q * dw * dw
                 for a in range(3):
                     for b in range(3):
-                        fis_k[k, j, a, b] = (fuu * R2[k, 0, a] * R2[k, 0, b]
-                                             + fuw * (R2[k, 0, a] * R2[k, 1, b]
-                                                      + R2[k, 1, a] * R2[k, 0, b])
-                                             + fww * R2[k, 1, a] * R2[k, 1, b])
-                        meat_k[k, j, a, b] = (muu * R2[k, 0, a] * R2[k, 0, b]
-                                              + muw * (R2[k, 0, a] * R2[k, 1, b]
-                                                       + R2[k, 1, a] * R2[k, 0, b])
-                                              + mww * R2[k, 1, a] * R2[k, 1, b])
+                        fk = (fuu * R2[k, 0, a] * R2[k, 0, b]
+                              + fuw * (R2[k, 0, a] * R2[k, 1, b] + R2[k, 1, a] * R2[k, 0, b])
+                              + fww * R2[k, 1, a] * R2[k, 1, b])
+                        fis_k[k, j, a, b] = fk
+                        fis[j, a, b] += fk
+                        meat[j, a, b] += (muu * R2[k, 0, a] * R2[k, 0, b]
+                                          + muw * (R2[k, 0, a] * R2[k, 1, b]
+                                                   + R2[k, 1, a] * R2[k, 0, b])
+                                          + mww * R2[k, 1, a] * R2[k, 1, b])
+        for a in range(ns):
+            for b in range(ng):
+                gC[a, b] += gC_p[a, b]
     loss = 0.0
     l1s = 0.0
     hold = 0.0
@@ -907,12 +931,8 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
         l1s += l1_k[k]
         hold += hold_k[k]
         ggam += ggam_k[k]
-    gpos_out = gpos_k if mode == 3 else np.zeros((1, 1, 3))
-    fis_out = fis_k if mode == 3 else np.zeros((1, 1, 3, 3))
-    return (loss, l1s, hold, gpos_k.sum(axis=0), gC_k.sum(axis=0), ggam, goff,
-            fis_k.sum(axis=0), gpos_out, dl_k.sum(axis=0), dh_k.sum(axis=0),
-            vh_k.sum(axis=0), gsh_k, gR_k, jtj_k.sum(axis=0), jtw_k, nw_k, mom_k.sum(axis=0),
-            fis_out, meat_k.sum(axis=0))
+    return (loss, l1s, hold, gpos, gC, ggam, goff, fis, gpos_k, dloss, dhold, vhold, gsh_k,
+            gR_k, jtj, jtw_k, nw_k, mom, fis_k, meat)
 
 
 # outputs of profile_kernel that are sums over projections / per-projection arrays
