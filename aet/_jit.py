@@ -109,6 +109,7 @@ def jit(*, parallel: bool = False, fastmath: bool = False, **kw):
     for the in-memory variant of a kernel (a serial twin is what dask calls per chunk, so
     threads are not oversubscribed).
     """
+    kw.setdefault("no_cfunc_wrapper", True)
     decorate = numba.njit(cache=False, nogil=True, parallel=parallel, fastmath=fastmath, **kw)
 
     def wrap(func):
