@@ -647,11 +647,15 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
         ey = np.empty((ng, win))
         uu = np.empty(n)
         ww = np.empty(n)
+        # this projection's rows and shift as scalars (fewer array accesses to compile)
+        r00, r01, r02 = R2[k, 0, 0], R2[k, 0, 1], R2[k, 0, 2]
+        r10, r11, r12 = R2[k, 1, 0], R2[k, 1, 1], R2[k, 1, 2]
+        t0, t1 = shifts[k, 0], shifts[k, 1]
+        rk = R2[k]
         for j in range(n):
-            uu[j] = (R2[k, 0, 0] * pos[j, 0] + R2[k, 0, 1] * pos[j, 1] + R2[k, 0, 2] * pos[j, 2]
-                     + shifts[k, 0])
-            ww[j] = (R2[k, 1, 0] * pos[j, 0] + R2[k, 1, 1] * pos[j, 1] + R2[k, 1, 2] * pos[j, 2]
-                     + shifts[k, 1])
+            p0, p1, p2 = pos[j, 0], pos[j, 1], pos[j, 2]
+            uu[j] = r00 * p0 + r01 * p1 + r02 * p2 + t0
+            ww[j] = r10 * p0 + r11 * p1 + r12 * p2 + t1
             s = sp[j]
             if s < 0:
                 continue
@@ -761,10 +765,9 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
             cj = int(round((ww[j] - y0) / px))
             if mode == 5:
                 # exact loss changes of replacing atom j (window holding both versions)
-                ua = (R2[k, 0, 0] * pos_alt[j, 0] + R2[k, 0, 1] * pos_alt[j, 1]
-                      + R2[k, 0, 2] * pos_alt[j, 2] + shifts[k, 0])
-                wa = (R2[k, 1, 0] * pos_alt[j, 0] + R2[k, 1, 1] * pos_alt[j, 1]
-                      + R2[k, 1, 2] * pos_alt[j, 2] + shifts[k, 1])
+                p0, p1, p2 = pos_alt[j, 0], pos_alt[j, 1], pos_alt[j, 2]
+                ua = r00 * p0 + r01 * p1 + r02 * p2 + t0
+                wa = r10 * p0 + r11 * p1 + r12 * p2 + t1
                 sa = sp_alt[j]
                 if sa < 0 and s < 0:
                     continue
@@ -877,7 +880,7 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                             bw[jj - cj + radmax, ii - ci + radmax] += v * dy
                 gC_p[s, g] += gc
             for a in range(3):
-                v = gu * R2[k, 0, a] + gw * R2[k, 1, a]
+                v = gu * rk[0, a] + gw * rk[1, a]
                 gpos[j, a] += v
                 if mode == 3:
                     gpos_k[k, j, a] = v
@@ -910,15 +913,11 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         mww += q * dw * dw
                 for a in range(3):
                     for b in range(3):
-                        fk = (fuu * R2[k, 0, a] * R2[k, 0, b]
-                              + fuw * (R2[k, 0, a] * R2[k, 1, b] + R2[k, 1, a] * R2[k, 0, b])
-                              + fww * R2[k, 1, a] * R2[k, 1, b])
+                        ua, wa, ub, wb = rk[0, a], rk[1, a], rk[0, b], rk[1, b]
+                        fk = fuu * ua * ub + fuw * (ua * wb + wa * ub) + fww * wa * wb
                         fis_k[k, j, a, b] = fk
                         fis[j, a, b] += fk
-                        meat[j, a, b] += (muu * R2[k, 0, a] * R2[k, 0, b]
-                                          + muw * (R2[k, 0, a] * R2[k, 1, b]
-                                                   + R2[k, 1, a] * R2[k, 0, b])
-                                          + mww * R2[k, 1, a] * R2[k, 1, b])
+                        meat[j, a, b] += muu * ua * ub + muw * (ua * wb + wa * ub) + mww * wa * wb
         for a in range(ns):
             for b in range(ng):
                 gC[a, b] += gC_p[a, b]
