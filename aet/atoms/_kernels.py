@@ -107,7 +107,7 @@ def _powers(x, emax, out):
 @jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _poly_grad_hess(coef, exps, d, g, h):
     """Value, gradient and Hessian of sum_t coef[t] z^a y^b x^c at offset ``d`` (z, y, x)."""
-    emax = 0
+    emax = np.int64(0)  # not the literal 0 (a second compiled _powers)
     for t in range(exps.shape[0]):
         for a in range(3):
             if exps[t, a] > emax:
@@ -115,11 +115,10 @@ def _poly_grad_hess(coef, exps, d, g, h):
     pw = np.empty((3, emax + 1))
     for a in range(3):
         _powers(d[a], emax, pw[a])
+    # sums in scalars, written to g and h at the end (fewer array accesses to compile)
     val = 0.0
-    for a in range(3):
-        g[a] = 0.0
-        for b in range(3):
-            h[a, b] = 0.0
+    g0 = g1 = g2 = 0.0
+    h00 = h11 = h22 = h01 = h02 = h12 = 0.0
     for t in range(exps.shape[0]):
         e0, e1, e2 = exps[t, 0], exps[t, 1], exps[t, 2]
         ct = coef[t]
@@ -133,18 +132,24 @@ def _poly_grad_hess(coef, exps, d, g, h):
         r0 = e0 * (e0 - 1) * pw[0, e0 - 2] if e0 >= 2 else 0.0
         r1 = e1 * (e1 - 1) * pw[1, e1 - 2] if e1 >= 2 else 0.0
         r2 = e2 * (e2 - 1) * pw[2, e2 - 2] if e2 >= 2 else 0.0
-        g[0] += ct * q0 * p1 * p2
-        g[1] += ct * p0 * q1 * p2
-        g[2] += ct * p0 * p1 * q2
-        h[0, 0] += ct * r0 * p1 * p2
-        h[1, 1] += ct * p0 * r1 * p2
-        h[2, 2] += ct * p0 * p1 * r2
-        h[0, 1] += ct * q0 * q1 * p2
-        h[0, 2] += ct * q0 * p1 * q2
-        h[1, 2] += ct * p0 * q1 * q2
-    h[1, 0] = h[0, 1]
-    h[2, 0] = h[0, 2]
-    h[2, 1] = h[1, 2]
+        g0 += ct * q0 * p1 * p2
+        g1 += ct * p0 * q1 * p2
+        g2 += ct * p0 * p1 * q2
+        h00 += ct * r0 * p1 * p2
+        h11 += ct * p0 * r1 * p2
+        h22 += ct * p0 * p1 * r2
+        h01 += ct * q0 * q1 * p2
+        h02 += ct * q0 * p1 * q2
+        h12 += ct * p0 * q1 * q2
+    g[0] = g0
+    g[1] = g1
+    g[2] = g2
+    h[0, 0] = h00
+    h[1, 1] = h11
+    h[2, 2] = h22
+    h[0, 1] = h[1, 0] = h01
+    h[0, 2] = h[2, 0] = h02
+    h[1, 2] = h[2, 1] = h12
     return val
 
 
@@ -158,25 +163,27 @@ def _newton_ascent(coef, exps, d, max_step, limit, n_steps):
     s = np.empty(3)
     for _ in range(n_steps):
         _poly_grad_hess(coef, exps, d, g, h)
+        # h is symmetric; its entries and g as scalars (fewer array accesses to compile)
+        h00, h01, h02 = h[0, 0], h[0, 1], h[0, 2]
+        h11, h12, h22 = h[1, 1], h[1, 2], h[2, 2]
+        g0, g1, g2 = g[0], g[1], g[2]
         # -h positive definite <=> leading minors of -h positive
-        m1 = -h[0, 0]
-        m2 = h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0]
-        det = (h[0, 0] * (h[1, 1] * h[2, 2] - h[1, 2] * h[2, 1])
-               - h[0, 1] * (h[1, 0] * h[2, 2] - h[1, 2] * h[2, 0])
-               + h[0, 2] * (h[1, 0] * h[2, 1] - h[1, 1] * h[2, 0]))
+        m1 = -h00
+        m2 = h00 * h11 - h01 * h01
+        det = (h00 * (h11 * h22 - h12 * h12)
+               - h01 * (h01 * h22 - h12 * h02)
+               + h02 * (h01 * h12 - h11 * h02))
         if m1 > 0.0 and m2 > 0.0 and -det > 0.0:
             # s = -h^-1 g  (Cramer's rule)
-            for a in range(3):
-                s[a] = 0.0
-            inv00 = (h[1, 1] * h[2, 2] - h[1, 2] * h[2, 1]) / det
-            inv01 = (h[0, 2] * h[2, 1] - h[0, 1] * h[2, 2]) / det
-            inv02 = (h[0, 1] * h[1, 2] - h[0, 2] * h[1, 1]) / det
-            inv11 = (h[0, 0] * h[2, 2] - h[0, 2] * h[2, 0]) / det
-            inv12 = (h[0, 2] * h[1, 0] - h[0, 0] * h[1, 2]) / det
-            inv22 = (h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0]) / det
-            s[0] = -(inv00 * g[0] + inv01 * g[1] + inv02 * g[2])
-            s[1] = -(inv01 * g[0] + inv11 * g[1] + inv12 * g[2])
-            s[2] = -(inv02 * g[0] + inv12 * g[1] + inv22 * g[2])
+            inv00 = (h11 * h22 - h12 * h12) / det
+            inv01 = (h02 * h12 - h01 * h22) / det
+            inv02 = (h01 * h12 - h02 * h11) / det
+            inv11 = (h00 * h22 - h02 * h02) / det
+            inv12 = (h02 * h01 - h00 * h12) / det
+            inv22 = (h00 * h11 - h01 * h01) / det
+            s[0] = -(inv00 * g0 + inv01 * g1 + inv02 * g2)
+            s[1] = -(inv01 * g0 + inv11 * g1 + inv12 * g2)
+            s[2] = -(inv02 * g0 + inv12 * g1 + inv22 * g2)
         else:
             for a in range(3):
                 s[a] = g[a]
@@ -311,7 +318,7 @@ def _fit_poly(vol, c0, c1, c2, radius, exps, pinv, wsig):
     m2 = hi2 - lo2 + 1
     use = np.zeros(nt, dtype=np.int64)
     nu = np.int64(0)  # not the literal 0: a literal would type-specialise the call below
-    emax = 0
+    emax = np.int64(0)  # not the literal 0 (a second compiled _powers)
     for t in range(nt):
         if exps[t, 0] < m0 and exps[t, 1] < m1 and exps[t, 2] < m2:
             use[nu] = t
