@@ -357,15 +357,19 @@ def _gauss_cost(vol, c0, c1, c2, radius, q):
     """Σ (q[0] exp(-|r - q[1:4]|² / 2 q[4]²) + q[5] - vol)² over the window ``c ± radius``
     (clipped at the array border)."""
     n0, n1, n2 = vol.shape
+    amp, m0, m1, m2, sig, bg = q[0], q[1], q[2], q[3], q[4], q[5]
     cst = 0.0
     for a in range(-radius, radius + 1):
         for b in range(-radius, radius + 1):
             for c in range(-radius, radius + 1):
                 if not (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + c < n2):
                     continue
-                r2 = (a - q[1]) ** 2 + (b - q[2]) ** 2 + (c - q[3]) ** 2
-                e = math.exp(-r2 / (2.0 * q[4] * q[4]))
-                res = q[0] * e + q[5] - float(vol[c0 + a, c1 + b, c2 + c])
+                da = a - m0
+                db = b - m1
+                dc = c - m2
+                r2 = da * da + db * db + dc * dc
+                e = math.exp(-r2 / (2.0 * sig * sig))
+                res = amp * e + bg - float(vol[c0 + a, c1 + b, c2 + c])
                 cst += res * res
     return cst
 
@@ -398,23 +402,24 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
             JTr[u] = 0.0
             for v in range(6):
                 JTJ[u, v] = 0.0
+        amp, m0, m1, m2, sig, bg = p[0], p[1], p[2], p[3], p[4], p[5]
+        s2 = sig * sig
         for a in range(-radius, radius + 1):
             for b in range(-radius, radius + 1):
                 for c in range(-radius, radius + 1):
                     if not (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + c < n2):
                         continue
-                    da = a - p[1]
-                    db = b - p[2]
-                    dc = c - p[3]
+                    da = a - m0
+                    db = b - m1
+                    dc = c - m2
                     r2 = da * da + db * db + dc * dc
-                    s2 = p[4] * p[4]
                     e = math.exp(-r2 / (2.0 * s2))
-                    res = p[0] * e + p[5] - float(vol[c0 + a, c1 + b, c2 + c])
+                    res = amp * e + bg - float(vol[c0 + a, c1 + b, c2 + c])
                     jrow[0] = e
-                    jrow[1] = p[0] * e * da / s2
-                    jrow[2] = p[0] * e * db / s2
-                    jrow[3] = p[0] * e * dc / s2
-                    jrow[4] = p[0] * e * r2 / (s2 * p[4])
+                    jrow[1] = amp * e * da / s2
+                    jrow[2] = amp * e * db / s2
+                    jrow[3] = amp * e * dc / s2
+                    jrow[4] = amp * e * r2 / (s2 * sig)
                     jrow[5] = 1.0
                     for u in range(6):
                         JTr[u] += jrow[u] * res
