@@ -316,7 +316,7 @@ def _fit_poly(vol, c0, c1, c2, radius, exps, pinv, wsig):
     m0 = hi0 - lo0 + 1
     m1 = hi1 - lo1 + 1
     m2 = hi2 - lo2 + 1
-    use = np.zeros(nt, dtype=np.int64)
+    use = np.empty(nt, dtype=np.int64)  # use[:nu] is written before it is read
     nu = np.int64(0)  # not the literal 0: a literal would type-specialise the call below
     emax = np.int64(0)  # not the literal 0 (a second compiled _powers)
     for t in range(nt):
@@ -559,7 +559,9 @@ def greedy_accept(order, indptr, indices):
     """Greedy non-maximum suppression: walk candidates in ``order`` (best first), accept one
     unless an accepted candidate is among its neighbours (CSR ``indptr``/``indices``)."""
     n = order.shape[0]
-    state = np.zeros(n, dtype=np.int8)  # 0 free, 1 accepted, 2 suppressed
+    # 0 free, 1 accepted, 2 suppressed; float64: the allocation Numba compiles for the other
+    # kernels anyway (an int8 array compiled its own np.zeros)
+    state = np.zeros(n)
     for t in range(n):
         i = order[t]
         if state[i] != 0:
