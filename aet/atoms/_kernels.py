@@ -574,7 +574,6 @@ def greedy_accept(order, indptr, indices):
     return state == 1
 
 # ----------------------------------------------------------------------------- projections
-@jit()
 def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
                    px, cutoff, mode, pos_alt, sp_alt, img_out):
     """Model projections of atoms with learned radial profiles and a power-law response.
@@ -605,7 +604,27 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     per-projection blocks of F and meat Σ (w r dM/dL)² J_jᵀ J_j (mode 3); the moments
     Σ w, Σ w M, Σ w M², Σ w r², Σ w M r² (for a noise model r² ≈ a + b M); what a mode does
     not compute is zeros (per-atom arrays of length 1).
+
+    The compiled kernel is :func:`_profile_kernel`, which returns these outputs packed into
+    fewer arrays (each returned array is code to compile); this unpacks them.
     """
+    sc, pk, gpos, gC, fis, gpos_k, d5, jtj, jtw_k, fis_k, meat = _profile_kernel(
+        pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0, px, cutoff,
+        mode, pos_alt, sp_alt, img_out)
+    nproj = pk.shape[0]
+    return (float(sc[0]), float(sc[1]), float(sc[2]), gpos, gC, float(sc[3]),
+            pk[:, 4].copy(), fis, gpos_k, d5[:, 0].copy(), d5[:, 1].copy(), d5[:, 2:4].copy(),
+            pk[:, 5:7].copy(), pk[:, 7:13].copy().reshape(nproj, 2, 3), jtj, jtw_k,
+            pk[:, 13].copy(), sc[4:9].copy(), fis_k, meat)
+
+
+@jit()
+def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
+                    px, cutoff, mode, pos_alt, sp_alt, img_out):
+    """:func:`profile_kernel`'s outputs packed: ``(sc, pk, g_pos, g_C, F, g_pos_k, d5, JtwJ,
+    Jtw, F_k, meat)``; ``sc`` = [loss, l1, hold, g_gamma, moments (5)], ``pk[k]`` = [loss,
+    l1, hold, g_gamma, g_offset, g_shifts (2), g_R2 (2×3 row-major), sum_w] of projection
+    ``k``, ``d5[j]`` = [d_loss, d_hold, var_hold (2)]."""
     nproj, ny, nx = meas.shape
     n = pos.shape[0]
     ns = C.shape[0]
@@ -619,17 +638,14 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     win = 2 * radmax + 1
     epsg = eps ** gamma
     leps = math.log(eps)
-    loss_k = np.zeros(nproj)
-    l1_k = np.zeros(nproj)
-    hold_k = np.zeros(nproj)
+    sc = np.zeros(9)
+    pk = np.zeros((nproj, 14))
     # sums over projections are accumulated in projection order (per-projection partial
     # sums first where a projection adds several terms), as NumPy's sum over axis 0 would
     # add per-projection arrays, without compiling Numba's ``sum(axis=...)`` for every rank
     n1 = n if mode >= 1 else 1
     gpos = np.zeros((n1, 3))
     gC = np.zeros((ns, ng))
-    ggam_k = np.zeros(nproj)
-    goff = np.zeros(nproj)
     nf = n if mode == 3 else 1
     nfk = nproj if mode == 3 else 1
     gpos_k = np.zeros((nfk, nf, 3))
@@ -637,18 +653,12 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     fis_k = np.zeros((nfk, nf, 3, 3))
     meat = np.zeros((nf, 3, 3))
     n5 = n if mode == 5 else 1
-    dloss = np.zeros(n5)
-    dhold = np.zeros(n5)
-    vhold = np.zeros((n5, 2))
-    mom = np.zeros(5)
-    gsh_k = np.zeros((nproj, 2))
-    gR_k = np.zeros((nproj, 2, 3))
+    d5 = np.zeros((n5, 4))
     nb = ns * ng
     keep_img = img_out.shape[0] == nproj and img_out.shape[1] == ny and img_out.shape[2] == nx
     np2 = nb + 1 if mode == 2 else 1
     jtj = np.zeros((np2, np2))
     jtw_k = np.zeros((nproj, np2))
-    nw_k = np.zeros(nproj)
     for k in range(nproj):  # serial; blocks of projections run on the pool
         gC_p = np.zeros((ns, ng))   # this projection's partial sums
         mom_p = np.zeros(5)
@@ -745,20 +755,20 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                             jtw_k[k, a] += ja
                             for b in range(a, nb + 1):
                                 jtj_p[a, b] += ja * jrow[b]
-                        nw_k[k] += wt
+                        pk[k, 13] += wt
                     if mode == 3:
                         dd[jj, ii] = wt * fp * fp
                     elif mode == 5:
                         res[jj, ii] = r
-        loss_k[k] = lk
-        l1_k[k] = l1
-        hold_k[k] = hk
+        pk[k, 0] = lk
+        pk[k, 1] = l1
+        pk[k, 2] = hk
         for a in range(5):
-            mom[a] += mom_p[a]
+            sc[4 + a] += mom_p[a]
         if mode == 0:
             continue
-        ggam_k[k] = gg
-        goff[k] = go
+        pk[k, 3] = gg
+        pk[k, 4] = go
         if mode == 2:
             for a in range(nb + 1):
                 for b in range(a):
@@ -849,10 +859,10 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         q = hw[k, jj, ii] * dm * dm
                         vh0 += q
                         vh1 += q * (r + meas[k, jj, ii])
-                dloss[j] += dl
-                dhold[j] += dh
-                vhold[j, 0] += vh0
-                vhold[j, 1] += vh1
+                d5[j, 0] += dl
+                d5[j, 1] += dh
+                d5[j, 2] += vh0
+                d5[j, 3] += vh1
                 continue
             if s < 0:
                 continue
@@ -898,10 +908,10 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                 gpos[j, a] += v
                 if mode == 3:
                     gpos_k[k, j, a] = v
-                gR_k[k, 0, a] += gu * pos[j, a]
-                gR_k[k, 1, a] += gw * pos[j, a]
-            gsh_k[k, 0] += gu
-            gsh_k[k, 1] += gw
+                pk[k, 7 + a] += gu * pos[j, a]
+                pk[k, 10 + a] += gw * pos[j, a]
+            pk[k, 5] += gu
+            pk[k, 6] += gw
             if mode == 3:
                 fuu = 0.0
                 fuw = 0.0
@@ -935,17 +945,10 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
         for a in range(ns):
             for b in range(ng):
                 gC[a, b] += gC_p[a, b]
-    loss = 0.0
-    l1s = 0.0
-    hold = 0.0
-    ggam = 0.0
     for k in range(nproj):
-        loss += loss_k[k]
-        l1s += l1_k[k]
-        hold += hold_k[k]
-        ggam += ggam_k[k]
-    return (loss, l1s, hold, gpos, gC, ggam, goff, fis, gpos_k, dloss, dhold, vhold, gsh_k,
-            gR_k, jtj, jtw_k, nw_k, mom, fis_k, meat)
+        for a in range(4):
+            sc[a] += pk[k, a]
+    return sc, pk, gpos, gC, fis, gpos_k, d5, jtj, jtw_k, fis_k, meat
 
 
 # outputs of profile_kernel that are sums over projections / per-projection arrays
