@@ -481,11 +481,13 @@ def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_re
     gdelta = np.zeros((n, 3))
     info = np.zeros((n, 5))
     n0, n1, n2 = vol.shape
+    c = np.empty(3, dtype=np.int64)
+    d = np.empty(3)
+    out = np.empty(7)  # the Gaussian fit's result (every entry written by each fit)
     for i in range(n):
-        c = np.empty(3, dtype=np.int64)
         for a in range(3):
             c[a] = peaks[i, a]
-        d = np.zeros(3)
+            d[a] = 0.0
         val = 0.0
         for _ in range(n_recentre):
             coef = _fit_poly(vol, c[0], c[1], c[2], radius, exps, pinv, wsig)
@@ -504,39 +506,31 @@ def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_re
                     moved = True
             if not moved:
                 break
-        for a in range(3):
-            centre[i, a] = c[a]
-            pdelta[i, a] = d[a]
         info[i, 0] = val
+        good = False
         if gauss:
+            c0, c1, c2 = c[0], c[1], c[2]
             vmin = 1e300
             for a in range(-radius, radius + 1):
                 for b in range(-radius, radius + 1):
                     for cc in range(-radius, radius + 1):
-                        if (0 <= c[0] + a < n0 and 0 <= c[1] + b < n1 and 0 <= c[2] + cc < n2):
-                            v = float(vol[c[0] + a, c[1] + b, c[2] + cc])
+                        if (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + cc < n2):
+                            v = float(vol[c0 + a, c1 + b, c2 + cc])
                             if v < vmin:
                                 vmin = v
-            out = np.empty(7)
-            _gauss_fit(vol, c[0], c[1], c[2], radius, d, val - vmin, sig0, vmin, gauss_iter,
-                       out)
+            _gauss_fit(vol, c0, c1, c2, radius, d, val - vmin, sig0, vmin, gauss_iter, out)
             good = out[6] > 0.0 and out[0] > 0.0 and out[4] > 0.0
             for a in range(3):
                 if abs(out[1 + a] - d[a]) > 1.0:
                     good = False
-            if good:
-                for a in range(3):
-                    gdelta[i, a] = out[1 + a]
-            else:
-                for a in range(3):
-                    gdelta[i, a] = d[a]
             info[i, 1] = out[0]
             info[i, 2] = out[4]
             info[i, 3] = out[5]
             info[i, 4] = 1.0 if good else 0.0
-        else:
-            for a in range(3):
-                gdelta[i, a] = d[a]
+        for a in range(3):
+            centre[i, a] = c[a]
+            pdelta[i, a] = d[a]
+            gdelta[i, a] = out[1 + a] if good else d[a]
     return centre, pdelta, gdelta, info
 
 
