@@ -421,16 +421,16 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
                     jrow[3] = amp * e * dc / s2
                     jrow[4] = amp * e * r2 / (s2 * sig)
                     jrow[5] = 1.0
-                    for u in range(6):
+                    for u in range(6):  # JᵀJ is symmetric: its upper triangle
                         JTr[u] += jrow[u] * res
-                        for v in range(6):
+                        for v in range(u, 6):
                             JTJ[u, v] += jrow[u] * jrow[v]
         improved = False
         for _t in range(8):
             for u in range(6):
                 rhs[u] = -JTr[u]
                 for v in range(6):
-                    M[u, v] = JTJ[u, v]
+                    M[u, v] = JTJ[u, v] if v >= u else JTJ[v, u]
                 M[u, u] += lam * (JTJ[u, u] + 1e-12)
             _solve_small(M, rhs, step)
             for u in range(6):
