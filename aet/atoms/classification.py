@@ -277,7 +277,7 @@ def _reassign(prof, lab, k, max_iter, neigh=None):
     return lab, d, n_done, converged
 
 
-def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
+def _non_atom_candidates(x: np.ndarray, n_species: int = 1) -> tuple[list[float], list[float]]:
     """Candidate intensities below which a peak is not an atom, most likely first: a split of
     ``log(x)`` into two classes (non-atoms and all atoms; values below 10⁻³ of the maximum are
     clipped there), then the least dense point of ``log(x)`` (Gaussian kernel density, Scott's
@@ -288,15 +288,18 @@ def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
     the valley below the lightest species there; then every clear minimum of the log density
     (:func:`_log_density`), the clearest first. :func:`classify` tries them clearest valley
     first (:func:`_valley_prominence`) and keeps the first whose atoms split into classes the
-    species' atomic numbers allow. A valley does not depend on how many of each there are."""
+    species' atomic numbers allow. A valley does not depend on how many of each there are.
+
+    Returns ``(valleys, ends)``: with several species, a class split whose density is lowest
+    at a class centre (no valley between the two classes) goes to ``ends``, tried last."""
     from scipy.stats import gaussian_kde
 
     top = float(np.max(x))
     if not top > 0:
-        return [0.0]
+        return [0.0], []
     lx = np.log(np.maximum(x, 1e-3 * top))
     ks = [2] + ([n_species + 1] if n_species > 1 and len(lx) >= 3 * (n_species + 1) else [])
-    cuts = []
+    cuts, last = [], []
     for k in ks:
         lab, mu, sd, *_ = gmm_1d(lx, k)
         if not mu[1] > mu[0]:
@@ -310,7 +313,18 @@ def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
         # data is set by the distance between the groups and would smooth the gap away)
         bw = min(sd[c] * max(np.count_nonzero(lab == c), 1) ** -0.2 for c in (0, 1))
         dens = gaussian_kde(lx, bw_method=max(bw, 1e-6) / max(np.std(lx), 1e-12))(g)
-        cuts.append(float(np.exp(g[int(np.argmin(dens))])))
+        i = int(np.argmin(dens))
+        if 0 < i < len(g) - 1:
+            cuts.append(float(np.exp(g[i])))
+        elif n_species == 1:  # no Z test to try the others against: the split stands
+            cuts.append(float(np.exp(g[i])))
+        else:
+            # the density still falls at a class centre: no valley between the two (abTEM
+            # 3 nm FePt, a second acquisition: the upper class centre sat on the falling
+            # tail of a broad Fe class beside the empty Fe/Pt gap; the point there scored
+            # clearer than the true noise/Fe valley, passed the Z check with 22 'Fe' and
+            # dropped 605 of 627 Fe atoms): tried after every valley
+            last.append(float(np.exp(g[i])))
     # then every clear valley of the log density, the deepest first (a field of thousands of
     # noise peaks spans decades in log: the class splits above can fall inside it)
     if len(lx) >= 20 and (gd := _log_density(lx)) is not None:
@@ -320,26 +334,14 @@ def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
                          for m in mins])
         for m in mins[np.argsort(-prom)][prom[np.argsort(-prom)] >= 2.0]:
             cuts.append(float(np.exp(g[m])))
-        # a candidate is a valley only at the floor of one: a class split can put its point
-        # on the falling tail of a broad light species next to the empty gap above it (abTEM
-        # 3 nm FePt, a second acquisition: the point at 9.0 sat in the upper Fe tail, scored
-        # "clearer" than the true noise/Fe valley at 3.4 and dropped 605 of 627 Fe atoms);
-        # walked downhill it lands in the Fe/Pt gap, where the Z check rejects it
-        cuts = [_valley_floor(g, dens, c) for c in cuts]
-    return list(dict.fromkeys(cuts))
+    return cuts, last
 
 
-def _valley_floor(g: np.ndarray, dens: np.ndarray, cut: float) -> float:
-    """``cut`` moved downhill on the log density ``(g, dens)`` to the local minimum of the
-    valley it lies in (unchanged when it is one already)."""
-    if not cut > 0:
-        return cut
-    m = int(np.clip(np.searchsorted(g, np.log(cut)), 0, len(g) - 1))
-    while True:
-        j = min((i for i in (m - 1, m + 1) if 0 <= i < len(g)), key=lambda i: dens[i])
-        if not dens[j] < dens[m]:
-            return cut if np.isclose(g[m], np.log(cut), atol=g[1] - g[0]) else float(np.exp(g[m]))
-        m = j
+def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
+    """The candidates of :func:`_non_atom_candidates`, the valleys first, then the class
+    splits whose density still fell at a class centre."""
+    valleys, ends = _non_atom_candidates(x, n_species)
+    return valleys + ends
 
 
 def _log_density(lx: np.ndarray):
@@ -588,14 +590,20 @@ def classify(model: xr.Dataset, species: Sequence[str], *, volume: xr.DataArray 
     if use_non:
         # the valley between the non-atoms and all atoms (a split into non-atoms and the
         # lightest species alone lets the noise tail pull that class down)
-        cuts = _non_atom_cuts(feat, n_sp)
+        valleys, ends = _non_atom_candidates(feat, n_sp)
+        cuts = valleys + ends
         cut = cuts[0]
         # the clearest valley first: several candidates can leave atoms that split as Z
-        # allows (a cut inside the noise keeps noise + Fe + Pt, which splits 'Fe'/'Pt' too)
+        # allows (a cut inside the noise keeps noise + Fe + Pt, which splits 'Fe'/'Pt' too),
+        # then the splits whose density still fell at a class centre (a few peaks: the
+        # noise and a light species overlap without a valley)
         # (one species: no Z test tells the candidates apart; the two-class split stands)
-        order = (np.argsort(-_valley_prominence(feat, cuts), kind="stable") if n_sp > 1
-                 else np.arange(len(cuts)))
-        for c_ in [cuts[i] for i in order]:
+        if n_sp > 1:
+            order = [valleys[i] for i in np.argsort(-_valley_prominence(feat, valleys),
+                                                    kind="stable")] + ends
+        else:
+            order = cuts
+        for c_ in order:
             a_ = feat >= c_
             if np.count_nonzero(a_) < n_sp + 1:
                 continue

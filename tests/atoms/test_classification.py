@@ -199,15 +199,17 @@ def test_species_far_apart_in_z_keep_the_light_one_above_the_non_atom_cut(rng):
     log, the two-class split puts Fe with the noise; the n_species + 1 candidate is the valley
     below Fe, and classify keeps it because its atoms split as Z allows (the README's run of
     the small benchmark lost every Fe atom to the non-atom class before)."""
-    from aet.atoms.classification import _non_atom_cuts
+    from aet.atoms.classification import _non_atom_candidates
 
     noise = rng.lognormal(np.log(0.6), 0.4, 300)
     fe = rng.normal(3.0, 0.5, 120)
     pt = rng.normal(21.0, 3.0, 110)
-    cuts = _non_atom_cuts(np.concatenate([noise, fe, pt]), 2)
-    assert len(cuts) >= 2  # then the clear valleys of the log density
-    assert np.mean(fe >= cuts[0]) < 0.05            # the two-class valley drops Fe ...
-    assert np.mean(fe < cuts[1]) < 0.02 and np.mean(noise >= cuts[1]) < 0.05  # ... this one not
+    valleys, ends = _non_atom_candidates(np.concatenate([noise, fe, pt]), 2)
+    # the two-class split (noise + Fe against Pt) has no valley below its Pt-side centre: it
+    # is tried last, and it would drop Fe ...
+    assert len(ends) == 1 and np.mean(fe >= ends[0]) < 0.05
+    # ... the first valley, from the n_species + 1 split, keeps Fe and drops the noise
+    assert np.mean(fe < valleys[0]) < 0.02 and np.mean(noise >= valleys[0]) < 0.05
 
 
 def test_a_cut_on_the_falling_tail_of_a_broad_light_species_is_not_a_valley(rng):
