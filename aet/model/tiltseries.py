@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..core.geometry import TiltGeometry, pixel_size_of
 from ..core.meta import (
     centred_coord,
     check_positive_length,
@@ -124,19 +125,34 @@ class TiltSeries(_Facade):
         return np.asarray(self._da.coords["angle"].values, dtype=np.float64)
 
     @property
+    def geometry(self) -> TiltGeometry:
+        """The acquisition geometry (:class:`aet.core.geometry.TiltGeometry`): Euler angles,
+        pixel size, the shifts and tilt-axis rotation alignment corrected."""
+        return TiltGeometry.from_dataarray(self._da)
+
+    def with_geometry(self, geometry: TiltGeometry) -> TiltSeries:
+        """A copy of this series carrying ``geometry`` (same images; angles, shifts and
+        tilt-axis rotation from ``geometry``), with a provenance record."""
+        if not isinstance(geometry, TiltGeometry):
+            raise TypeError(f"geometry must be an aet.core.geometry.TiltGeometry, got "
+                            f"{type(geometry).__name__}")
+        return self._replace(geometry.assign_to(self._da), "with_geometry")
+
+    @property
     def euler_angles(self) -> np.ndarray:
         """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees (φ = ψ = 0 for a single-axis series)."""
-        return euler_angles_of(self._da)
+        return np.array(self.geometry.euler_deg)
 
     @property
     def is_single_axis(self) -> bool:
-        """True when every φ and ψ is zero (the fast path of the reconstructors)."""
-        e = self.euler_angles
-        return bool(np.all(e[:, 0] == 0) and np.all(e[:, 2] == 0))
+        """True when every φ and ψ is zero (the fast path of the reconstructors; one tolerance,
+        :func:`aet.core.geometry.is_single_axis`)."""
+        return self.geometry.single_axis
 
     @property
     def pixel_size_A(self) -> float:
-        return float(self._da.attrs["pixel_size_A"])
+        """Pixel size in Å."""
+        return pixel_size_of(self._da)
 
     @property
     def n_frames(self) -> int:

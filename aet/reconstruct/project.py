@@ -7,9 +7,10 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from ..core.geometry import is_single_axis
 from ..core.schema import is_dask
-from ._common import projections_dataarray, spacing_of
-from .projector import Projector, euler_as_array, forward_project, is_single_axis_euler
+from ._common import projections_dataarray, voxel_size_of
+from .projector import Projector, euler_as_array, forward_project
 
 
 def project(vol_da: xr.DataArray, *, angles, detector_shape=None) -> xr.DataArray:
@@ -37,7 +38,7 @@ def project(vol_da: xr.DataArray, *, angles, detector_shape=None) -> xr.DataArra
         raise TypeError("vol_da must be an xarray.DataArray with dims ('z', 'y', 'x'); wrap "
                         "arrays with aet.Volume(arr, voxel_size_A=...).data")
     euler = euler_as_array(angles, "angles")
-    vs = spacing_of(vol_da, "voxel_size_A")
+    vs = voxel_size_of(vol_da)
     arr = vol_da.data
     nz, ny, nx = arr.shape
     det = (ny, nx) if detector_shape is None else tuple(int(s) for s in detector_shape)
@@ -47,7 +48,7 @@ def project(vol_da: xr.DataArray, *, angles, detector_shape=None) -> xr.DataArra
         out = forward_project(np.asarray(arr), euler, detector_shape=det)
         return projections_dataarray(out, euler, vs, attrs)
     n = len(euler)
-    if is_single_axis_euler(euler) and det[0] == ny:
+    if is_single_axis(euler) and det[0] == ny:
         vol = arr.rechunk({0: -1, 2: -1})
         out = dsa.map_blocks(_project_block, vol, euler=euler, nxd=det[1],
                              chunks=((n,), vol.chunks[1], (det[1],)), dtype=np.float32,

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from ...core.meta import euler_angles_of
+from ...core.geometry import TiltGeometry
 
 ANGLE_NAMES = ("phi", "theta", "psi")
 
@@ -25,7 +25,6 @@ ANGLE_NAMES = ("phi", "theta", "psi")
 def projection_geometry(tilt_series: xr.DataArray) -> dict:
     """Euler angles (deg), rotation rows, pixel size and first-pixel coordinates (Å) of an
     aligned tilt series with dims ``(angle, y, x)``."""
-    from ...core.meta import rotation_matrices
     from ...core.schema import as_xarray
 
     tilt_series = as_xarray(tilt_series, xr.DataArray)
@@ -39,12 +38,12 @@ def projection_geometry(tilt_series: xr.DataArray) -> dict:
             f"tilt_series must have dims ('angle', 'y', 'x'), got {tuple(tilt_series.dims)}; "
             f"merge frames first (TiltSeries.register_frames())"
         )
-    euler = euler_angles_of(tilt_series)
-    R2 = rotation_matrices(euler)[:, :2]
+    geo = TiltGeometry.from_dataarray(tilt_series, "tilt_series")
+    euler = geo.euler_deg.copy()
     x = np.asarray(tilt_series.coords["x"].values, dtype=np.float64)
     y = np.asarray(tilt_series.coords["y"].values, dtype=np.float64)
-    px = float(tilt_series.attrs.get("pixel_size_A", x[1] - x[0] if len(x) > 1 else 1.0))
-    return {"euler_deg": euler, "R2": np.ascontiguousarray(R2), "pixel_A": px,
+    return {"euler_deg": euler, "R2": np.ascontiguousarray(geo.rotations[:, :2]),
+            "pixel_A": geo.pixel_size_A,
             "x0": float(x[0]), "y0": float(y[0])}
 
 
