@@ -4,21 +4,16 @@ itself keeps to the model's data, its derived models, I/O and the pipeline stage
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import xarray as xr
 
 from ..core.meta import with_provenance
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .atomicmodel import AtomicModel
-
 
 class _Namespace:
     __slots__ = ("_model",)
 
-    def __init__(self, model: AtomicModel):
+    def __init__(self, model):
         object.__setattr__(self, "_model", model)
 
     def __setattr__(self, name, value):
@@ -67,21 +62,21 @@ class ModelAnalysis(_Namespace):
 
         return analysis.fit_lattice(self._model._ds, structure, **kw)
 
-    def local_strain(self, **kw) -> AtomicModel:
+    def local_strain(self, **kw):
         """Per-atom strain/rotation/displacement arrays (:func:`aet.analysis.local_strain`)."""
         from .. import analysis
 
         m = self._model
         return m._replace(analysis.local_strain(m._ds, **kw), "local_strain", kw)
 
-    def grains(self, **kw) -> AtomicModel:
+    def grains(self, **kw):
         """Grain labels by orientation (+ phase/variant) (:func:`aet.analysis.grains`)."""
         from .. import analysis
 
         m = self._model
         return m._replace(analysis.grains(m._ds, **kw), "grains", kw)
 
-    def defects(self, kind: str = "L10", **kw) -> AtomicModel:
+    def defects(self, kind: str = "L10", **kw):
         """Antisites, swaps, antiphase boundaries, coordination, surface
         (:func:`aet.analysis.defects`)."""
         from .. import analysis
@@ -89,7 +84,7 @@ class ModelAnalysis(_Namespace):
         m = self._model
         return m._replace(analysis.defects(m._ds, kind, **kw), "defects", {"kind": kind, **kw})
 
-    def bond_order(self, **kw) -> AtomicModel:
+    def bond_order(self, **kw):
         """Steinhardt Q_l and averaged Q̄_l per atom (:func:`aet.analysis.steinhardt`)."""
         from .. import analysis
 
