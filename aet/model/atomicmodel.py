@@ -395,25 +395,23 @@ class AtomicModel(_XarrayFacade):
         ds, result = out if isinstance(out, tuple) else (out, None)
         return self._replace(ds, "classify", params, result=result)
 
-    def refine(self, tilt_series, **kw) -> AtomicModel:
+    def refine(self, ts, **kw) -> AtomicModel:
         """Refine positions, per-species radial profiles and the detector response against
         the projections (:func:`aet.atoms.refine`)."""
         from .. import atoms
 
-        ts_da = as_xarray(tilt_series)
-        out = atoms.refine(self._ds, ts_da, **kw)
+        out = atoms.refine(self._ds, as_xarray(ts), **kw)
         ds, result = out if isinstance(out, tuple) else (out, None)
         return self._replace(ds, "refine", kw, result=result)
 
     # -- atoms: uncertainty, surface, clean-up (aet.atoms) ------------------------------------
-    def uncertainty(self, tilt_series, *, method: str = "jackknife", **kw) -> AtomicModel:
+    def uncertainty(self, ts, *, method: str = "jackknife", **kw) -> AtomicModel:
         """Per-atom position uncertainty (Å) against the projections: by default the
         jackknife over projections of the refinement's atom model, the method
         :meth:`refine` uses (:func:`aet.atoms.uncertainty`)."""
         from .. import atoms
 
-        ts_da = as_xarray(tilt_series)
-        ds, result = atoms.uncertainty(self._ds, ts_da, method=method, **kw)
+        ds, result = atoms.uncertainty(self._ds, as_xarray(ts), method=method, **kw)
         return self._replace(ds, "uncertainty", {"method": method, **kw}, result=result)
 
     def flag_surface(self, *, method: str = "coordination", **kw) -> AtomicModel:

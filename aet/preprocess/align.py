@@ -360,9 +360,10 @@ def estimate_tilt_axis_rotation(da: xr.DataArray, *, max_deg: float = 5.0,
             "spread": np.concatenate([J, Jf]).tolist()}
 
 
-def tilt_axis_offset(shift_x_A, angles_deg) -> float:
-    """Constant term x₀ (Å) of the fit ``shift_x(θ) = x₀ + a cos θ + b sin θ``."""
-    t = np.radians(np.asarray(angles_deg, dtype=float))
+def tilt_axis_offset(shift_x_A, angles) -> float:
+    """Constant term x₀ (Å) of the fit ``shift_x(θ) = x₀ + a cos θ + b sin θ`` (``angles``:
+    the tilt angles θ in degrees)."""
+    t = np.radians(np.asarray(angles, dtype=float))
     A = np.stack([np.ones_like(t), np.cos(t), np.sin(t)], axis=1)
     coef, *_ = np.linalg.lstsq(A, np.asarray(shift_x_A, dtype=float), rcond=None)
     return float(coef[0])
