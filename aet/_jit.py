@@ -108,7 +108,11 @@ def jit(*, parallel: bool = False, fastmath: bool = False, **kw):
     dask's threaded scheduler run kernels on several chunks at once. Use ``parallel=True`` only
     for the in-memory variant of a kernel (a serial twin is what dask calls per chunk, so
     threads are not oversubscribed).
+
+    No C-callback (cfunc) wrapper is compiled unless ``no_cfunc_wrapper=False`` is passed: only
+    a kernel passed as a first-class function value into another kernel needs one.
     """
+    kw.setdefault("no_cfunc_wrapper", True)
     decorate = numba.njit(cache=False, nogil=True, parallel=parallel, fastmath=fastmath, **kw)
 
     def wrap(func):

@@ -107,7 +107,7 @@ def _powers(x, emax, out):
 @jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _poly_grad_hess(coef, exps, d, g, h):
     """Value, gradient and Hessian of sum_t coef[t] z^a y^b x^c at offset ``d`` (z, y, x)."""
-    emax = 0
+    emax = np.int64(0)  # not the literal 0 (a second compiled _powers)
     for t in range(exps.shape[0]):
         for a in range(3):
             if exps[t, a] > emax:
@@ -115,11 +115,10 @@ def _poly_grad_hess(coef, exps, d, g, h):
     pw = np.empty((3, emax + 1))
     for a in range(3):
         _powers(d[a], emax, pw[a])
+    # sums in scalars, written to g and h at the end (fewer array accesses to compile)
     val = 0.0
-    for a in range(3):
-        g[a] = 0.0
-        for b in range(3):
-            h[a, b] = 0.0
+    g0 = g1 = g2 = 0.0
+    h00 = h11 = h22 = h01 = h02 = h12 = 0.0
     for t in range(exps.shape[0]):
         e0, e1, e2 = exps[t, 0], exps[t, 1], exps[t, 2]
         ct = coef[t]
@@ -133,18 +132,24 @@ def _poly_grad_hess(coef, exps, d, g, h):
         r0 = e0 * (e0 - 1) * pw[0, e0 - 2] if e0 >= 2 else 0.0
         r1 = e1 * (e1 - 1) * pw[1, e1 - 2] if e1 >= 2 else 0.0
         r2 = e2 * (e2 - 1) * pw[2, e2 - 2] if e2 >= 2 else 0.0
-        g[0] += ct * q0 * p1 * p2
-        g[1] += ct * p0 * q1 * p2
-        g[2] += ct * p0 * p1 * q2
-        h[0, 0] += ct * r0 * p1 * p2
-        h[1, 1] += ct * p0 * r1 * p2
-        h[2, 2] += ct * p0 * p1 * r2
-        h[0, 1] += ct * q0 * q1 * p2
-        h[0, 2] += ct * q0 * p1 * q2
-        h[1, 2] += ct * p0 * q1 * q2
-    h[1, 0] = h[0, 1]
-    h[2, 0] = h[0, 2]
-    h[2, 1] = h[1, 2]
+        g0 += ct * q0 * p1 * p2
+        g1 += ct * p0 * q1 * p2
+        g2 += ct * p0 * p1 * q2
+        h00 += ct * r0 * p1 * p2
+        h11 += ct * p0 * r1 * p2
+        h22 += ct * p0 * p1 * r2
+        h01 += ct * q0 * q1 * p2
+        h02 += ct * q0 * p1 * q2
+        h12 += ct * p0 * q1 * q2
+    g[0] = g0
+    g[1] = g1
+    g[2] = g2
+    h[0, 0] = h00
+    h[1, 1] = h11
+    h[2, 2] = h22
+    h[0, 1] = h[1, 0] = h01
+    h[0, 2] = h[2, 0] = h02
+    h[1, 2] = h[2, 1] = h12
     return val
 
 
@@ -158,25 +163,27 @@ def _newton_ascent(coef, exps, d, max_step, limit, n_steps):
     s = np.empty(3)
     for _ in range(n_steps):
         _poly_grad_hess(coef, exps, d, g, h)
+        # h is symmetric; its entries and g as scalars (fewer array accesses to compile)
+        h00, h01, h02 = h[0, 0], h[0, 1], h[0, 2]
+        h11, h12, h22 = h[1, 1], h[1, 2], h[2, 2]
+        g0, g1, g2 = g[0], g[1], g[2]
         # -h positive definite <=> leading minors of -h positive
-        m1 = -h[0, 0]
-        m2 = h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0]
-        det = (h[0, 0] * (h[1, 1] * h[2, 2] - h[1, 2] * h[2, 1])
-               - h[0, 1] * (h[1, 0] * h[2, 2] - h[1, 2] * h[2, 0])
-               + h[0, 2] * (h[1, 0] * h[2, 1] - h[1, 1] * h[2, 0]))
+        m1 = -h00
+        m2 = h00 * h11 - h01 * h01
+        det = (h00 * (h11 * h22 - h12 * h12)
+               - h01 * (h01 * h22 - h12 * h02)
+               + h02 * (h01 * h12 - h11 * h02))
         if m1 > 0.0 and m2 > 0.0 and -det > 0.0:
             # s = -h^-1 g  (Cramer's rule)
-            for a in range(3):
-                s[a] = 0.0
-            inv00 = (h[1, 1] * h[2, 2] - h[1, 2] * h[2, 1]) / det
-            inv01 = (h[0, 2] * h[2, 1] - h[0, 1] * h[2, 2]) / det
-            inv02 = (h[0, 1] * h[1, 2] - h[0, 2] * h[1, 1]) / det
-            inv11 = (h[0, 0] * h[2, 2] - h[0, 2] * h[2, 0]) / det
-            inv12 = (h[0, 2] * h[1, 0] - h[0, 0] * h[1, 2]) / det
-            inv22 = (h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0]) / det
-            s[0] = -(inv00 * g[0] + inv01 * g[1] + inv02 * g[2])
-            s[1] = -(inv01 * g[0] + inv11 * g[1] + inv12 * g[2])
-            s[2] = -(inv02 * g[0] + inv12 * g[1] + inv22 * g[2])
+            inv00 = (h11 * h22 - h12 * h12) / det
+            inv01 = (h02 * h12 - h01 * h22) / det
+            inv02 = (h01 * h12 - h02 * h11) / det
+            inv11 = (h00 * h22 - h02 * h02) / det
+            inv12 = (h02 * h01 - h00 * h12) / det
+            inv22 = (h00 * h11 - h01 * h01) / det
+            s[0] = -(inv00 * g0 + inv01 * g1 + inv02 * g2)
+            s[1] = -(inv01 * g0 + inv11 * g1 + inv12 * g2)
+            s[2] = -(inv02 * g0 + inv12 * g1 + inv22 * g2)
         else:
             for a in range(3):
                 s[a] = g[a]
@@ -309,9 +316,9 @@ def _fit_poly(vol, c0, c1, c2, radius, exps, pinv, wsig):
     m0 = hi0 - lo0 + 1
     m1 = hi1 - lo1 + 1
     m2 = hi2 - lo2 + 1
-    use = np.zeros(nt, dtype=np.int64)
+    use = np.empty(nt, dtype=np.int64)  # use[:nu] is written before it is read
     nu = np.int64(0)  # not the literal 0: a literal would type-specialise the call below
-    emax = 0
+    emax = np.int64(0)  # not the literal 0 (a second compiled _powers)
     for t in range(nt):
         if exps[t, 0] < m0 and exps[t, 1] < m1 and exps[t, 2] < m2:
             use[nu] = t
@@ -350,15 +357,19 @@ def _gauss_cost(vol, c0, c1, c2, radius, q):
     """Σ (q[0] exp(-|r - q[1:4]|² / 2 q[4]²) + q[5] - vol)² over the window ``c ± radius``
     (clipped at the array border)."""
     n0, n1, n2 = vol.shape
+    amp, m0, m1, m2, sig, bg = q[0], q[1], q[2], q[3], q[4], q[5]
     cst = 0.0
     for a in range(-radius, radius + 1):
         for b in range(-radius, radius + 1):
             for c in range(-radius, radius + 1):
                 if not (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + c < n2):
                     continue
-                r2 = (a - q[1]) ** 2 + (b - q[2]) ** 2 + (c - q[3]) ** 2
-                e = math.exp(-r2 / (2.0 * q[4] * q[4]))
-                res = q[0] * e + q[5] - float(vol[c0 + a, c1 + b, c2 + c])
+                da = a - m0
+                db = b - m1
+                dc = c - m2
+                r2 = da * da + db * db + dc * dc
+                e = math.exp(-r2 / (2.0 * sig * sig))
+                res = amp * e + bg - float(vol[c0 + a, c1 + b, c2 + c])
                 cst += res * res
     return cst
 
@@ -391,34 +402,35 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
             JTr[u] = 0.0
             for v in range(6):
                 JTJ[u, v] = 0.0
+        amp, m0, m1, m2, sig, bg = p[0], p[1], p[2], p[3], p[4], p[5]
+        s2 = sig * sig
         for a in range(-radius, radius + 1):
             for b in range(-radius, radius + 1):
                 for c in range(-radius, radius + 1):
                     if not (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + c < n2):
                         continue
-                    da = a - p[1]
-                    db = b - p[2]
-                    dc = c - p[3]
+                    da = a - m0
+                    db = b - m1
+                    dc = c - m2
                     r2 = da * da + db * db + dc * dc
-                    s2 = p[4] * p[4]
                     e = math.exp(-r2 / (2.0 * s2))
-                    res = p[0] * e + p[5] - float(vol[c0 + a, c1 + b, c2 + c])
+                    res = amp * e + bg - float(vol[c0 + a, c1 + b, c2 + c])
                     jrow[0] = e
-                    jrow[1] = p[0] * e * da / s2
-                    jrow[2] = p[0] * e * db / s2
-                    jrow[3] = p[0] * e * dc / s2
-                    jrow[4] = p[0] * e * r2 / (s2 * p[4])
+                    jrow[1] = amp * e * da / s2
+                    jrow[2] = amp * e * db / s2
+                    jrow[3] = amp * e * dc / s2
+                    jrow[4] = amp * e * r2 / (s2 * sig)
                     jrow[5] = 1.0
-                    for u in range(6):
+                    for u in range(6):  # JᵀJ is symmetric: its upper triangle
                         JTr[u] += jrow[u] * res
-                        for v in range(6):
+                        for v in range(u, 6):
                             JTJ[u, v] += jrow[u] * jrow[v]
         improved = False
         for _t in range(8):
             for u in range(6):
                 rhs[u] = -JTr[u]
                 for v in range(6):
-                    M[u, v] = JTJ[u, v]
+                    M[u, v] = JTJ[u, v] if v >= u else JTJ[v, u]
                 M[u, u] += lam * (JTJ[u, u] + 1e-12)
             _solve_small(M, rhs, step)
             for u in range(6):
@@ -469,11 +481,13 @@ def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_re
     gdelta = np.zeros((n, 3))
     info = np.zeros((n, 5))
     n0, n1, n2 = vol.shape
+    c = np.empty(3, dtype=np.int64)
+    d = np.empty(3)
+    out = np.empty(7)  # the Gaussian fit's result (every entry written by each fit)
     for i in range(n):
-        c = np.empty(3, dtype=np.int64)
         for a in range(3):
             c[a] = peaks[i, a]
-        d = np.zeros(3)
+            d[a] = 0.0
         val = 0.0
         for _ in range(n_recentre):
             coef = _fit_poly(vol, c[0], c[1], c[2], radius, exps, pinv, wsig)
@@ -492,39 +506,31 @@ def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_re
                     moved = True
             if not moved:
                 break
-        for a in range(3):
-            centre[i, a] = c[a]
-            pdelta[i, a] = d[a]
         info[i, 0] = val
+        good = False
         if gauss:
+            c0, c1, c2 = c[0], c[1], c[2]
             vmin = 1e300
             for a in range(-radius, radius + 1):
                 for b in range(-radius, radius + 1):
                     for cc in range(-radius, radius + 1):
-                        if (0 <= c[0] + a < n0 and 0 <= c[1] + b < n1 and 0 <= c[2] + cc < n2):
-                            v = float(vol[c[0] + a, c[1] + b, c[2] + cc])
+                        if (0 <= c0 + a < n0 and 0 <= c1 + b < n1 and 0 <= c2 + cc < n2):
+                            v = float(vol[c0 + a, c1 + b, c2 + cc])
                             if v < vmin:
                                 vmin = v
-            out = np.empty(7)
-            _gauss_fit(vol, c[0], c[1], c[2], radius, d, val - vmin, sig0, vmin, gauss_iter,
-                       out)
+            _gauss_fit(vol, c0, c1, c2, radius, d, val - vmin, sig0, vmin, gauss_iter, out)
             good = out[6] > 0.0 and out[0] > 0.0 and out[4] > 0.0
             for a in range(3):
                 if abs(out[1 + a] - d[a]) > 1.0:
                     good = False
-            if good:
-                for a in range(3):
-                    gdelta[i, a] = out[1 + a]
-            else:
-                for a in range(3):
-                    gdelta[i, a] = d[a]
             info[i, 1] = out[0]
             info[i, 2] = out[4]
             info[i, 3] = out[5]
             info[i, 4] = 1.0 if good else 0.0
-        else:
-            for a in range(3):
-                gdelta[i, a] = d[a]
+        for a in range(3):
+            centre[i, a] = c[a]
+            pdelta[i, a] = d[a]
+            gdelta[i, a] = out[1 + a] if good else d[a]
     return centre, pdelta, gdelta, info
 
 
@@ -547,7 +553,9 @@ def greedy_accept(order, indptr, indices):
     """Greedy non-maximum suppression: walk candidates in ``order`` (best first), accept one
     unless an accepted candidate is among its neighbours (CSR ``indptr``/``indices``)."""
     n = order.shape[0]
-    state = np.zeros(n, dtype=np.int8)  # 0 free, 1 accepted, 2 suppressed
+    # 0 free, 1 accepted, 2 suppressed; float64: the allocation Numba compiles for the other
+    # kernels anyway (an int8 array compiled its own np.zeros)
+    state = np.zeros(n)
     for t in range(n):
         i = order[t]
         if state[i] != 0:
@@ -560,7 +568,6 @@ def greedy_accept(order, indptr, indices):
     return state == 1
 
 # ----------------------------------------------------------------------------- projections
-@jit()
 def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
                    px, cutoff, mode, pos_alt, sp_alt, img_out):
     """Model projections of atoms with learned radial profiles and a power-law response.
@@ -591,7 +598,27 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     per-projection blocks of F and meat Σ (w r dM/dL)² J_jᵀ J_j (mode 3); the moments
     Σ w, Σ w M, Σ w M², Σ w r², Σ w M r² (for a noise model r² ≈ a + b M); what a mode does
     not compute is zeros (per-atom arrays of length 1).
+
+    The compiled kernel is :func:`_profile_kernel`, which returns these outputs packed into
+    fewer arrays (each returned array is code to compile); this unpacks them.
     """
+    sc, pk, gpos, gC, fis, gpos_k, d5, jtj, jtw_k, fis_k, meat = _profile_kernel(
+        pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0, px, cutoff,
+        mode, pos_alt, sp_alt, img_out)
+    nproj = pk.shape[0]
+    return (float(sc[0]), float(sc[1]), float(sc[2]), gpos, gC, float(sc[3]),
+            pk[:, 4].copy(), fis, gpos_k, d5[:, 0].copy(), d5[:, 1].copy(), d5[:, 2:4].copy(),
+            pk[:, 5:7].copy(), pk[:, 7:13].copy().reshape(nproj, 2, 3), jtj, jtw_k,
+            pk[:, 13].copy(), sc[4:9].copy(), fis_k, meat)
+
+
+@jit()
+def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
+                    px, cutoff, mode, pos_alt, sp_alt, img_out):
+    """:func:`profile_kernel`'s outputs packed: ``(sc, pk, g_pos, g_C, F, g_pos_k, d5, JtwJ,
+    Jtw, F_k, meat)``; ``sc`` = [loss, l1, hold, g_gamma, moments (5)], ``pk[k]`` = [loss,
+    l1, hold, g_gamma, g_offset, g_shifts (2), g_R2 (2×3 row-major), sum_w] of projection
+    ``k``, ``d5[j]`` = [d_loss, d_hold, var_hold (2)]."""
     nproj, ny, nx = meas.shape
     n = pos.shape[0]
     ns = C.shape[0]
@@ -605,31 +632,31 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     win = 2 * radmax + 1
     epsg = eps ** gamma
     leps = math.log(eps)
-    loss_k = np.zeros(nproj)
-    l1_k = np.zeros(nproj)
-    hold_k = np.zeros(nproj)
+    sc = np.zeros(9)
+    pk = np.zeros((nproj, 14))
+    # sums over projections are accumulated in projection order (per-projection partial
+    # sums first where a projection adds several terms), as NumPy's sum over axis 0 would
+    # add per-projection arrays, without compiling Numba's ``sum(axis=...)`` for every rank
     n1 = n if mode >= 1 else 1
-    gpos_k = np.zeros((nproj, n1, 3))
-    gC_k = np.zeros((nproj, ns, ng))
-    ggam_k = np.zeros(nproj)
-    goff = np.zeros(nproj)
+    gpos = np.zeros((n1, 3))
+    gC = np.zeros((ns, ng))
     nf = n if mode == 3 else 1
-    fis_k = np.zeros((nproj, nf, 3, 3))
-    meat_k = np.zeros((nproj, nf, 3, 3))
+    nfk = nproj if mode == 3 else 1
+    gpos_k = np.zeros((nfk, nf, 3))
+    fis = np.zeros((nf, 3, 3))
+    fis_k = np.zeros((nfk, nf, 3, 3))
+    meat = np.zeros((nf, 3, 3))
     n5 = n if mode == 5 else 1
-    dl_k = np.zeros((nproj, n5))
-    dh_k = np.zeros((nproj, n5))
-    vh_k = np.zeros((nproj, n5, 2))
-    mom_k = np.zeros((nproj, 5))
-    gsh_k = np.zeros((nproj, 2))
-    gR_k = np.zeros((nproj, 2, 3))
+    d5 = np.zeros((n5, 4))
     nb = ns * ng
     keep_img = img_out.shape[0] == nproj and img_out.shape[1] == ny and img_out.shape[2] == nx
     np2 = nb + 1 if mode == 2 else 1
-    jtj_k = np.zeros((nproj, np2, np2))
+    jtj = np.zeros((np2, np2))
     jtw_k = np.zeros((nproj, np2))
-    nw_k = np.zeros(nproj)
     for k in range(nproj):  # serial; blocks of projections run on the pool
+        gC_p = np.zeros((ns, ng))   # this projection's partial sums
+        mom_p = np.zeros(5)
+        jtj_p = np.zeros((np2, np2))
         lin = np.zeros((ny, nx))
         chan = np.zeros((nb if mode == 2 else 1, ny if mode == 2 else 1,
                          nx if mode == 2 else 1))
@@ -638,11 +665,15 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
         ey = np.empty((ng, win))
         uu = np.empty(n)
         ww = np.empty(n)
+        # this projection's rows and shift as scalars (fewer array accesses to compile)
+        r00, r01, r02 = R2[k, 0, 0], R2[k, 0, 1], R2[k, 0, 2]
+        r10, r11, r12 = R2[k, 1, 0], R2[k, 1, 1], R2[k, 1, 2]
+        t0, t1 = shifts[k, 0], shifts[k, 1]
+        rk = R2[k]
         for j in range(n):
-            uu[j] = (R2[k, 0, 0] * pos[j, 0] + R2[k, 0, 1] * pos[j, 1] + R2[k, 0, 2] * pos[j, 2]
-                     + shifts[k, 0])
-            ww[j] = (R2[k, 1, 0] * pos[j, 0] + R2[k, 1, 1] * pos[j, 1] + R2[k, 1, 2] * pos[j, 2]
-                     + shifts[k, 1])
+            p0, p1, p2 = pos[j, 0], pos[j, 1], pos[j, 2]
+            uu[j] = r00 * p0 + r01 * p1 + r02 * p2 + t0
+            ww[j] = r10 * p0 + r11 * p1 + r12 * p2 + t1
             s = sp[j]
             if s < 0:
                 continue
@@ -693,11 +724,11 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                 mv = r + meas[k, jj, ii]
                 if keep_img:
                     img_out[k, jj, ii] = mv
-                mom_k[k, 0] += wt
-                mom_k[k, 1] += wt * mv
-                mom_k[k, 2] += wt * mv * mv
-                mom_k[k, 3] += wt * r * r
-                mom_k[k, 4] += wt * mv * r * r
+                mom_p[0] += wt
+                mom_p[1] += wt * mv
+                mom_p[2] += wt * mv * mv
+                mom_p[3] += wt * r * r
+                mom_p[4] += wt * mv * r * r
                 hk += 0.5 * hw[k, jj, ii] * r * r
                 if mode >= 1:
                     fp = gamma * pw / lp
@@ -709,7 +740,7 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         # Gauss-Newton normal matrix of (C, gamma; offset k)
                         for a in range(nb):
                             jrow[a] = fp * chan[a, jj, ii]
-                            gC_k[k, a // ng, a % ng] += wt * r * jrow[a]
+                            gC_p[a // ng, a % ng] += wt * r * jrow[a]
                         jrow[nb] = dgam
                         for a in range(nb + 1):
                             ja = wt * jrow[a]
@@ -717,23 +748,31 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                                 continue
                             jtw_k[k, a] += ja
                             for b in range(a, nb + 1):
-                                jtj_k[k, a, b] += ja * jrow[b]
-                        nw_k[k] += wt
+                                jtj_p[a, b] += ja * jrow[b]
+                        pk[k, 13] += wt
                     if mode == 3:
                         dd[jj, ii] = wt * fp * fp
                     elif mode == 5:
                         res[jj, ii] = r
-        loss_k[k] = lk
-        l1_k[k] = l1
-        hold_k[k] = hk
+        pk[k, 0] = lk
+        pk[k, 1] = l1
+        pk[k, 2] = hk
+        for a in range(5):
+            sc[4 + a] += mom_p[a]
         if mode == 0:
             continue
-        ggam_k[k] = gg
-        goff[k] = go
+        pk[k, 3] = gg
+        pk[k, 4] = go
         if mode == 2:
             for a in range(nb + 1):
                 for b in range(a):
-                    jtj_k[k, a, b] = jtj_k[k, b, a]
+                    jtj_p[a, b] = jtj_p[b, a]
+            for a in range(nb + 1):
+                for b in range(nb + 1):
+                    jtj[a, b] += jtj_p[a, b]
+            for a in range(ns):
+                for b in range(ng):
+                    gC[a, b] += gC_p[a, b]
             continue
         bu = np.empty((win, win))
         bw = np.empty((win, win))
@@ -744,10 +783,9 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
             cj = int(round((ww[j] - y0) / px))
             if mode == 5:
                 # exact loss changes of replacing atom j (window holding both versions)
-                ua = (R2[k, 0, 0] * pos_alt[j, 0] + R2[k, 0, 1] * pos_alt[j, 1]
-                      + R2[k, 0, 2] * pos_alt[j, 2] + shifts[k, 0])
-                wa = (R2[k, 1, 0] * pos_alt[j, 0] + R2[k, 1, 1] * pos_alt[j, 1]
-                      + R2[k, 1, 2] * pos_alt[j, 2] + shifts[k, 1])
+                p0, p1, p2 = pos_alt[j, 0], pos_alt[j, 1], pos_alt[j, 2]
+                ua = r00 * p0 + r01 * p1 + r02 * p2 + t0
+                wa = r10 * p0 + r11 * p1 + r12 * p2 + t1
                 sa = sp_alt[j]
                 if sa < 0 and s < 0:
                     continue
@@ -815,10 +853,10 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         q = hw[k, jj, ii] * dm * dm
                         vh0 += q
                         vh1 += q * (r + meas[k, jj, ii])
-                dl_k[k, j] = dl
-                dh_k[k, j] = dh
-                vh_k[k, j, 0] = vh0
-                vh_k[k, j, 1] = vh1
+                d5[j, 0] += dl
+                d5[j, 1] += dh
+                d5[j, 2] += vh0
+                d5[j, 3] += vh1
                 continue
             if s < 0:
                 continue
@@ -858,13 +896,16 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         if mode == 3:
                             bu[jj - cj + radmax, ii - ci + radmax] += v * dx
                             bw[jj - cj + radmax, ii - ci + radmax] += v * dy
-                gC_k[k, s, g] += gc
+                gC_p[s, g] += gc
             for a in range(3):
-                gpos_k[k, j, a] = gu * R2[k, 0, a] + gw * R2[k, 1, a]
-                gR_k[k, 0, a] += gu * pos[j, a]
-                gR_k[k, 1, a] += gw * pos[j, a]
-            gsh_k[k, 0] += gu
-            gsh_k[k, 1] += gw
+                v = gu * rk[0, a] + gw * rk[1, a]
+                gpos[j, a] += v
+                if mode == 3:
+                    gpos_k[k, j, a] = v
+                pk[k, 7 + a] += gu * pos[j, a]
+                pk[k, 10 + a] += gw * pos[j, a]
+            pk[k, 5] += gu
+            pk[k, 6] += gw
             if mode == 3:
                 fuu = 0.0
                 fuw = 0.0
@@ -890,29 +931,18 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
                         mww += q * dw * dw
                 for a in range(3):
                     for b in range(3):
-                        fis_k[k, j, a, b] = (fuu * R2[k, 0, a] * R2[k, 0, b]
-                                             + fuw * (R2[k, 0, a] * R2[k, 1, b]
-                                                      + R2[k, 1, a] * R2[k, 0, b])
-                                             + fww * R2[k, 1, a] * R2[k, 1, b])
-                        meat_k[k, j, a, b] = (muu * R2[k, 0, a] * R2[k, 0, b]
-                                              + muw * (R2[k, 0, a] * R2[k, 1, b]
-                                                       + R2[k, 1, a] * R2[k, 0, b])
-                                              + mww * R2[k, 1, a] * R2[k, 1, b])
-    loss = 0.0
-    l1s = 0.0
-    hold = 0.0
-    ggam = 0.0
+                        ua, wa, ub, wb = rk[0, a], rk[1, a], rk[0, b], rk[1, b]
+                        fk = fuu * ua * ub + fuw * (ua * wb + wa * ub) + fww * wa * wb
+                        fis_k[k, j, a, b] = fk
+                        fis[j, a, b] += fk
+                        meat[j, a, b] += muu * ua * ub + muw * (ua * wb + wa * ub) + mww * wa * wb
+        for a in range(ns):
+            for b in range(ng):
+                gC[a, b] += gC_p[a, b]
     for k in range(nproj):
-        loss += loss_k[k]
-        l1s += l1_k[k]
-        hold += hold_k[k]
-        ggam += ggam_k[k]
-    gpos_out = gpos_k if mode == 3 else np.zeros((1, 1, 3))
-    fis_out = fis_k if mode == 3 else np.zeros((1, 1, 3, 3))
-    return (loss, l1s, hold, gpos_k.sum(axis=0), gC_k.sum(axis=0), ggam, goff,
-            fis_k.sum(axis=0), gpos_out, dl_k.sum(axis=0), dh_k.sum(axis=0),
-            vh_k.sum(axis=0), gsh_k, gR_k, jtj_k.sum(axis=0), jtw_k, nw_k, mom_k.sum(axis=0),
-            fis_out, meat_k.sum(axis=0))
+        for a in range(4):
+            sc[a] += pk[k, a]
+    return sc, pk, gpos, gC, fis, gpos_k, d5, jtj, jtw_k, fis_k, meat
 
 
 # outputs of profile_kernel that are sums over projections / per-projection arrays
