@@ -385,7 +385,7 @@ def cmd_analyze(args) -> int:
                      "species": model.species_counts()}
     with output_folder(out, overwrite=args.overwrite, flag="--overwrite") as tmp:
         if order_kind is not None:
-            order = model.order_parameters(order_kind)
+            order = model.analysis.order_parameters(order_kind)
             write_dataset(order, tmp / f"order_{order_kind}.nc")
             var = f"order_{order_kind}"
             phase = order["phase"].values
@@ -394,7 +394,7 @@ def cmd_analyze(args) -> int:
                                 "ordered_fraction": float((phase != "A1").mean())}
         if args.strain:
             kw = {} if args.structure == "auto" else {"structure": args.structure}
-            strain = model.strain(**kw)
+            strain = model.analysis.strain(**kw)
             write_dataset(strain, tmp / "strain.nc")
             inside = strain["mask"].values
             summary["strain"] = {

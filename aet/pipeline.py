@@ -130,8 +130,8 @@ def run_demo(*, size: str = "small", out="aet-demo-output", seed: int = 0,
 
 
 def _analysis(model) -> dict:
-    order = model.order_parameters("L10")
-    strain = model.strain()
+    order = model.analysis.order_parameters("L10")
+    strain = model.analysis.strain()
     summary = {"order_vars": sorted(order.data_vars), "strain_vars": sorted(strain.data_vars)}
     return {"order": order, "strain": strain, "summary": summary}
 

@@ -193,7 +193,7 @@ def radial_distribution(model, *, r_max_A: float = 8.0, dr_A: float = 0.05):
     per atom of the first species), from the model's neighbour pairs."""
     fig = _figure(figsize=(6.5, 4))
     ax = fig.add_subplot(1, 1, 1)
-    pairs, d = model.neighbour_pairs(r_max_A)
+    pairs, d = model.neighbours.pairs(r_max_A)
     sp = model.species
     edges = np.arange(0.0, r_max_A + dr_A, dr_A)
     shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)

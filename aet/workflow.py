@@ -670,11 +670,11 @@ def _analysis(model) -> dict:
     describe (too few atoms, not a crystal) gets a report without those panels."""
     out: dict[str, Any] = {}
     try:
-        out["order"] = model.order_parameters("L10")
+        out["order"] = model.analysis.order_parameters("L10")
     except ValueError:
         pass
     try:
-        out["strain"] = model.strain()
+        out["strain"] = model.analysis.strain()
     except ValueError:
         pass
     return out

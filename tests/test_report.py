@@ -43,8 +43,8 @@ def case():
               "final": bench.score(final)}
     return {"bench": bench, "ts": ts, "aligned": aligned,
             "vol": vol.chunk({"z": 32}),  # a lazy volume: the report reads what it needs
-            "model": final, "scores": scores, "strain": final.strain(),
-            "order": final.order_parameters("L10"),
+            "model": final, "scores": scores, "strain": final.analysis.strain(),
+            "order": final.analysis.order_parameters("L10"),
             "timings": {"simulate": 1.25, "align": 0.5, "reconstruct": 0.25}}
 
 

@@ -94,7 +94,7 @@ print(f"max |error| vs planted: {results['cell_strain_max_error']:.2e}")
 # is masked (``mask``); we compare the interior median with the truth.
 
 # %%
-st = particle.strain(structure="L10", a_A=A0, c_A=C0, voxel_size_A=1.0)
+st = particle.analysis.strain(structure="L10", a_A=A0, c_A=C0, voxel_size_A=1.0)
 inside = st["mask"].values & (st["weight"].values >= 0.8)
 for comp, (i, j) in {"e_xx": (0, 0), "e_yy": (1, 1), "e_zz": (2, 2), "e_xy": (0, 1)}.items():
     med = float(np.nanmedian(st[comp].values[inside]))
@@ -120,7 +120,7 @@ plt.close(fig)
 # ordered neighbourhood) and swap partners.
 
 # %%
-order = particle.order_parameters("L10")
+order = particle.analysis.order_parameters("L10")
 S = order["order_L10"].values
 # variant = 2k + pairing: the c axis is crystal axis k of the fitted frame, whose axes (in the
 # sample frame) are the columns of attrs["crystal_axes"]

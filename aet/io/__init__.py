@@ -67,7 +67,8 @@ def open(path, *, format: str | None = None, kind: str | None = None, **metadata
 
 
 def save(obj, path, *, overwrite: bool = True) -> Path:
-    """Save a ``TiltSeries``, ``Volume`` or ``AtomicModel`` to a native Zarr store."""
+    """Save a ``TiltSeries``, ``Volume``, ``AtomicModel`` or ``NucleusTracker`` to a native
+    Zarr store."""
     p = Path(path)
     if p.suffix.lower() != ".zarr":
         raise UnknownFormatError(
@@ -129,13 +130,17 @@ def _kind_of(obj) -> str:
     AtomicModel = facade_class("AtomicModel")
     TiltSeries = facade_class("TiltSeries")
     Volume = facade_class("Volume")
+    NucleusTracker = facade_class("NucleusTracker")
 
     if isinstance(obj, TiltSeries):
         return "tilt_series"
+    if isinstance(obj, NucleusTracker):
+        return "tracker"
     if isinstance(obj, Volume):
         return "volume"
     if isinstance(obj, AtomicModel):
         return "model"
     raise TypeError(
-        f"can only write TiltSeries, Volume or AtomicModel objects, got {type(obj).__name__}"
+        f"can only write TiltSeries, Volume, AtomicModel or NucleusTracker objects, got "
+        f"{type(obj).__name__}"
     )

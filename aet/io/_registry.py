@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UnknownFormatError
 
-KINDS = ("tilt_series", "volume", "model")
+KINDS = ("tilt_series", "volume", "model", "tracker")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def format_for(path, format: str | None = None, *, kind: str | None = None) -> F
 # --------------------------------------------------------------------------- declarations
 for _fmt in (
     Format("zarr", (".zarr",), "aet native store (Zarr via xarray; lazy)",
-           ("tilt_series", "volume", "model"), ".zarr_:read", ".zarr_:write"),
+           ("tilt_series", "volume", "model", "tracker"), ".zarr_:read", ".zarr_:write"),
     Format("netcdf", (".nc", ".h5", ".hdf5", ".nc4"), "NetCDF4/HDF5 written by xarray or aet",
            ("tilt_series", "volume", "model"), ".netcdf:read", ".netcdf:write"),
     Format("numpy", (".npy", ".npz"), "NumPy arrays", ("tilt_series", "volume"),

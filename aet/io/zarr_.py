@@ -19,6 +19,8 @@ def to_dataset(obj) -> xr.Dataset:
     """The Dataset aet stores for a facade object (class name in ``attrs['aet_class']``)."""
     AtomicModel = facade_class("AtomicModel")
 
+    if isinstance(obj, facade_class("NucleusTracker")):
+        return obj.to_dataset()  # its own layout (models along atom, registration summary)
     if isinstance(obj, AtomicModel):
         ds = obj.data.copy(deep=False)
     else:
@@ -89,7 +91,8 @@ def read(path: Path, *, kind=None, **metadata):
 def _apply_overrides(obj, kind, metadata, path):
     AtomicModel = facade_class("AtomicModel")
 
-    want = {"TiltSeries": "tilt_series", "Volume": "volume", "AtomicModel": "model"}
+    want = {"TiltSeries": "tilt_series", "Volume": "volume", "AtomicModel": "model",
+            "NucleusTracker": "tracker"}
     if kind is not None and want[type(obj).__name__] != kind:
         raise MetadataError(f"{str(path)!r} holds a {type(obj).__name__}, not kind={kind!r}")
     if metadata:

@@ -55,23 +55,64 @@ def check_finite(arr, name: str) -> None:
         )
 
 
-class _Facade:
+class _XarrayFacade:
+    """Base of every facade over one xarray object (``TiltSeries`` and ``Volume`` over a
+    DataArray in ``_da``, ``AtomicModel`` over a Dataset in ``_ds``): immutable, the class name
+    and provenance in its attrs; the wrapped object, metadata, history and saving."""
+
+    __slots__ = ()
+    _slot = "_da"  # the slot holding the wrapped xarray object
+
+    @property
+    def _xr(self):
+        return object.__getattribute__(self, self._slot)
+
+    @classmethod
+    def _wrap(cls, obj):
+        """Build from an already-valid xarray object without re-validating values."""
+        new = object.__new__(cls)
+        obj = obj.copy(deep=False)
+        obj.attrs = dict(obj.attrs)
+        obj.attrs[CLASS_ATTR] = cls.__name__
+        obj.attrs.setdefault(PROVENANCE_ATTR, "[]")
+        object.__setattr__(new, cls._slot, obj)
+        return new
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable; methods return new objects")
+
+    @property
+    def data(self):
+        """The wrapped xarray object (:class:`xarray.DataArray`; :class:`xarray.Dataset` for an
+        ``AtomicModel``), lazy if it was."""
+        return self._xr
+
+    @property
+    def attrs(self) -> dict:
+        """A copy of the metadata (units in the key names, e.g. ``pixel_size_A``)."""
+        return {k: v for k, v in self._xr.attrs.items() if k not in (PROVENANCE_ATTR, CLASS_ATTR)}
+
+    @property
+    def provenance(self) -> list[dict]:
+        """The list of operations that produced this object, oldest first."""
+        return get_provenance(self._xr.attrs)
+
+    def save(self, path, *, overwrite: bool = True):
+        """Write to a Zarr store (atomically) that :func:`aet.open` restores with metadata.
+
+        Returns the path written.
+        """
+        from ..io import save
+
+        return save(self, path, overwrite=overwrite)
+
+
+class _Facade(_XarrayFacade):
     """Base of the array facades (``TiltSeries``, ``Volume``): wraps one DataArray as ``_da``."""
 
     __slots__ = ("_da",)
+    _slot = "_da"
     _dims: tuple[str, ...] = ()
-
-    # -- construction helpers ----------------------------------------------------------
-    @classmethod
-    def _wrap(cls, da: xr.DataArray):
-        """Build from an already-valid DataArray without re-validating values."""
-        obj = object.__new__(cls)
-        da = da.copy(deep=False)
-        da.attrs = dict(da.attrs)
-        da.attrs[CLASS_ATTR] = cls.__name__
-        da.attrs.setdefault(PROVENANCE_ATTR, "[]")
-        object.__setattr__(obj, "_da", da)
-        return obj
 
     def _replace(self, da: xr.DataArray, op: str, params: Mapping[str, Any] | None = None,
                  **extra):
@@ -79,29 +120,10 @@ class _Facade:
         return type(self)._wrap(with_provenance(da, op, params, parent_attrs=self._da.attrs,
                                                 **extra))
 
-    def __setattr__(self, name, value):
-        raise AttributeError(f"{type(self).__name__} is immutable; methods return new objects")
-
-    # -- the escape hatch and basics ------------------------------------------------------
-    @property
-    def data(self) -> xr.DataArray:
-        """The wrapped :class:`xarray.DataArray` (lazy if it was)."""
-        return self._da
-
     @property
     def values(self) -> np.ndarray:
         """The data as an in-memory NumPy array (computes a dask-backed object)."""
         return np.asarray(self._da.values)
-
-    @property
-    def attrs(self) -> dict:
-        """A copy of the metadata (units in the key names, e.g. ``pixel_size_A``)."""
-        return {k: v for k, v in self._da.attrs.items() if k not in (PROVENANCE_ATTR, CLASS_ATTR)}
-
-    @property
-    def provenance(self) -> list[dict]:
-        """The list of operations that produced this object, oldest first."""
-        return get_provenance(self._da.attrs)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -158,16 +180,6 @@ class _Facade:
     def persist(self):
         """Return a copy whose dask chunks are computed and kept in (distributed) memory."""
         return type(self)._wrap(self._da.persist())
-
-    # -- persistence --------------------------------------------------------------------
-    def save(self, path, *, overwrite: bool = True):
-        """Write to a Zarr store (atomically) that :func:`aet.open` restores with metadata.
-
-        Returns the path written.
-        """
-        from ..io import save
-
-        return save(self, path, overwrite=overwrite)
 
     def _repr_lines(self) -> list[str]:  # pragma: no cover - overridden
         return []

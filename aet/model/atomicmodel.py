@@ -17,6 +17,7 @@ anything else      (atom,)          further per-atom arrays (order parameter, ..
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,6 @@ from ..core.meta import (
     AXES_XYZ,
     CLASS_ATTR,
     PROVENANCE_ATTR,
-    get_provenance,
     with_provenance,
 )
 from ..core.schema import (
@@ -40,6 +40,13 @@ from ..core.schema import (
     register_facade,
 )
 from ..errors import MetadataError
+from ._base import _XarrayFacade
+from ._namespaces import ModelAnalysis, ModelNeighbours
+
+
+def _deprecated(name: str) -> None:
+    warnings.warn(f"AtomicModel.{name}() is deprecated; use model.analysis.{name}()",
+                  DeprecationWarning, stacklevel=3)
 
 
 def _validate_dataset(ds: xr.Dataset) -> xr.Dataset:
@@ -60,7 +67,7 @@ def _validate_dataset(ds: xr.Dataset) -> xr.Dataset:
 
 
 @register_facade
-class AtomicModel:
+class AtomicModel(_XarrayFacade):
     """Positions and species of every atom (struct-of-arrays over an ``xarray.Dataset``).
 
     Parameters
@@ -87,6 +94,7 @@ class AtomicModel:
     """
 
     __slots__ = ("_ds",)
+    _slot = "_ds"
 
     def __init__(self, positions, species=None, *, intensity=None, b_factor=None,
                  uncertainty=None, label=None, arrays: Mapping[str, Any] | None = None,
@@ -102,24 +110,9 @@ class AtomicModel:
                    "label": label}
             ds = build_model_dataset(positions, species, arrays={**std, **(arrays or {})},
                                      attrs=attrs)
-        object.__setattr__(self, "_ds", self._stamp(ds))
-
-    @staticmethod
-    def _stamp(ds: xr.Dataset) -> xr.Dataset:
-        ds.attrs[CLASS_ATTR] = "AtomicModel"
+        ds.attrs[CLASS_ATTR] = type(self).__name__
         ds.attrs.setdefault(PROVENANCE_ATTR, "[]")
-        return ds
-
-    def __setattr__(self, name, value):
-        raise AttributeError("AtomicModel is immutable; methods return new objects")
-
-    @classmethod
-    def _wrap(cls, ds: xr.Dataset) -> AtomicModel:
-        obj = object.__new__(cls)
-        ds = ds.copy(deep=False)
-        ds.attrs = dict(ds.attrs)
-        object.__setattr__(obj, "_ds", cls._stamp(ds))
-        return obj
+        object.__setattr__(self, "_ds", ds)
 
     @classmethod
     def _from_core(cls, ds: xr.Dataset, *, parent_attrs: Mapping[str, Any] | None = None,
@@ -138,11 +131,6 @@ class AtomicModel:
 
     # -- basics ---------------------------------------------------------------------------
     @property
-    def data(self) -> xr.Dataset:
-        """The wrapped :class:`xarray.Dataset`."""
-        return self._ds
-
-    @property
     def positions(self) -> np.ndarray:
         """``(n_atoms, 3)`` positions (x, y, z) in Å (a copy)."""
         return np.array(self._ds["position"].values, dtype=np.float64)
@@ -160,14 +148,6 @@ class AtomicModel:
     def elements(self) -> list[str]:
         """Distinct species, light → heavy (by atomic number)."""
         return sorted(set(self.species.tolist()), key=lambda s: atomic_numbers[s])
-
-    @property
-    def attrs(self) -> dict:
-        return {k: v for k, v in self._ds.attrs.items() if k not in (PROVENANCE_ATTR, CLASS_ATTR)}
-
-    @property
-    def provenance(self) -> list[dict]:
-        return get_provenance(self._ds.attrs)
 
     @property
     def n_atoms(self) -> int:
@@ -323,40 +303,32 @@ class AtomicModel:
         if idx.size and (idx.min() < -self.n_atoms or idx.max() >= self.n_atoms):
             raise IndexError(f"atom index out of range for a model of {self.n_atoms} atoms")
 
-    # -- neighbours (KD-tree) -----------------------------------------------------------------
-    def kdtree(self):
-        """A :class:`scipy.spatial.cKDTree` over the positions (Å)."""
-        from scipy.spatial import cKDTree
+    # -- namespaces -----------------------------------------------------------------------
+    @property
+    def analysis(self) -> ModelAnalysis:
+        """Structure analysis: ``strain``, ``order_parameters``, ``fit_lattice``,
+        ``local_strain``, ``grains``, ``defects``, ``bond_order``, ``rdf``
+        (:class:`aet.model.ModelAnalysis`)."""
+        return ModelAnalysis(self)
 
-        return cKDTree(self.positions)
+    @property
+    def neighbours(self) -> ModelNeighbours:
+        """Neighbour queries: ``kdtree``, ``pairs``, ``coordination``, ``nearest``
+        (:class:`aet.model.ModelNeighbours`)."""
+        return ModelNeighbours(self)
 
-    def neighbour_pairs(self, radius_A: float) -> tuple[np.ndarray, np.ndarray]:
-        """All pairs ``i < j`` closer than ``radius_A`` Å: ``(pairs (P, 2), distances (P,))``."""
-        if not radius_A > 0:
-            raise ValueError(f"radius_A must be > 0 Å, got {radius_A!r}")
-        pairs = self.kdtree().query_pairs(float(radius_A), output_type="ndarray")
-        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))] if len(pairs) else \
-            np.zeros((0, 2), dtype=np.int64)
-        d = np.linalg.norm(self.positions[pairs[:, 0]] - self.positions[pairs[:, 1]], axis=1)
-        return pairs.astype(np.int64), d
+    def strain(self, **kw) -> xr.Dataset:
+        """Deprecated alias of :meth:`ModelAnalysis.strain` (``model.analysis.strain``)."""
+        _deprecated("strain")
+        return self.analysis.strain(**kw)
 
-    def coordination(self, radius_A: float) -> np.ndarray:
-        """Number of neighbours of each atom within ``radius_A`` Å."""
-        pairs, _ = self.neighbour_pairs(radius_A)
-        return np.bincount(pairs.ravel(), minlength=self.n_atoms)
-
-    def nearest(self, points_xyz_A, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Distances (Å) and indices of the ``k`` atoms nearest to each point."""
-        pts = np.asarray(points_xyz_A, dtype=float).reshape(-1, 3)
-        return self.kdtree().query(pts, k=k)
+    def order_parameters(self, kind: str = "L10", **kw) -> xr.Dataset:
+        """Deprecated alias of :meth:`ModelAnalysis.order_parameters`
+        (``model.analysis.order_parameters``)."""
+        _deprecated("order_parameters")
+        return self.analysis.order_parameters(kind, **kw)
 
     # -- I/O and hand-off ---------------------------------------------------------------------
-    def save(self, path, *, overwrite: bool = True):
-        """Write to a Zarr store (atomically); :func:`aet.open` restores it."""
-        from ..io import save
-
-        return save(self, path, overwrite=overwrite)
-
     def write(self, path, *, format: str | None = None, overwrite: bool = True):
         """Write to ``.csv`` (columns ``x_A, y_A, z_A, species`` + extras), ``.xyz``/extXYZ,
         ``.cif``, ``POSCAR``/``.vasp`` or ``.zarr`` (chosen by extension or ``format``)."""
@@ -423,83 +395,23 @@ class AtomicModel:
         ds, result = out if isinstance(out, tuple) else (out, None)
         return self._replace(ds, "classify", params, result=result)
 
-    def refine(self, tilt_series, **kw) -> AtomicModel:
+    def refine(self, ts, **kw) -> AtomicModel:
         """Refine positions, per-species radial profiles and the detector response against
         the projections (:func:`aet.atoms.refine`)."""
         from .. import atoms
 
-        ts_da = as_xarray(tilt_series)
-        out = atoms.refine(self._ds, ts_da, **kw)
+        out = atoms.refine(self._ds, as_xarray(ts), **kw)
         ds, result = out if isinstance(out, tuple) else (out, None)
         return self._replace(ds, "refine", kw, result=result)
 
-    def strain(self, **kw) -> xr.Dataset:
-        """Strain tensor fields e_ij (:func:`aet.analysis.strain`) as an ``xarray.Dataset``."""
-        from .. import analysis
-
-        out = analysis.strain(self._ds, **kw)
-        return with_provenance(out, "strain", kw, parent_attrs=self._ds.attrs)
-
-    def order_parameters(self, kind: str = "L10", **kw) -> xr.Dataset:
-        """Per-atom chemical order parameters and phase labels
-        (:func:`aet.analysis.order_parameters`)."""
-        from .. import analysis
-
-        out = analysis.order_parameters(self._ds, kind, **kw)
-        return with_provenance(out, "order_parameters", {"kind": kind, **kw},
-                               parent_attrs=self._ds.attrs)
-
-
-    # -- structure analysis (thin: one aet.analysis call each) ----------------------------
-    def fit_lattice(self, structure: str = "fcc", **kw):
-        """Fit an ideal lattice (:func:`aet.analysis.fit_lattice`); returns a ``LatticeFit``
-        (or a dict of them per label when ``labels=`` is given)."""
-        from .. import analysis
-
-        return analysis.fit_lattice(self._ds, structure, **kw)
-
-    def local_strain(self, **kw) -> AtomicModel:
-        """Per-atom strain/rotation/displacement arrays (:func:`aet.analysis.local_strain`)."""
-        from .. import analysis
-
-        return self._replace(analysis.local_strain(self._ds, **kw), "local_strain", kw)
-
-    def grains(self, **kw) -> AtomicModel:
-        """Grain labels by orientation (+ phase/variant) (:func:`aet.analysis.grains`)."""
-        from .. import analysis
-
-        return self._replace(analysis.grains(self._ds, **kw), "grains", kw)
-
-    def defects(self, kind: str = "L10", **kw) -> AtomicModel:
-        """Antisites, swaps, antiphase boundaries, coordination, surface
-        (:func:`aet.analysis.defects`)."""
-        from .. import analysis
-
-        return self._replace(analysis.defects(self._ds, kind, **kw), "defects",
-                             {"kind": kind, **kw})
-
-    def bond_order(self, **kw) -> AtomicModel:
-        """Steinhardt Q_l and averaged Q̄_l per atom (:func:`aet.analysis.steinhardt`)."""
-        from .. import analysis
-
-        return self._replace(analysis.steinhardt(self._ds, **kw), "bond_order", kw)
-
-    def rdf(self, **kw) -> xr.Dataset:
-        """Partial radial distribution functions (:func:`aet.analysis.rdf`)."""
-        from .. import analysis
-
-        return with_provenance(analysis.rdf(self._ds, **kw), "rdf", kw,
-                               parent_attrs=self._ds.attrs)
-
     # -- atoms: uncertainty, surface, clean-up (aet.atoms) ------------------------------------
-    def uncertainty(self, tilt_series, *, method: str = "jackknife", **kw) -> AtomicModel:
+    def uncertainty(self, ts, *, method: str = "jackknife", **kw) -> AtomicModel:
         """Per-atom position uncertainty (Å) against the projections: by default the
         jackknife over projections of the refinement's atom model, the method
         :meth:`refine` uses (:func:`aet.atoms.uncertainty`)."""
         from .. import atoms
 
-        ts_da = as_xarray(tilt_series)
-        ds, result = atoms.uncertainty(self._ds, ts_da, method=method, **kw)
+        ds, result = atoms.uncertainty(self._ds, as_xarray(ts), method=method, **kw)
         return self._replace(ds, "uncertainty", {"method": method, **kw}, result=result)
 
     def flag_surface(self, *, method: str = "coordination", **kw) -> AtomicModel:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..core.geometry import TiltGeometry, pixel_size_of
 from ..core.meta import (
     centred_coord,
     check_positive_length,
@@ -14,7 +15,7 @@ from ..core.meta import (
     spacing_from_coord,
     with_provenance,
 )
-from ..core.schema import facade_class, register_facade
+from ..core.schema import as_xarray, facade_class, register_facade
 from ._base import _Facade, as_array, check_dims, check_finite, coerce_angles
 
 _DIMS3 = ("angle", "y", "x")
@@ -124,19 +125,62 @@ class TiltSeries(_Facade):
         return np.asarray(self._da.coords["angle"].values, dtype=np.float64)
 
     @property
+    def geometry(self) -> TiltGeometry:
+        """The acquisition geometry (:class:`aet.core.geometry.TiltGeometry`): Euler angles,
+        pixel size, the shifts and tilt-axis rotation alignment corrected."""
+        return TiltGeometry.from_dataarray(self._da)
+
+    def with_geometry(self, geometry: TiltGeometry) -> TiltSeries:
+        """A copy of this series carrying ``geometry`` (same images; angles, shifts and
+        tilt-axis rotation from ``geometry``), with a provenance record."""
+        if not isinstance(geometry, TiltGeometry):
+            raise TypeError(f"geometry must be an aet.core.geometry.TiltGeometry, got "
+                            f"{type(geometry).__name__}")
+        return self._replace(geometry.assign_to(self._da), "with_geometry")
+
+    def with_refined_alignment(self, model) -> TiltSeries:
+        """This series with the per-projection alignment that ``model.refine(self,
+        refine_alignment=...)`` fitted applied: each projection's content moved back by the
+        fitted detector shift (Fourier shift) and its Euler angles corrected — the geometry
+        update of the refinement as a tilt series. A later refine or uncertainty of ``model``
+        against the result does not apply the alignment again.
+
+        Raises ValueError when ``model`` holds no refined alignment for this series."""
+        from ..atoms.refinement.alignment import APPLIED_ATTR, refined_geometry
+        from ..preprocess import apply_alignment
+
+        ds = as_xarray(model)
+        attrs = getattr(ds, "attrs", None)
+        upd = None if attrs is None else refined_geometry(self._da, attrs)
+        if upd is None:
+            raise ValueError(
+                "model holds no refined alignment for this series (one value per projection); "
+                "refine it first with model.refine(ts, refine_alignment=('shifts', 'angles'))")
+        geo, fingerprint = upd
+        old = self.geometry
+        d = geo.shifts_A - (0.0 if old.shifts_A is None else old.shifts_A)
+        da = apply_alignment(self._da, shift_x_A=d[:, 0], shift_y_A=d[:, 1]).astype(
+            self._da.dtype if self._da.dtype.kind == "f" else np.float64)
+        da = geo.assign_to(da.assign_attrs({**self._da.attrs, APPLIED_ATTR: fingerprint}))
+        return self._replace(da, "with_refined_alignment",
+                             {"shift_x_A": d[:, 0], "shift_y_A": d[:, 1],
+                              "d_euler_deg": geo.euler_deg - old.euler_deg})
+
+    @property
     def euler_angles(self) -> np.ndarray:
         """``(n, 3)`` Euler angles (φ, θ, ψ) in degrees (φ = ψ = 0 for a single-axis series)."""
-        return euler_angles_of(self._da)
+        return np.array(self.geometry.euler_deg)
 
     @property
     def is_single_axis(self) -> bool:
-        """True when every φ and ψ is zero (the fast path of the reconstructors)."""
-        e = self.euler_angles
-        return bool(np.all(e[:, 0] == 0) and np.all(e[:, 2] == 0))
+        """True when every φ and ψ is zero (the fast path of the reconstructors; one tolerance,
+        :func:`aet.core.geometry.is_single_axis`)."""
+        return self.geometry.single_axis
 
     @property
     def pixel_size_A(self) -> float:
-        return float(self._da.attrs["pixel_size_A"])
+        """Pixel size in Å."""
+        return pixel_size_of(self._da)
 
     @property
     def n_frames(self) -> int:

@@ -469,17 +469,8 @@ class NucleusTracker:
 
     def save(self, path, *, overwrite: bool = True) -> Path:
         """Write to a Zarr store (atomically) that :func:`aet.open` restores (models, times,
-        registration, provenance)."""
-        from ..errors import UnknownFormatError
-        from ..io._atomic import atomic_path
+        registration, provenance) through the format registry (:func:`aet.io.save`), like
+        every facade; the layout is :meth:`to_dataset`'s."""
+        from ..io import save
 
-        p = Path(path)
-        if p.suffix.lower() != ".zarr":
-            raise UnknownFormatError(f"save() writes aet's native Zarr store; {str(path)!r} "
-                                     f"does not end in .zarr")
-        ds = self.to_dataset()
-        for v in ds.variables.values():
-            v.encoding = {}
-        with atomic_path(p, overwrite=overwrite) as tmp:
-            ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
-        return p
+        return save(self, path, overwrite=overwrite)

@@ -13,7 +13,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..core.meta import euler_angles_of
+from ..core.geometry import pixel_size_of
 
 _DIMS3 = ("angle", "y", "x")
 _DIMS4 = ("angle", "frame", "y", "x")
@@ -25,16 +25,6 @@ class AngleOrderWarning(UserWarning):
 
 def is_lazy(da: xr.DataArray) -> bool:
     return isinstance(da.variable._data, dsa.Array)
-
-
-def pixel_size(da: xr.DataArray) -> float:
-    px = da.attrs.get("pixel_size_A")
-    if px is None:
-        if "x" in da.coords and da.sizes["x"] > 1:
-            return float(da.x.values[1] - da.x.values[0])
-        raise ValueError("da has no attrs['pixel_size_A']; build it with aet.TiltSeries(..., "
-                         "pixel_size_A=<Å per pixel>)")
-    return float(px)
 
 
 def check_series(da, *, func: str, frames: str = "allow", min_angles: int = 1,
@@ -64,7 +54,7 @@ def check_series(da, *, func: str, frames: str = "allow", min_angles: int = 1,
     if n < min_angles:
         raise ValueError(f"{func}: the series has {n} projection(s) but needs at least "
                          f"{min_angles}; alignment compares projections with each other")
-    pixel_size(da)
+    pixel_size_of(da, "da")
     if not is_lazy(da) and da.dtype.kind == "f":
         bad = int(np.size(da.values) - np.count_nonzero(np.isfinite(da.values)))
         if bad:
@@ -89,9 +79,6 @@ def finite_check_block(block: np.ndarray, func: str) -> None:
         bad = int(block.size - np.count_nonzero(np.isfinite(block)))
         raise ValueError(f"{func}: the data contain {bad} NaN/inf value(s) in one chunk; "
                          f"replace them first (e.g. numpy.nan_to_num)")
-
-
-euler_deg = euler_angles_of  # one definition for the package (core.meta)
 
 
 def map_projections(da: xr.DataArray, func, *args, core_dims=("y", "x"), out_dtype=None,

@@ -26,13 +26,13 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from ..core.geometry import TiltGeometry, pixel_size_of
 from ._common import (
     check_interpolation,
     check_series,
     finite_check_block,
     is_lazy,
     map_projections,
-    pixel_size,
     shift_image,
 )
 from .background import has_background_removed, remove_background
@@ -313,7 +313,7 @@ def estimate_tilt_axis_rotation(da: xr.DataArray, *, max_deg: float = 5.0,
         raise ValueError(f"estimate_tilt_axis_rotation: max_deg and step_deg must be > 0, "
                          f"got {max_deg!r}, {step_deg!r}")
     ny, nx = da.sizes["y"], da.sizes["x"]
-    px = pixel_size(da)
+    px = pixel_size_of(da, "da")
     if max_period_A is not None and not max_period_A > 0:
         raise ValueError(f"estimate_tilt_axis_rotation: max_period_A must be > 0 Å or None, "
                          f"got {max_period_A!r}")
@@ -360,9 +360,10 @@ def estimate_tilt_axis_rotation(da: xr.DataArray, *, max_deg: float = 5.0,
             "spread": np.concatenate([J, Jf]).tolist()}
 
 
-def tilt_axis_offset(shift_x_A, angles_deg) -> float:
-    """Constant term x₀ (Å) of the fit ``shift_x(θ) = x₀ + a cos θ + b sin θ``."""
-    t = np.radians(np.asarray(angles_deg, dtype=float))
+def tilt_axis_offset(shift_x_A, angles) -> float:
+    """Constant term x₀ (Å) of the fit ``shift_x(θ) = x₀ + a cos θ + b sin θ`` (``angles``:
+    the tilt angles θ in degrees)."""
+    t = np.radians(np.asarray(angles, dtype=float))
     A = np.stack([np.ones_like(t), np.cos(t), np.sin(t)], axis=1)
     coef, *_ = np.linalg.lstsq(A, np.asarray(shift_x_A, dtype=float), rcond=None)
     return float(coef[0])
@@ -388,7 +389,7 @@ def apply_alignment(da: xr.DataArray, *, shift_x_A, shift_y_A, tilt_axis_rotatio
                     interpolation: str = "fourier") -> xr.DataArray:
     """De-rotate every projection by the tilt-axis rotation and move its content back by the
     given displacements (Å, one per projection). Lazy for dask input (per projection)."""
-    px = pixel_size(da)
+    px = pixel_size_of(da, "da")
     n = da.sizes["angle"]
     sx = np.broadcast_to(np.asarray(shift_x_A, dtype=float), (n,)) / px
     sy = np.broadcast_to(np.asarray(shift_y_A, dtype=float), (n,)) / px
@@ -452,16 +453,13 @@ def align(da: xr.DataArray, *, tilt_axis: str | float | None = "estimate",
         raise ValueError(f"align: x must be 'com' or None, got {x!r}")
     if y not in ("common_line", "com", None):
         raise ValueError(f"align: y must be 'common_line', 'com' or None, got {y!r}")
-    if "phi" in da.coords or "psi" in da.coords:
-        e = np.concatenate([np.ravel(da.coords[c].values) for c in ("phi", "psi")
-                            if c in da.coords])
-        if np.any(e != 0):
-            raise ValueError("align: the series has non-zero Euler φ/ψ; align() handles "
+    if not TiltGeometry.from_dataarray(da, "da").single_axis:
+        raise ValueError("align: the series has non-zero Euler φ/ψ; align() handles "
                              "single-axis series — use projection_matching() instead")
     if background not in ("auto", "remove", "keep"):
         raise ValueError(f"align: background must be 'auto', 'remove' or 'keep', got "
                          f"{background!r}")
-    px = pixel_size(da)
+    px = pixel_size_of(da, "da")
     angles = np.asarray(da.angle.values, dtype=float)
     n = angles.size
     result: dict = {}
@@ -532,12 +530,9 @@ def align(da: xr.DataArray, *, tilt_axis: str | float | None = "estimate",
         sx_A, sy_A = sx * px, sy * px
     out = apply_alignment(da, shift_x_A=sx_A, shift_y_A=sy_A, tilt_axis_rotation_deg=alpha,
                           interpolation=interpolation)
-    prev_x = da.coords["shift_x_A"].values if "shift_x_A" in da.coords else 0.0
-    prev_y = da.coords["shift_y_A"].values if "shift_y_A" in da.coords else 0.0
-    out = out.assign_coords(shift_x_A=("angle", sx_A + prev_x),
-                            shift_y_A=("angle", sy_A + prev_y))
-    out.attrs["tilt_axis_rotation_deg"] = float(alpha) + float(
-        da.attrs.get("tilt_axis_rotation_deg", 0.0))
+    geo = TiltGeometry.from_dataarray(da, "da").aligned(
+        np.stack([sx_A, sy_A], axis=1), tilt_axis_rotation_deg=float(alpha))
+    out = geo.assign_to(out)
     result.update({
         "shift_x_A": sx_A.tolist(), "shift_y_A": sy_A.tolist(),
         "tilt_axis_rotation_deg": float(alpha),

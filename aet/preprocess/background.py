@@ -24,7 +24,8 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from ._common import check_series, finite_check_block, map_projections, pixel_size
+from ..core.geometry import pixel_size_of
+from ._common import check_series, finite_check_block, map_projections
 
 
 def estimate_support(image: np.ndarray, *, pixel_size_A: float, smooth_A: float = 1.0,
@@ -132,7 +133,7 @@ def remove_background(da: xr.DataArray, *, mask=None, order: int = 2, smooth_A: 
                          f"{negative!r}")
     if int(order) != order or order < 0 or order > 6:
         raise ValueError(f"remove_background: order must be an integer 0..6, got {order!r}")
-    px = pixel_size(da)
+    px = pixel_size_of(da, "da")
     ny, nx = da.sizes["y"], da.sizes["x"]
     margs = []
     if mask is not None:

@@ -16,7 +16,8 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from ._common import check_series, finite_check_block, map_projections, pixel_size
+from ..core.geometry import pixel_size_of
+from ._common import check_series, finite_check_block, map_projections
 
 
 def _lattice_gram(lattice) -> np.ndarray:
@@ -176,7 +177,7 @@ def correct_scan_distortion(da: xr.DataArray, *, matrix=None, function=None, ref
     if drift_shear is not None:
         return correct_drift_shear(da, scan_direction_deg=None if drift_shear is True
                                    else drift_shear)
-    px = pixel_size(da)
+    px = pixel_size_of(da, "da")
     result: dict = {}
     Minv = None
     if reference is not None:
@@ -300,7 +301,7 @@ def correct_drift_shear(da: xr.DataArray, *, scan_direction_deg=None,
         raise ValueError("correct_drift_shear: needs frames with scan directions 0° and 90° "
                          f"(got {sorted(set(dirs.tolist()))})")
     i0, i90 = int(np.flatnonzero(kinds == 0)[0]), int(np.flatnonzero(kinds == 90)[0])
-    px = pixel_size(da)
+    px = pixel_size_of(da, "da")
     vals = np.asarray(da.values, dtype=np.float64)  # per-angle pairs; small in practice
     out = np.empty_like(vals)
     vel = np.zeros((vals.shape[0], 2))

@@ -17,12 +17,12 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from ..core.geometry import pixel_size_of
 from ._common import (
     check_interpolation,
     check_series,
     finite_check_block,
     is_lazy,
-    pixel_size,
     register_translation,
     shift_image,
 )
@@ -233,7 +233,7 @@ def register_frames(da: xr.DataArray, *, upsample_factor: int = 50, n_iter: int 
     if int(upsample_factor) < 1 or int(n_iter) < 1:
         raise ValueError("register_frames: upsample_factor and n_iter must be ≥ 1")
     check_interpolation(interpolation, "register_frames")
-    px = pixel_size(da)
+    px = pixel_size_of(da, "da")
     kw = dict(upsample_factor=int(upsample_factor), n_iter=int(n_iter), weighting=weighting,
               zero_frames=zero_frames, within_frame=bool(within_frame),
               scan_fraction=float(scan_fraction), reference=reference,

@@ -48,12 +48,11 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from ..core.geometry import TiltGeometry
 from ._common import (
     check_interpolation,
     check_series,
-    euler_deg,
     is_lazy,
-    pixel_size,
     register_translation,
     shift_image,
 )
@@ -287,7 +286,8 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8,
                          f"{recon_iter!r}, {recon_iter_warm!r}")
     if not (0 < step_deg <= 5):
         raise ValueError(f"projection_matching: step_deg must be in (0, 5], got {step_deg!r}")
-    px = pixel_size(da)
+    geo = TiltGeometry.from_dataarray(da, "da")
+    px = geo.pixel_size_A
     data = np.asarray(da.values if not is_lazy(da) else da.data.compute(), dtype=np.float64)
     n, ny, nx = data.shape
     if np.any(~np.isfinite(data)):
@@ -312,7 +312,7 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8,
     nz = int(volume_depth or mx)
     vol_shape = (nz, my, mx)
     Recon = _RECONSTRUCTORS[method]
-    euler0 = euler_deg(da)
+    euler0 = geo.euler_deg
     euler = euler0.copy()
     shifts = np.zeros((n, 2))  # [y, x] pixels: content displacement
     ang_idx = [_PARAMS[p] for p in refine if p in _PARAMS]
@@ -418,17 +418,9 @@ def projection_matching(da: xr.DataArray, *, n_iter: int = 8,
     out = xr.DataArray(out_arr, dims=da.dims, coords=dict(da.coords), attrs=dict(da.attrs),
                        name=da.name)
     dE = euler - euler0
-    prev_x = da.coords["shift_x_A"].values if "shift_x_A" in da.coords else 0.0
-    prev_y = da.coords["shift_y_A"].values if "shift_y_A" in da.coords else 0.0
-    new = {"angle": ("angle", euler[:, 1], {"units": "degree"}),
-           "shift_x_A": ("angle", shifts[:, 1] * px + prev_x),
-           "shift_y_A": ("angle", shifts[:, 0] * px + prev_y),
-           "dphi_deg": ("angle", dE[:, 0]), "dtheta_deg": ("angle", dE[:, 1]),
-           "dpsi_deg": ("angle", dE[:, 2])}
-    if "phi" in da.coords or np.any(euler[:, 0] != 0) or np.any(euler[:, 2] != 0):
-        new["phi"] = ("angle", euler[:, 0])
-        new["psi"] = ("angle", euler[:, 2])
-    out = out.assign_coords(new)
+    out = geo.aligned(shifts[:, ::-1] * px, euler_deg=euler).assign_to(out)
+    out = out.assign_coords({"dphi_deg": ("angle", dE[:, 0]), "dtheta_deg": ("angle", dE[:, 1]),
+                             "dpsi_deg": ("angle", dE[:, 2])})
     converged = bool(history and history[-1]["rms_shift_update_A"] < tol_shift_A
                      and history[-1]["rms_angle_update_deg"] < tol_angle_deg)
     result = {"shift_x_A": (shifts[:, 1] * px).tolist(),

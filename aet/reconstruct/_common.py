@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import xarray as xr
 
-from ..core.meta import centred_coord, euler_angles_of, spacing_from_coord
+from ..core.meta import centred_coord, spacing_from_coord
 
 
 def volume_dataarray(arr, voxel_size_A: float, attrs: dict | None = None) -> xr.DataArray:
@@ -40,17 +40,15 @@ def projections_dataarray(arr, euler_deg: np.ndarray, pixel_size_A: float,
                         name="projections")
 
 
-def spacing_of(da: xr.DataArray, attr: str) -> float:
-    """The pixel/voxel size of ``da`` in Å: from ``attrs[attr]``, else from the x coordinate."""
-    if attr in da.attrs:
-        return float(da.attrs[attr])
+def voxel_size_of(da: xr.DataArray) -> float:
+    """The voxel size of a volume ``da`` in Å: from ``attrs["voxel_size_A"]``, else from the x
+    coordinate (a tilt series' pixel size: :func:`aet.core.geometry.pixel_size_of`)."""
+    if "voxel_size_A" in da.attrs:
+        return float(da.attrs["voxel_size_A"])
     if "x" in da.coords and da.sizes["x"] > 1:
         return spacing_from_coord(da.coords["x"].values, "x")
-    raise ValueError(f"{attr} is missing from the input's attrs and the x coordinate cannot "
-                     f"give it; pass data with attrs[{attr!r}] (Å)")
-
-
-euler_of = euler_angles_of  # one definition for the package (core.meta)
+    raise ValueError("voxel_size_A is missing from the input's attrs and the x coordinate "
+                     "cannot give it; pass data with attrs['voxel_size_A'] (Å)")
 
 
 def progress_bar(total: int, desc: str, progress):

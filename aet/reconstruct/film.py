@@ -57,7 +57,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from ._common import euler_of, spacing_of
+from ..core.geometry import TiltGeometry
 from .projector import rotation_matrices
 
 __all__ = ["FilmDecision", "detect_extended", "film_padding", "film_z_profile",
@@ -401,8 +401,8 @@ def detect_extended(ts, *, threshold: float = 0.4, thickness: int | None = None,
     da = _as_series(ts)
     if not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
         raise ValueError(f"threshold must be a ratio in (0, 1), got {threshold!r}")
-    px = spacing_of(da, "pixel_size_A")
-    euler = euler_of(da)
+    geo = TiltGeometry.from_dataarray(da, "ts")
+    px, euler = geo.pixel_size_A, geo.euler_deg.copy()
     p = _finite_values(da)
     ny, nx = da.sizes["y"], da.sizes["x"]
     tmax = float(np.abs(euler[:, 1]).max())
@@ -457,8 +457,8 @@ def resolve_film(da: xr.DataArray, film, *, thickness: int | None = None) -> Fil
         return detect_extended(da, thickness=thickness)
     if film is not True:
         raise ValueError(f"film must be 'auto', True or False, got {film!r}")
-    px = spacing_of(da, "pixel_size_A")
-    euler = euler_of(da)
+    geo = TiltGeometry.from_dataarray(da, "ts")
+    px, euler = geo.pixel_size_A, geo.euler_deg.copy()
     p = _finite_values(da)
     ny, nx = da.sizes["y"], da.sizes["x"]
     nz = nx if thickness is None else int(thickness)

@@ -179,7 +179,7 @@ def fourier_slice_values(vol_zyx, euler_deg, q_xyz=None, *, method: str = "nufft
     return q_xyz, out
 
 
-def genfire(proj, euler, volume_shape, *, oversampling: float = 2.0, n_iter: int = 100,
+def genfire(proj_ayx, euler_deg, volume_shape, *, oversampling: float = 2.0, n_iter: int = 100,
             interpolation_cutoff: float = 0.5, positivity: bool = True, support=None,
             r_free_fraction: float = 0.05, r_free_bins: int = 10,
             resolution_extension: str | None = "suppression", extension_fraction: float = 0.5,
@@ -188,9 +188,9 @@ def genfire(proj, euler, volume_shape, *, oversampling: float = 2.0, n_iter: int
 
     Parameters
     ----------
-    proj : ndarray (n, ny_det, nx_det)
+    proj_ayx : ndarray (n, ny_det, nx_det)
         Projections (public layout), centre at index ``n // 2``.
-    euler : ndarray (n, 3)
+    euler_deg : ndarray (n, 3)
         Euler angles (φ, θ, ψ) in degrees.
     volume_shape : (nz, ny, nx)
     oversampling : float ≥ 1
@@ -218,9 +218,9 @@ def genfire(proj, euler, volume_shape, *, oversampling: float = 2.0, n_iter: int
         ``r_free`` (per shell), ``r_free_mean``, ``r_free_shell_edges``, grid size, timings.
     """
     t_start = time.perf_counter()
-    m = grid_size((*volume_shape, *proj.shape[1:]), oversampling)
+    m = grid_size((*volume_shape, *proj_ayx.shape[1:]), oversampling)
     mh = m // 2 + 1
-    idx, vals, radius = grid_projections(proj, euler, m,
+    idx, vals, radius = grid_projections(proj_ayx, euler_deg, m,
                                          interpolation_cutoff=interpolation_cutoff,
                                          workers=workers)
     t_grid = time.perf_counter() - t_start

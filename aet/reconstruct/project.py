@@ -7,17 +7,18 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from ..core.geometry import is_single_axis
 from ..core.schema import is_dask
-from ._common import projections_dataarray, spacing_of
-from .projector import Projector, euler_as_array, forward_project, is_single_axis_euler
+from ._common import projections_dataarray, voxel_size_of
+from .projector import Projector, euler_as_array, forward_project
 
 
-def project(vol_da: xr.DataArray, *, angles, detector_shape=None) -> xr.DataArray:
+def project(da: xr.DataArray, *, angles, detector_shape=None) -> xr.DataArray:
     """Forward-project a volume at ``angles`` (what :meth:`aet.Volume.project` calls).
 
     Parameters
     ----------
-    vol_da : xarray.DataArray
+    da : xarray.DataArray
         Volume with dims ``(z, y, x)``, coords in Å centred at index ``n // 2``, attrs
         ``voxel_size_A``; numpy- or dask-backed (kept lazy).
     angles : array_like
@@ -33,21 +34,21 @@ def project(vol_da: xr.DataArray, *, angles, detector_shape=None) -> xr.DataArra
         ``pixel_size_A`` = the voxel size. Lazy when the volume is. A single tilt axis is
         chunked along y exactly like the volume (each y-slice is an independent 2D problem).
     """
-    if not isinstance(vol_da, xr.DataArray) or tuple(vol_da.dims) != ("z", "y", "x"):
-        raise TypeError("vol_da must be an xarray.DataArray with dims ('z', 'y', 'x'); wrap "
+    if not isinstance(da, xr.DataArray) or tuple(da.dims) != ("z", "y", "x"):
+        raise TypeError("da must be an xarray.DataArray with dims ('z', 'y', 'x'); wrap "
                         "arrays with aet.Volume(arr, voxel_size_A=...).data")
     euler = euler_as_array(angles, "angles")
-    vs = spacing_of(vol_da, "voxel_size_A")
-    arr = vol_da.data
+    vs = voxel_size_of(da)
+    arr = da.data
     nz, ny, nx = arr.shape
     det = (ny, nx) if detector_shape is None else tuple(int(s) for s in detector_shape)
-    attrs = {k: v for k, v in vol_da.attrs.items()
+    attrs = {k: v for k, v in da.attrs.items()
              if k not in ("voxel_size_A", "aet_class", "provenance", "units")}
     if not is_dask(arr):
         out = forward_project(np.asarray(arr), euler, detector_shape=det)
         return projections_dataarray(out, euler, vs, attrs)
     n = len(euler)
-    if is_single_axis_euler(euler) and det[0] == ny:
+    if is_single_axis(euler) and det[0] == ny:
         vol = arr.rechunk({0: -1, 2: -1})
         out = dsa.map_blocks(_project_block, vol, euler=euler, nxd=det[1],
                              chunks=((n,), vol.chunks[1], (det[1],)), dtype=np.float32,

@@ -29,11 +29,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..core.geometry import is_single_axis
 from ..core.meta import rotation_matrices as _rotation_matrices
 from . import _kernels as K
 
 __all__ = ["METHODS", "Projector", "axis_weights", "back_project", "euler_as_array",
-           "forward_project", "is_single_axis_euler", "rotation_matrices",
+           "forward_project", "rotation_matrices",
            "shear_warp_geometry"]
 
 #: discretisations of the general-angle projector pair
@@ -58,11 +59,6 @@ def euler_as_array(euler_deg, name: str = "euler_deg") -> np.ndarray:
     if not np.all(np.isfinite(e)):
         raise ValueError(f"{name} contains NaN or inf; pass finite angles in degrees")
     return e
-
-
-def is_single_axis_euler(euler: np.ndarray) -> bool:
-    """True when every φ and ψ is zero: a tilt about y, each y-slice an independent 2D problem."""
-    return bool(np.all(np.abs(euler[:, 0]) < 1e-9) and np.all(np.abs(euler[:, 2]) < 1e-9))
 
 
 def rotation_matrices(euler_deg) -> np.ndarray:
@@ -221,7 +217,7 @@ class Projector:
         nz, ny, nx = self.volume_shape
         self.detector_shape = (ny, nx) if detector_shape is None else tuple(
             int(s) for s in detector_shape)
-        auto = is_single_axis_euler(self.euler)
+        auto = is_single_axis(self.euler)
         if single_axis is None:
             single_axis = auto
         if single_axis and not auto:

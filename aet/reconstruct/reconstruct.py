@@ -10,12 +10,13 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from ..core.geometry import TiltGeometry, pixel_size_of
 from ..core.schema import is_dask
 from . import algorithms as alg
-from ._common import euler_of, spacing_of, volume_dataarray
+from ._common import volume_dataarray
 from .fourier import genfire
 from .metrics import fourier_shell_correlation, resolution_from_fsc
-from .projector import Projector, is_single_axis_euler
+from .projector import Projector
 
 METHODS = ("genfire", "resire", "sirt", "wbp")
 _DEFAULT_ITER = {"genfire": 50, "resire": 300, "sirt": 500, "wbp": 0}
@@ -187,9 +188,10 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
     if holdout_by == "projections" and holdout and n_angles_of(da) < 4:
         holdout = 0.0  # too few projections to leave some out: run n_iter
     subsets = _resolve_subsets(subsets, method, holdout, holdout_by)
-    euler = euler_of(da)
+    geo = TiltGeometry.from_dataarray(da, "da")
+    euler = geo.euler_deg.copy()
     _check_angles(euler, method)
-    px = spacing_of(da, "pixel_size_A")
+    px = geo.pixel_size_A
     n, nyd, nxd = da.shape
     if n_iter is None:
         n_iter = _DEFAULT_ITER[method]
@@ -204,7 +206,7 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
     if nz < 1:
         raise ValueError(f"thickness must be ≥ 1 voxel, got {thickness!r}")
     vol_shape = (nz, nyd + 2 * pad_y, nxd + 2 * pad_x)
-    single = is_single_axis_euler(euler) and pad_y == 0
+    single = geo.single_axis and pad_y == 0
     if method == "genfire" and (pad_x or pad_y):
         raise ValueError("pad_x/pad_y (extended objects) are not supported by method='genfire' "
                          "(its Fourier grid assumes an isolated object); use method='resire'")
@@ -369,7 +371,7 @@ def half_set_fsc(da: xr.DataArray, *, method: str = "resire", threshold: float =
     for h in halves:
         out = reconstruct(h, method=method, **kw)
         vols.append(np.asarray(out[0].values if isinstance(out, tuple) else out.values))
-    vs = spacing_of(da, "pixel_size_A")
+    vs = pixel_size_of(da, "da")
     f, c = fourier_shell_correlation(vols[0], vols[1], voxel_size_A=vs)
     return {"freq_per_A": f.tolist(), "fsc": c.tolist(), "threshold": threshold,
             "resolution_A": resolution_from_fsc(f, c, threshold=threshold)}

@@ -155,9 +155,9 @@ def _check_inputs(model, volume, tilt_series, aligned, scores, timings, decision
     _check("volume", volume, Volume, "an aet.Volume")
     _check("tilt_series", tilt_series, TiltSeries, "an aet.TiltSeries")
     _check("aligned", aligned, TiltSeries, "an aet.TiltSeries")
-    _check("strain", strain, xr.Dataset, "an xarray.Dataset from AtomicModel.strain()")
+    _check("strain", strain, xr.Dataset, "an xarray.Dataset from model.analysis.strain()")
     _check("order", order, (xr.Dataset, AtomicModel),
-           "the result of AtomicModel.order_parameters()")
+           "the result of model.analysis.order_parameters()")
     for name, v in (("scores", scores), ("timings", timings), ("decisions", decisions),
                     ("ground_truth", ground_truth)):
         _check(name, v, Mapping, "a mapping (dict)")
@@ -192,9 +192,9 @@ def write_report(folder, model, *, volume=None, tilt_series=None, aligned=None,
         The aligned projections (shifts ``shift_x_A``/``shift_y_A`` per projection and the
         tilt-axis rotation, as :meth:`aet.TiltSeries.align` leaves them).
     strain : xarray.Dataset, optional
-        :meth:`aet.AtomicModel.strain` of the final model.
+        :meth:`aet.model.ModelAnalysis.strain` of the final model.
     order : xarray.Dataset or AtomicModel, optional
-        :meth:`aet.AtomicModel.order_parameters` of the final model.
+        :meth:`aet.model.ModelAnalysis.order_parameters` of the final model.
     scores : mapping, optional
         Stage name → :class:`aet.simulate.Score` against a ground truth, in run order (the
         last one is the final model's). A user's own data has none.

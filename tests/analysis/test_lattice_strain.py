@@ -94,7 +94,7 @@ def test_strain_planted_uniform_and_radial_no_jitter():
     m = particle("fcc", a_A=3.92, radius_A=20, species=("Pt", "Pt"))
     pos0 = m.positions
     pos, fn = planted_strain(pos0, uniform=E_UNIFORM, radial_amplitude=0.005, radius_A=20)
-    st = aet.AtomicModel(pos @ ROT.T, "Pt").strain(a_A=3.92)
+    st = aet.AtomicModel(pos @ ROT.T, "Pt").analysis.strain(a_A=3.92)
     assert st.attrs["sigma_A"] == pytest.approx(4.2466, abs=1e-3)
     errs, n_in = _strain_errors(st, pos, pos0, fn, st.attrs["sigma_A"])
     assert n_in > 5000
@@ -147,7 +147,7 @@ def test_sigma_for_precision_inverts_strain_noise():
 def test_local_strain_uniform_exact():
     m = particle("fcc", a_A=3.92, radius_A=12, species=("Pt", "Pt"))
     pos, _ = planted_strain(m.positions, uniform=E_UNIFORM, radial_amplitude=0.0, radius_A=12)
-    out = aet.AtomicModel(pos @ ROT.T, "Pt").local_strain(a_A=3.92)
+    out = aet.AtomicModel(pos @ ROT.T, "Pt").analysis.local_strain(a_A=3.92)
     Es = ROT @ E_UNIFORM @ ROT.T
     for name, i, j in COMPONENTS:
         v = out[f"strain_{name}"]
@@ -182,11 +182,11 @@ def test_fit_per_grain_and_strain_with_labels():
     pos, lab = pos[keep], lab[keep]
     pos_s = pos @ (np.eye(3) + E_UNIFORM).T  # the same uniform strain in both grains
     m = aet.AtomicModel(pos_s @ ROT.T, "Pt")
-    fits = m.fit_lattice("fcc", labels=lab)
+    fits = m.analysis.fit_lattice("fcc", labels=lab)
     assert set(fits) == {0, 1}
     assert misorientation_deg(fits[0].rotation[None], ROT[None])[0] < 0.5
     assert misorientation_deg(fits[1].rotation[None], (ROT @ R2)[None])[0] < 0.5
-    out = m.local_strain(labels=lab, a_A=3.92)
+    out = m.analysis.local_strain(labels=lab, a_A=3.92)
     Es = ROT @ E_UNIFORM @ ROT.T
     inner = np.abs(pos[:, 0]) > 4.0  # away from the grain boundary
     for name, i, j in COMPONENTS:
@@ -197,13 +197,13 @@ def test_fit_per_grain_and_strain_with_labels():
 
 def test_facade_methods_record_provenance():
     m = particle("L10", radius_A=9)
-    d = m.defects("L10")
+    d = m.analysis.defects("L10")
     assert d.provenance[-1]["op"] == "defects" and not d["antisite"].any()
-    b = m.bond_order()
+    b = m.analysis.bond_order()
     assert "Qbar6" in b
-    r = m.rdf(r_max_A=5.0)
+    r = m.analysis.rdf(r_max_A=5.0)
     assert "g_Fe_Pt" in r and "provenance" in r.attrs
-    st = m.strain(voxel_size_A=2.0)
+    st = m.analysis.strain(voxel_size_A=2.0)
     assert '"op": "strain"' in st.attrs["provenance"]
 
 

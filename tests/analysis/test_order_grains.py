@@ -17,7 +17,7 @@ ROT = rotation_matrix_zyz(0.3, 0.7, -1.1)
 @pytest.mark.parametrize("variant", [0, 1, 2])
 def test_L10_perfect_right_variant(variant):
     m = particle("L10", radius_A=13, variant=variant, rotation=ROT, jitter_A=0.05, seed=3)
-    op = m.order_parameters("L10")
+    op = m.analysis.order_parameters("L10")
     s = op["order_L10"].values
     assert abs(np.mean(s) - 1) < 0.02 and s.min() > 0.98
     # the variant's c axis is the planted one
@@ -73,7 +73,7 @@ def test_grains_by_variant():
     sp = np.where(right, ordered_species(sub, "L10", variant=0),
                   ordered_species(sub, "L10", variant=2))
     pos = pos @ ROT.T + np.random.default_rng(0).normal(0, 0.05, pos.shape)
-    g = aet.AtomicModel(pos, sp).grains(kind="L10")
+    g = aet.AtomicModel(pos, sp).analysis.grains(kind="L10")
     assert _best_match(g["grain"], right.astype(int)) >= 0.95
 
 
@@ -128,7 +128,7 @@ def test_antiphase_boundary_and_surface():
 def test_steinhardt_fcc_and_rdf():
     m = particle("L10", radius_A=12)
     s = steinhardt(m.data)
-    bulk = m.coordination(3.85 / np.sqrt(2) * 1.21) == 12
+    bulk = m.neighbours.coordination(3.85 / np.sqrt(2) * 1.21) == 12
     np.testing.assert_allclose(s["Q4"].values[bulk], 0.19094, atol=1e-4)
     np.testing.assert_allclose(s["Q6"].values[bulk], 0.57452, atol=1e-4)
     assert np.nanmin(s["Qbar6"].values[bulk]) > 0.5
@@ -136,7 +136,7 @@ def test_steinhardt_fcc_and_rdf():
     d_nn = 3.85 / np.sqrt(2)
     assert abs(float(g.r[np.argmax(g["g_Fe_Pt"].values)]) - d_nn) < 0.05
     # first-shell partial coordination equals a direct count (bulk: Fe has 8 Pt, 4 Fe)
-    pairs, _ = m.neighbour_pairs(1.2 * d_nn)
+    pairs, _ = m.neighbours.pairs(1.2 * d_nn)
     sp = m.species
     fe_pt = np.sum(sp[pairs[:, 0]] != sp[pairs[:, 1]])
     n_fe = np.sum(sp == "Fe")

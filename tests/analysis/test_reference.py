@@ -24,13 +24,13 @@ def test_l10_benchmark_truth_is_unstrained_against_its_own_lattice():
     """The demo's ground truth (a perfect, rotated L1₀ particle) has no strain; a cubic
     reference reads its c/a = 0.964 as ±1.3 % strain."""
     truth = aet.simulate.fept_benchmark("small", seed=0).truth
-    auto = truth.strain()
+    auto = truth.analysis.strain()
     assert auto.attrs["structure"] == "L10"
     assert auto.attrs["reference"].startswith("L1₀ (tetragonal) lattice fitted to the model")
     assert "ordered L1₀ alloy" in auto.attrs["reference_choice"]
     assert auto.attrs["reference_choice"].startswith("an fcc lattice fits 100% of the atoms")
     assert _max_strain(auto) < 1e-3
-    cubic = truth.strain(structure="fcc")
+    cubic = truth.analysis.strain(structure="fcc")
     assert cubic.attrs["reference"].startswith("fcc (cubic)")
     assert _max_strain(cubic) > 0.01
 

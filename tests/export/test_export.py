@@ -25,7 +25,7 @@ ROT = rotation_matrix_zyz(0.3, 0.7, -1.1)
 @pytest.fixture(scope="module")
 def fept():
     m = particle("L10", a_A=3.85, c_A=3.71, radius_A=10, rotation=ROT, jitter_A=0.03, seed=4)
-    op = m.order_parameters("L10")
+    op = m.analysis.order_parameters("L10")
     rng = np.random.default_rng(0)
     return aet.AtomicModel(op).with_arrays(
         uncertainty=rng.uniform(0.01, 0.05, m.n_atoms),

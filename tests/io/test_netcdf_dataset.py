@@ -14,7 +14,7 @@ from aet.testing.analysis import particle
 
 def test_order_parameters_with_3x3_axes_round_trip(tmp_path):
     m = particle("L10", radius_A=7, seed=1)
-    order = m.order_parameters("L10")
+    order = m.analysis.order_parameters("L10")
     assert np.asarray(order.attrs["crystal_axes"]).shape == (1, 3, 3)
     p = write_dataset(order, tmp_path / "order.nc")
     back = read_dataset(p)
@@ -34,6 +34,6 @@ def test_odd_attrs_and_an_aet_object_with_them(tmp_path):
     assert back["v"].attrs == {"flag": True, "none": None}
     # a model carrying such attrs writes to .nc and opens again
     m = particle("L10", radius_A=6, seed=2)
-    m = aet.AtomicModel(m.order_parameters("L10"))
+    m = aet.AtomicModel(m.analysis.order_parameters("L10"))
     m2 = aet.open(m.write(tmp_path / "m.nc"))
     np.testing.assert_allclose(m2.attrs["crystal_axes"], m.attrs["crystal_axes"])

@@ -36,13 +36,13 @@ def test_select_by_species_and_region(model):
 
 
 def test_neighbours_match_brute_force(model):
-    pairs, d = model.neighbour_pairs(4.0)
+    pairs, d = model.neighbours.pairs(4.0)
     p = model.positions
     dm = np.linalg.norm(p[:, None] - p[None], axis=-1)
     i, j = np.nonzero(np.triu(dm < 4.0, k=1))
     assert {tuple(x) for x in pairs.tolist()} == set(zip(i.tolist(), j.tolist()))
     np.testing.assert_allclose(d, dm[pairs[:, 0], pairs[:, 1]])
-    np.testing.assert_array_equal(model.coordination(4.0), (dm < 4.0).sum(1) - 1)
+    np.testing.assert_array_equal(model.neighbours.coordination(4.0), (dm < 4.0).sum(1) - 1)
 
 
 def test_manual_edits_are_recorded_and_do_not_mutate(model):
@@ -89,3 +89,26 @@ def test_unclassified_atoms_refuse_pymatgen():
     assert m.species[0] == "X"
     with pytest.raises(ValueError, match="classify them first"):
         m.to_pymatgen()
+
+
+def test_analysis_namespace_and_the_deprecated_aliases_agree():
+    """model.analysis.* is the one home of the analysis methods; the two documented old
+    names still work, warn, and give the same numbers."""
+    rng = np.random.default_rng(3)
+    a = 3.85
+    g = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3) * a
+    pos = np.concatenate([g, g + [a / 2, a / 2, 0], g + [a / 2, 0, a / 2], g + [0, a / 2, a / 2]])
+    pos = pos + rng.normal(0, 0.02, pos.shape)
+    sp = np.where(np.arange(len(pos)) < 2 * len(g), "Fe", "Pt")
+    m = aet.AtomicModel(pos, sp)
+    new = m.analysis.order_parameters("L10")
+    with pytest.warns(DeprecationWarning, match=r"model.analysis.order_parameters"):
+        old = m.order_parameters("L10")
+    for k in new.data_vars:
+        np.testing.assert_array_equal(new[k].values, old[k].values)
+    with pytest.warns(DeprecationWarning, match=r"model.analysis.strain"):
+        old_s = m.strain(voxel_size_A=2.0)
+    new_s = m.analysis.strain(voxel_size_A=2.0)
+    np.testing.assert_array_equal(new_s["e_xx"].values, old_s["e_xx"].values)
+    assert aet.model.get_provenance(new_s.attrs)[-1]["op"] == "strain"
+    assert not hasattr(m, "rdf") and not hasattr(m, "neighbour_pairs")

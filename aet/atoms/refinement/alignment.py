@@ -12,20 +12,25 @@ data's frame; a common δφ (an in-plane tilt-axis rotation) is measurable and k
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import xarray as xr
 
-from ...core.meta import euler_angles_of
+from ...core.geometry import TiltGeometry
 
 ANGLE_NAMES = ("phi", "theta", "psi")
+#: attrs of a tilt series whose images already carry a model's refined alignment
+#: (:func:`refined_geometry`): the fingerprint of that alignment, so it is not applied twice
+APPLIED_ATTR = "refine_alignment_applied"
+_STORED_KEYS = ("refine_shift_x_A", "refine_shift_y_A",
+                *(f"refine_d{a}_deg" for a in ANGLE_NAMES))
 
 
 def projection_geometry(tilt_series: xr.DataArray) -> dict:
     """Euler angles (deg), rotation rows, pixel size and first-pixel coordinates (Å) of an
     aligned tilt series with dims ``(angle, y, x)``."""
-    from ...core.meta import rotation_matrices
     from ...core.schema import as_xarray
 
     tilt_series = as_xarray(tilt_series, xr.DataArray)
@@ -39,12 +44,13 @@ def projection_geometry(tilt_series: xr.DataArray) -> dict:
             f"tilt_series must have dims ('angle', 'y', 'x'), got {tuple(tilt_series.dims)}; "
             f"merge frames first (TiltSeries.register_frames())"
         )
-    euler = euler_angles_of(tilt_series)
-    R2 = rotation_matrices(euler)[:, :2]
+    geo = TiltGeometry.from_dataarray(tilt_series, "tilt_series")
+    euler = geo.euler_deg.copy()
     x = np.asarray(tilt_series.coords["x"].values, dtype=np.float64)
     y = np.asarray(tilt_series.coords["y"].values, dtype=np.float64)
-    px = float(tilt_series.attrs.get("pixel_size_A", x[1] - x[0] if len(x) > 1 else 1.0))
-    return {"euler_deg": euler, "R2": np.ascontiguousarray(R2), "pixel_A": px,
+    return {"euler_deg": euler, "R2": np.ascontiguousarray(geo.rotations[:, :2]),
+            "pixel_A": geo.pixel_size_A,
+            "alignment_applied": tilt_series.attrs.get(APPLIED_ATTR),
             "x0": float(x[0]), "y0": float(y[0])}
 
 
@@ -157,13 +163,45 @@ def alignment_from_vector(a_vec, fit_shifts, angle_idx, shifts0, deuler0):
     return sh, de
 
 
+def stored_alignment(attrs, n: int):
+    """``(shifts (n, 2) Å, d_euler (n, 3) deg)`` a refinement with ``refine_alignment``
+    stored in a model's attrs, or None when it has none with ``n`` values."""
+    if not all(k in attrs and np.size(attrs[k]) == n for k in _STORED_KEYS):
+        return None
+    vals = [np.asarray(attrs[k], dtype=np.float64).reshape(n) for k in _STORED_KEYS]
+    return np.stack(vals[:2], axis=1), np.stack(vals[2:], axis=1)
+
+
+def alignment_fingerprint(shifts, d_euler) -> str:
+    """A short digest of a stored alignment (to recognise a series that already carries it)."""
+    h = hashlib.sha256(np.ascontiguousarray(shifts, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(d_euler, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
 def apply_stored_alignment(prob, attrs) -> bool:
     """Use the per-projection alignment a refinement with ``refine_alignment`` stored in the
-    model's attrs, when it has one value per projection of this problem."""
-    n = prob.meas.shape[0]
-    keys = ["refine_shift_x_A", "refine_shift_y_A"] + [f"refine_d{a}_deg" for a in ANGLE_NAMES]
-    if not all(k in attrs and np.size(attrs[k]) == n for k in keys):
+    model's attrs, when it has one value per projection of this problem and the tilt series
+    does not carry it already (:func:`refined_geometry`)."""
+    st = stored_alignment(attrs, prob.meas.shape[0])
+    if st is None or prob.geo.get("alignment_applied") == alignment_fingerprint(*st):
         return False
-    vals = [np.asarray(attrs[k], dtype=np.float64).reshape(n) for k in keys]
-    prob.set_alignment(np.stack(vals[:2], axis=1), np.stack(vals[2:], axis=1))
+    prob.set_alignment(*st)
     return True
+
+
+def refined_geometry(tilt_series: xr.DataArray, attrs):
+    """The geometry update a refinement's alignment amounts to: ``(geometry, fingerprint)``
+    for the tilt series once its images are moved by the fitted detector shifts, or None
+    when ``attrs`` (a refined model's) hold no alignment for this series.
+
+    The refinement evaluates the atoms of projection ``k`` at ``R2_k(e_k + δ_k) · p + s_k``;
+    the same projection with its content moved back by ``s_k`` and Euler angles ``e_k + δ_k``
+    is described without any stored alignment. The new geometry records ``s_k`` as further
+    corrected displacements (:meth:`aet.core.geometry.TiltGeometry.aligned`)."""
+    geo = TiltGeometry.from_dataarray(tilt_series, "ts")
+    st = stored_alignment(attrs, geo.n)
+    if st is None:
+        return None
+    shifts, d_euler = st
+    return geo.aligned(shifts, euler_deg=geo.euler_deg + d_euler), alignment_fingerprint(*st)
