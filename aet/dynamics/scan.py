@@ -34,15 +34,20 @@ significant. The reverse (ordered → disordered) detects dissolution and shrink
 
 Regions
 -------
-For each variant the atoms of a nucleus are the minimiser of::
+Candidates are compact: spheres, the ``k`` atoms nearest to a point (``k_min ≤ k ≤ k_max``),
+scored by ``T = Σ_{i∈R} l_iv`` at the best ``k`` (:func:`sphere_scan`, one family per atom
+and variant). The strong ones are re-centred by mean shift on the atoms that favour the
+variant (:func:`region_scan` with ``positions``), so a nucleus centred between atoms is
+covered whole; overlapping candidates go to the higher score. Arbitrary connected regions
+are no candidates: in a 50/50 alloy the atoms that match any one variant percolate through
+the whole particle (fcc site percolation at 20 %), so a connected perfectly "ordered" set of
+any size exists in every random alloy; only compactness makes a perfect cluster unlikely.
 
-    E(x) = − Σ_i x_i l_iv + λ Σ_{i~j} |x_i − x_j|        (x_i ∈ {0, 1})
-
-over the first-neighbour graph (``λ = boundary_penalty`` per broken bond): the maximum
-a-posteriori segmentation of a two-state Markov random field, solved exactly by one minimum
-s-t cut (:func:`region_scan`). The boundary term keeps regions compact. Every connected
-component of ``x = 1`` is a candidate; overlaps between variants go to the higher score. The
-statistic of a candidate is its summed log-likelihood ratio ``T = Σ_{i∈R} l_iv``.
+For the static scan the composition of each sphere is profiled out
+(``local_composition``): ``T`` less ``k KL(ĉ ‖ c)``, the log-likelihood ratio of a random
+alloy at the sphere's own measured composition ``ĉ`` against the particle's ``c``. The
+evidence is then for *order* (the species sorted by sublattice), not for a local excess of
+one species, which an L1_2 ``A3B`` variant would otherwise absorb on three sites in four.
 
 False alarms
 ------------
