@@ -351,7 +351,7 @@ def sphere_scan(llr, knn, *, k_min: int = 8, chunk: int = 2048, local_compositio
     ``k_min ≤ k ≤ k_max``.
 
     With ``local_composition = (isA, valid)`` (measured species A, atoms that carry
-    evidence) the sphere's :func:`_composition_gain` is subtracted from ``T``: the evidence is
+    evidence) the sphere's ``k KL(ĉ ‖ c)`` is subtracted from ``T``: the evidence is
     then for *order* against a random alloy at the sphere's own composition, not for a local
     excess of one species (see :func:`region_scan`).
 
@@ -405,8 +405,8 @@ def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0, positions=N
     ----------
     llr : (n, V) array
         Per-atom evidence (:func:`ordered_llr` or :func:`change_llr`).
-    knn : (m, k_max) int array
-        :func:`nearest_atoms` of the positions (``m = n``: one sphere family per atom).
+    knn : (n, k_max) int array
+        :func:`nearest_atoms` of the positions.
     k_min : int
         Smallest sphere (atoms).
     min_score : float
