@@ -32,6 +32,8 @@ carry species but no order array (what :func:`aet.run` and the atom pipeline pro
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -191,9 +193,40 @@ class _Time:
         return np.flatnonzero(x & (comp == lab[np.argmax(cnt)]))
 
 
-def _scan(L, knn, make_llr, *, n_null, seed, k_min):
-    cands = region_scan(L, knn, k_min=k_min)
-    tail = null_scores(make_llr, knn, n_permutations=n_null, seed=seed, k_min=k_min)
+_NULL_CACHE: OrderedDict = OrderedDict()
+_NULL_CACHE_SIZE = 32
+
+
+def _digest(*parts) -> str:
+    """Key of a null calibration: the bytes of every array and the repr of every option."""
+    h = hashlib.sha1()
+    for x in parts:
+        if isinstance(x, np.ndarray):
+            h.update(str((x.dtype.str, x.shape)).encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        else:
+            h.update(repr(x).encode())
+    return h.hexdigest()
+
+
+def _scan(L, knn, make_llr, *, n_null, seed, k_min, positions, local_composition=None,
+          key=None):
+    """Candidates of one scan and their false-alarm probabilities. The null tail of a
+    particle is cached under ``key`` (a digest of everything the null draws depend on), so
+    tracking the same models again — another threshold, another time window — reuses it."""
+    cands = region_scan(L, knn, k_min=k_min, positions=positions,
+                        local_composition=local_composition)
+    full = None if key is None else _digest(*key, n_null, seed, k_min)
+    tail = _NULL_CACHE.get(full) if full is not None else None
+    if tail is None:
+        tail = null_scores(make_llr, knn, n_permutations=n_null, seed=seed, k_min=k_min,
+                           positions=positions, local_composition=local_composition)
+        if full is not None:
+            _NULL_CACHE[full] = tail
+            while len(_NULL_CACHE) > _NULL_CACHE_SIZE:
+                _NULL_CACHE.popitem(last=False)
+    else:
+        _NULL_CACHE.move_to_end(full)
     for c in cands:
         c["p_value"] = float(tail.p_value(c["score"]))
     return cands, tail
@@ -279,7 +312,10 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
     static, static_thr = [], []
     for t, tm in enumerate(T):
         cands, tail = _scan(tm.L, tm.knn, tm.llr_of, n_null=n_null, seed=int(seeds[t]),
-                            k_min=k_min)
+                            k_min=k_min, positions=tm.pos,
+                            local_composition=(tm.sp == AB[0], np.isin(tm.sp, AB)),
+                            key=("static", tm.sp, tm.eps, tm.sub, tm.pos, tm.cA, kind,
+                                 order_fraction, k_max))
         static.append(cands)
         static_thr.append(tail.threshold(false_alarm_rate))
     # 4. change scans
@@ -310,7 +346,9 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
 
             cands, tail = _scan(U, knn, make, n_null=n_null,
                                 seed=int(seeds[nt + 2 * (s - 1) + (direction == "order")]),
-                                k_min=k_min)
+                                k_min=k_min, positions=pos,
+                                key=("change", direction, s1, s2, e1, e2, sub, pos, cA, rho,
+                                     kind, order_fraction, k_max))
             thr[direction] = tail.threshold(change_false_alarm_rate)
             for c in cands:
                 if c["p_value"] <= change_false_alarm_rate:

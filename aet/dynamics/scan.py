@@ -34,15 +34,20 @@ significant. The reverse (ordered → disordered) detects dissolution and shrink
 
 Regions
 -------
-For each variant the atoms of a nucleus are the minimiser of::
+Candidates are compact: spheres, the ``k`` atoms nearest to a point (``k_min ≤ k ≤ k_max``),
+scored by ``T = Σ_{i∈R} l_iv`` at the best ``k`` (:func:`sphere_scan`, one family per atom
+and variant). The strong ones are re-centred by mean shift on the atoms that favour the
+variant (:func:`region_scan` with ``positions``), so a nucleus centred between atoms is
+covered whole; overlapping candidates go to the higher score. Arbitrary connected regions
+are no candidates: in a 50/50 alloy the atoms that match any one variant percolate through
+the whole particle (fcc site percolation at 20 %), so a connected perfectly "ordered" set of
+any size exists in every random alloy; only compactness makes a perfect cluster unlikely.
 
-    E(x) = − Σ_i x_i l_iv + λ Σ_{i~j} |x_i − x_j|        (x_i ∈ {0, 1})
-
-over the first-neighbour graph (``λ = boundary_penalty`` per broken bond): the maximum
-a-posteriori segmentation of a two-state Markov random field, solved exactly by one minimum
-s-t cut (:func:`region_scan`). The boundary term keeps regions compact. Every connected
-component of ``x = 1`` is a candidate; overlaps between variants go to the higher score. The
-statistic of a candidate is its summed log-likelihood ratio ``T = Σ_{i∈R} l_iv``.
+For the static scan the composition of each sphere is profiled out
+(``local_composition``): ``T`` less ``k KL(ĉ ‖ c)``, the log-likelihood ratio of a random
+alloy at the sphere's own measured composition ``ĉ`` against the particle's ``c``. The
+evidence is then for *order* (the species sorted by sublattice), not for a local excess of
+one species, which an L1_2 ``A3B`` variant would otherwise absorb on three sites in four.
 
 False alarms
 ------------
@@ -321,10 +326,34 @@ def nearest_atoms(positions, *, k_max: int = 250) -> np.ndarray:
     return np.asarray(idx, dtype=np.int64).reshape(pos.shape[0], k)
 
 
-def sphere_scan(llr, knn, *, k_min: int = 8, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def _composition_gain(nA, nV, c):
+    """``k KL(ĉ ‖ c)``: log-likelihood ratio of "random alloy at the local measured fraction
+    ``ĉ = nA / nV``" against "at the particle's ``c``" of ``nV`` atoms, ``nA`` of them A."""
+    nA = np.asarray(nA, dtype=np.float64)
+    nB = np.asarray(nV, dtype=np.float64) - nA
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ch = nA / np.maximum(nA + nB, 1.0)
+        g = (np.where(nA > 0, nA * np.log(np.maximum(ch, 1e-300) / c), 0.0) +
+             np.where(nB > 0, nB * np.log(np.maximum(1.0 - ch, 1e-300) / (1.0 - c)), 0.0))
+    return g
+
+
+def _local_composition(local_composition):
+    isA, valid = (np.asarray(x, dtype=bool).reshape(-1) for x in local_composition)
+    c = float(np.clip(np.mean(isA[valid]) if valid.any() else 0.5, 1e-3, 1 - 1e-3))
+    return (isA & valid).astype(np.float64), valid.astype(np.float64), c
+
+
+def sphere_scan(llr, knn, *, k_min: int = 8, chunk: int = 2048, local_composition=None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Spatial scan over spheres: for every centre atom ``i`` and variant ``v`` the sphere of
     ``i``'s ``k`` nearest atoms with the highest summed evidence ``T = Σ l`` over
     ``k_min ≤ k ≤ k_max``.
+
+    With ``local_composition = (isA, valid)`` (measured species A, atoms that carry
+    evidence) the sphere's ``k KL(ĉ ‖ c)`` is subtracted from ``T``: the evidence is
+    then for *order* against a random alloy at the sphere's own composition, not for a local
+    excess of one species (see :func:`region_scan`).
 
     Returns
     -------
@@ -334,25 +363,43 @@ def sphere_scan(llr, knn, *, k_min: int = 8, chunk: int = 2048) -> tuple[np.ndar
         The maximising ``k`` (atoms in the sphere).
     """
     L = np.asarray(llr, dtype=np.float64)
-    n, V = L.shape
-    K = knn.shape[1]
+    V = L.shape[1]
+    n, K = knn.shape
     k_min = int(min(max(k_min, 1), K))
     best = np.empty((n, V))
     kb = np.empty((n, V), dtype=np.int64)
+    comp = None if local_composition is None else _local_composition(local_composition)
     for s in range(0, n, chunk):
         cs = np.cumsum(L[knn[s:s + chunk]], axis=1)[:, k_min - 1:, :]     # (c, K-k_min+1, V)
+        if comp is not None:
+            a, w, c = comp
+            g = _composition_gain(np.cumsum(a[knn[s:s + chunk]], axis=1),
+                                  np.cumsum(w[knn[s:s + chunk]], axis=1), c)
+            cs -= g[:, k_min - 1:, None]
         j = np.argmax(cs, axis=1)
         best[s:s + chunk] = np.take_along_axis(cs, j[:, None, :], axis=1)[:, 0, :]
         kb[s:s + chunk] = j + k_min
     return best, kb
 
 
-def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0) -> list[dict]:
+def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0, positions=None,
+                refine_above: float = 6.0, refine_steps: int = 8,
+                local_composition=None) -> list[dict]:
     """Candidate nuclei: disjoint spheres of one variant with the highest evidence.
 
-    The spheres of :func:`sphere_scan` are taken greedily by decreasing ``T``; a sphere that
-    shares atoms with one already taken is dropped (non-maximum suppression), so the
-    candidates are disjoint, and each is the locally best sphere.
+    The spheres of :func:`sphere_scan` (centred on atoms) are taken greedily by decreasing
+    ``T``; a sphere that shares atoms with one already taken is dropped (non-maximum
+    suppression), so the candidates are disjoint, and each is the locally best sphere.
+
+    With ``positions``, every sphere of ``T ≥ refine_above`` is first re-centred by mean
+    shift: the centre moves to the centroid of the sphere's atoms that favour the variant
+    (``l > 0``) and the best ``k`` is taken again about that point, up to ``refine_steps``
+    times, keeping the best sphere met. The family of candidates is then the spheres about
+    *any* point, not only about atoms: in fcc the third shell of an atom holds 24 atoms at one
+    distance, so the ``k`` nearest atoms of an atom for ``19 < k < 43`` cut a compact nucleus
+    arbitrarily (the best atom-centred 25-atom sphere holds 17–22 of the 25 atoms nearest to
+    a random point). The null (:func:`null_scores`) is scanned the same way, so the
+    false-alarm level accounts for the extra freedom.
 
     Parameters
     ----------
@@ -364,6 +411,18 @@ def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0) -> list[dic
         Smallest sphere (atoms).
     min_score : float
         Candidates with ``T ≤ min_score`` are not reported.
+    positions : (n, 3) array, optional
+        Atom positions (Å) of the rows of ``llr``: enables the mean-shift refinement.
+    refine_above : float
+        Smallest sphere score refined (nats).
+    refine_steps : int
+        Largest number of mean-shift steps.
+    local_composition : (isA, valid), optional
+        Measured species A and the atoms with evidence (both ``(n,)`` bool): test order
+        against a random alloy at each sphere's own composition (:func:`sphere_scan`). A
+        random alloy fluctuates in composition, and a sphere rich in A matches every L1_2
+        ``A3B`` variant on three sites in four: without this term most of the strongest
+        random-alloy spheres of a near-equiatomic particle are L1_2.
 
     Returns
     -------
@@ -373,20 +432,65 @@ def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0) -> list[dic
     """
     L = np.asarray(llr, dtype=np.float64)
     n, V = L.shape
-    best, kb = sphere_scan(L, knn, k_min=k_min)
+    best, kb = sphere_scan(L, knn, k_min=k_min, local_composition=local_composition)
     flat = np.flatnonzero(best.ravel() > min_score)
     flat = flat[np.argsort(-best.ravel()[flat], kind="stable")]
-    taken = np.zeros(n, dtype=bool)
-    out = []
+    cands = []
     for f in flat:
         i, v = divmod(int(f), V)
-        atoms = knn[i, :kb[i, v]]
+        cands.append({"variant": v, "centre": i, "atoms": knn[i, :kb[i, v]],
+                      "score": float(best[i, v])})
+    if positions is not None and refine_steps > 0:
+        cands = _mean_shift(L, cands, np.asarray(positions, dtype=np.float64).reshape(-1, 3),
+                            K=knn.shape[1], k_min=k_min, above=refine_above,
+                            steps=refine_steps, local_composition=local_composition)
+    taken = np.zeros(n, dtype=bool)
+    out = []
+    for c in cands:
+        atoms = c["atoms"]
         if taken[atoms].any():
             continue
         taken[atoms] = True
-        out.append({"variant": v, "centre": i, "atoms": np.sort(atoms),
-                    "score": float(best[i, v])})
+        out.append({**c, "atoms": np.sort(atoms)})
     return out
+
+
+def _mean_shift(L, cands, pos, *, K, k_min, above, steps, local_composition=None):
+    """Re-centre the candidate spheres of score ``≥ above`` (see :func:`region_scan`)."""
+    from scipy.spatial import cKDTree
+
+    todo = [c for c in cands if c["score"] >= above]
+    if not todo:
+        return cands
+    tree = cKDTree(pos)
+    K = int(min(K, pos.shape[0]))
+    k_min = int(min(max(k_min, 1), K))
+    comp = None if local_composition is None else _local_composition(local_composition)
+    for c in todo:
+        v = c["variant"]
+        col = L[:, v]
+        p = pos[c["centre"]]
+        atoms = c["atoms"]
+        for _ in range(steps):
+            w = atoms[col[atoms] > 0]
+            if w.size == 0:
+                break
+            q = pos[w].mean(axis=0)
+            if np.linalg.norm(q - p) < 0.05:
+                break
+            p = q
+            _, idx = tree.query(p, k=K)
+            idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+            cs = np.cumsum(col[idx])
+            if comp is not None:
+                cs = cs - _composition_gain(np.cumsum(comp[0][idx]), np.cumsum(comp[1][idx]),
+                                            comp[2])
+            cs = cs[k_min - 1:]
+            j = int(np.argmax(cs))
+            atoms = idx[:j + k_min]
+            if cs[j] > c["score"]:
+                c["score"], c["atoms"] = float(cs[j]), atoms
+    return sorted(cands, key=lambda c: -c["score"])
 
 
 @dataclass(frozen=True)
@@ -452,19 +556,25 @@ class NullTail:
         return T
 
 
-def null_scores(make_llr, knn, *, n_permutations: int = 40, seed=0, k_min: int = 8
-                ) -> NullTail:
+def null_scores(make_llr, knn, *, n_permutations: int = 40, seed=0, k_min: int = 8,
+                positions=None, local_composition=None) -> NullTail:
     """Scan ``n_permutations`` null versions of a particle and fit their score tail.
 
     ``make_llr(perm)`` returns the ``(n, V)`` evidence of the particle with its per-atom
     measurements (species, error probability; both times for change evidence) permuted over
     the atoms by ``perm`` — a random alloy of the same sites, composition and
-    classification confidence.
+    classification confidence. ``positions`` as for :func:`region_scan` (the null must be
+    scanned as the data are); ``local_composition`` the ``(isA, valid)`` of the particle,
+    permuted with the measurements.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = knn.shape[0]
     scores = []
     for _ in range(int(n_permutations)):
-        L = make_llr(rng.permutation(n))
-        scores += [r["score"] for r in region_scan(L, knn, k_min=k_min)]
+        perm = rng.permutation(n)
+        L = make_llr(perm)
+        lc = (None if local_composition is None else
+              tuple(np.asarray(x).reshape(-1)[perm] for x in local_composition))
+        scores += [r["score"] for r in region_scan(L, knn, k_min=k_min, positions=positions,
+                                                   local_composition=lc)]
     return NullTail.fit(scores, n_permutations)
