@@ -81,6 +81,12 @@ class _XarrayFacade:
     def __setattr__(self, name, value):
         raise AttributeError(f"{type(self).__name__} is immutable; methods return new objects")
 
+    def __reduce__(self):
+        # pickle (dask.distributed workers, multiprocessing, saving a session) rebuilds the
+        # object from its xarray object: the default protocol would set the slot through the
+        # refusing __setattr__
+        return type(self)._wrap, (self._xr,)
+
     @property
     def data(self):
         """The wrapped xarray object (:class:`xarray.DataArray`; :class:`xarray.Dataset` for an

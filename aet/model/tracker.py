@@ -148,6 +148,13 @@ class NucleusTracker:
     def __setattr__(self, name, value):
         raise AttributeError("NucleusTracker is immutable; methods return new objects")
 
+    def __getstate__(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state):
+        # pickle sets the slots through object.__setattr__, not the refusing __setattr__
+        self._set(*(state[name] for name in self.__slots__))
+
     def _derive(self, op: str, params: Mapping[str, Any], *, registered=None, summary=None,
                 matches=None, result=None) -> NucleusTracker:
         obj = object.__new__(type(self))
