@@ -492,6 +492,30 @@ def test_add_remove_wants_whole_atoms(rng):
             assert 0.5 < max(amps) < 0.75, amps  # the old rule (ΔL < 0) would have added it
 
 
+def test_added_atoms_need_the_clean_up_coordination():
+    """A new atom keeps ≥ 3 neighbours within 1.15 bond lengths (the clean-up's rule): a
+    vacancy of an fcc cube is filled, an atom one bond outside a face (4 neighbours) stays,
+    a lone one and a pair propping each other up off a corner go."""
+    from aet.atoms.refinement.driver import _plausible_additions
+
+    a = 3.8
+    g = np.arange(3) * a
+    corners = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    faces = [c + d for c in corners for d in ([a / 2, a / 2, 0], [a / 2, 0, a / 2],
+                                              [0, a / 2, a / 2])]
+    fcc = np.unique(np.round(np.vstack([corners, faces]), 6), axis=0)
+    fcc = fcc[np.all(fcc <= 2 * a + 1e-6, axis=1)]
+    bond = a / np.sqrt(2)
+    vac = np.argmin(np.linalg.norm(fcc - fcc.mean(0), axis=1))
+    pos = np.delete(fcc, vac, axis=0)
+    cand = np.array([fcc[vac],                               # the vacancy: 12 neighbours
+                     [a / 2, a, 2.5 * a],                    # on the top face: 4
+                     [-3 * a, -3 * a, -3 * a],               # far away: 0
+                     [-bond, 0, 0], [-2 * bond, 0, 0]])      # a pair off a corner: 1 + 1
+    keep = _plausible_additions(pos, cand, min_neighbours=3, radius_A=1.15 * bond)
+    assert keep.tolist() == [0, 1], keep
+
+
 def test_refine_errors():
     m = aet.AtomicModel([[0, 0, 0]], ["Pt"])
     ts = aet.TiltSeries(np.zeros((2, 8, 8)), angles=[0, 10], pixel_size_A=0.5)
