@@ -463,6 +463,59 @@ def test_add_remove_fixes_a_missing_and_a_spurious_atom(rng):
     assert res["r_factor"] < res0["r_factor"]
 
 
+def test_add_remove_wants_whole_atoms(rng):
+    """A residual holding 0.6 of an atom (the misfit beside a surface or a misplaced atom on
+    abTEM data has 0.5–0.7) gets no new atom: a whole atom must fit it better than half of
+    one (least-squares amplitude ≥ 0.75), where ΔL < 0 alone asks only for more than half.
+    The same site holding a whole atom is filled."""
+    truth = small_particle(rng)
+    fe = np.flatnonzero(truth.species == "Fe")[0]
+    keep = np.ones(truth.n_atoms, bool)
+    keep[fe] = False
+    less = aet.AtomicModel(truth.positions[keep], truth.species[keep])
+    r0 = np.random.default_rng(5)
+    angles, full = power_series(r0, truth, gamma=1.2, noise=0.0, n_angles=15)
+    _, without = power_series(r0, less, gamma=1.2, noise=0.0, n_angles=15)
+    noise = rng.normal(0, 0.01 * full.max(), full.shape)
+    kw = dict(profile_sigmas_A=SIG, n_cycles=1, uncertainty=False, add_remove=True)
+    for frac, n_expected in ((0.6, 0), (1.0, 1)):
+        data = without + frac * (full - without) + noise
+        ts = aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
+        ds, res = refine(less.data, ts.data, **kw)
+        amps = [a for c in res["candidates"] for a, x in zip(c["amplitude"], c["candidates"])
+                if np.linalg.norm(np.asarray(x) - truth.positions[fe]) < 0.8]
+        assert res["n_added"] == n_expected, (frac, res["n_added"], amps)
+        if n_expected:
+            d = np.linalg.norm(ds["position"].values - truth.positions[fe], axis=1)
+            assert d.min() < 0.1
+        else:
+            assert 0.5 < max(amps) < 0.75, amps  # the old rule (ΔL < 0) would have added it
+
+
+def test_added_atoms_need_the_clean_up_coordination():
+    """A new atom keeps ≥ 3 neighbours within 1.15 bond lengths (the clean-up's rule): a
+    vacancy of an fcc cube is filled, an atom one bond outside a face (4 neighbours) stays,
+    a lone one and a pair propping each other up off a corner go."""
+    from aet.atoms.refinement.driver import _plausible_additions
+
+    a = 3.8
+    g = np.arange(3) * a
+    corners = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    faces = [c + d for c in corners for d in ([a / 2, a / 2, 0], [a / 2, 0, a / 2],
+                                              [0, a / 2, a / 2])]
+    fcc = np.unique(np.round(np.vstack([corners, faces]), 6), axis=0)
+    fcc = fcc[np.all(fcc <= 2 * a + 1e-6, axis=1)]
+    bond = a / np.sqrt(2)
+    vac = np.argmin(np.linalg.norm(fcc - fcc.mean(0), axis=1))
+    pos = np.delete(fcc, vac, axis=0)
+    cand = np.array([fcc[vac],                               # the vacancy: 12 neighbours
+                     [a / 2, a, 2.5 * a],                    # on the top face: 4
+                     [-3 * a, -3 * a, -3 * a],               # far away: 0
+                     [-bond, 0, 0], [-2 * bond, 0, 0]])      # a pair off a corner: 1 + 1
+    keep = _plausible_additions(pos, cand, min_neighbours=3, radius_A=1.15 * bond)
+    assert keep.tolist() == [0, 1], keep
+
+
 def test_refine_errors():
     m = aet.AtomicModel([[0, 0, 0]], ["Pt"])
     ts = aet.TiltSeries(np.zeros((2, 8, 8)), angles=[0, 10], pixel_size_A=0.5)

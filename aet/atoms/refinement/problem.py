@@ -397,16 +397,22 @@ class ProjectionProblem:
                 a, b = 0.0, float(np.sum(wb * vy * mx) / max(np.sum(wb * mx * mx), 1e-300))
         return float(a), float(b)
 
-    def replacement_test(self, pos, pos_alt, sp_alt, sp=None, noise=None):
+    def replacement_test(self, pos, pos_alt, sp_alt, sp=None, noise=None,
+                         energy: bool = False):
         """Exact change of the training and held-out losses (relative units) when each atom
         alone is replaced by ``(pos_alt[j], sp_alt[j])`` (species −1: absent), and the
         standard deviation of the held-out change under the pixel noise of
-        :meth:`noise_model`."""
+        :meth:`noise_model`. ``energy``: also ½ Σ hw Δm² / ½ Σ hw meas², the held-out
+        energy of the image change itself (relative units; on the training pixels it is
+        the same fraction of the training norm, the held-out pixels being a random sample)."""
         out = self.evaluate(pos, 5, sp=sp, pos_alt=pos_alt, sp_alt=sp_alt)
         a, b = self.noise_model(pos, sp=sp) if noise is None else noise
         var = a * out[V_HOLD][:, 0] + b * out[V_HOLD][:, 1]
-        return (out[D_LOSS] / self.norm, out[D_HOLD] / self.hnorm,
-                np.sqrt(np.maximum(var, 0.0)) / self.hnorm)
+        res = (out[D_LOSS] / self.norm, out[D_HOLD] / self.hnorm,
+               np.sqrt(np.maximum(var, 0.0)) / self.hnorm)
+        if energy:
+            res = (*res, 0.5 * out[V_HOLD][:, 0] / self.hnorm)
+        return res
 
 
 def _basis_images(prob: ProjectionProblem, k: int, pos, sp=None) -> np.ndarray:
