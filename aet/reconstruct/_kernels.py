@@ -163,13 +163,14 @@ def _bp_sa_block(proj, cos_t, sin_t, vol, y0, y1):
                                 r[y] += w * p[y]
 
 
-@jit()
+# The serial entry points are plain Python calls of the block kernels, not jitted wrappers: a
+# jitted caller links its callee's code into its own module and optimises and compiles it
+# again (a one-line wrapper cost ~0.25 s of a cold demo's compile CPU each).
 def fp_single_axis(vol, cos_t, sin_t, out):
     """Serial single-axis forward projection (vol (nz, nx, ny) -> out (n, nd, ny), adds)."""
     _fp_sa_block(vol, cos_t, sin_t, out, 0, vol.shape[2])
 
 
-@jit()
 def bp_single_axis(proj, cos_t, sin_t, vol):
     """Serial single-axis back projection (adjoint; proj (n, nd, ny) -> vol (nz, nx, ny), adds)."""
     _bp_sa_block(proj, cos_t, sin_t, vol, 0, vol.shape[2])
@@ -764,10 +765,10 @@ def _fista_step_range(x, y, g, step, beta, positivity, support, use_support, i0,
         x[i] = xn
 
 
-@jit()
 def fista_step(x, y, g, step, beta, positivity, support, use_support):
     """Serial fused RESIRE update of flat float32 arrays ``x``, ``y`` (in place) from the
-    gradient ``g``; ``support`` is a flat float32 0/1 mask used when ``use_support``."""
+    gradient ``g``; ``support`` is a flat float32 0/1 mask used when ``use_support``. A plain
+    Python call of the range kernel (no jitted wrapper to compile, see :func:`fp_single_axis`)."""
     _fista_step_range(x, y, g, step, beta, positivity, support, use_support, 0, x.shape[0])
 
 
