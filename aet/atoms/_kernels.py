@@ -18,39 +18,50 @@ from .._jit import jit, map_ranges, split_range
 # ----------------------------------------------------------------------------- local maxima
 
 
-@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _is_local_max(vol, k, j, i, threshold):
-    """Whether voxel ``(k, j, i)`` is above ``threshold`` and a maximum of its
-    26-neighbourhood under the raster-order tie rule of :func:`local_maxima`."""
-    n0, n1, n2 = vol.shape
-    v = vol[k, j, i]
-    if not v > threshold:
-        return False
-    for dk in range(-1, 2):
-        kn = k + dk
-        if kn < 0 or kn >= n0:
-            continue
-        for dj in range(-1, 2):
-            jn = j + dj
-            if jn < 0 or jn >= n1:
-                continue
-            for di in range(-1, 2):
-                inn = i + di
-                if inn < 0 or inn >= n2:
-                    continue
-                if dk == 0 and dj == 0 and di == 0:
-                    continue
-                w = vol[kn, jn, inn]
-                before = (dk < 0) or (dk == 0 and dj < 0) or (dk == 0 and dj == 0 and di < 0)
-                if before:
-                    if not v > w:
-                        return False
-                elif not v >= w:
-                    return False
-    return True
-
-
 @jit()
+def _local_max_mask(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2, mask):
+    """Set ``mask[k - lo0, j - lo1, i - lo2] = 1`` for every voxel ``(k, j, i)`` of the box
+    ``[lo, hi)`` that is above ``threshold`` and a maximum of its 26-neighbourhood under the
+    raster-order tie rule of :func:`local_maxima` (``mask`` uint8, the box's shape, zeroed).
+
+    One pass that marks, not a count pass and a fill pass over a per-voxel helper: the
+    helper's code was compiled three times (alone and inlined at both call sites)."""
+    n0, n1, n2 = vol.shape
+    for k in range(lo0, hi0):
+        for j in range(lo1, hi1):
+            for i in range(lo2, hi2):
+                v = vol[k, j, i]
+                if not v > threshold:
+                    continue
+                ok = True
+                for dk in range(-1, 2):
+                    kn = k + dk
+                    if kn < 0 or kn >= n0:
+                        continue
+                    for dj in range(-1, 2):
+                        jn = j + dj
+                        if jn < 0 or jn >= n1:
+                            continue
+                        for di in range(-1, 2):
+                            inn = i + di
+                            if inn < 0 or inn >= n2:
+                                continue
+                            if dk == 0 and dj == 0 and di == 0:
+                                continue
+                            w = vol[kn, jn, inn]
+                            before = (dk < 0) or (dk == 0 and dj < 0) or \
+                                (dk == 0 and dj == 0 and di < 0)
+                            if (not v > w) if before else (not v >= w):
+                                ok = False
+                                break
+                        if not ok:
+                            break
+                    if not ok:
+                        break
+                if ok:
+                    mask[k - lo0, j - lo1, i - lo2] = 1
+
+
 def local_maxima(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
     """Voxels in ``[lo, hi)`` above ``threshold`` that are maxima of their 26-neighbourhood,
     as an ``(n, 3) int64`` array of ``(z, y, x)`` indices in raster order.
@@ -58,26 +69,16 @@ def local_maxima(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
     Ties (plateaus) are broken by raster order: a voxel must be strictly greater than the
     neighbours that come before it in (z, y, x) raster order and ≥ the ones after it, so
     exactly one voxel of a flat plateau is kept, and the choice is the same whether the volume
-    is processed whole or in chunks. Neighbours outside the array are ignored.
+    is processed whole or in chunks. Neighbours outside the array are ignored. The kernel
+    (:func:`_local_max_mask`) marks them in a uint8 mask of the box; ``np.argwhere`` lists
+    the marks in raster order.
     """
-    nz = max(hi0 - lo0, 0)
-    count = 0
-    for k in range(lo0, lo0 + nz):
-        for j in range(lo1, hi1):
-            for i in range(lo2, hi2):
-                if _is_local_max(vol, k, j, i, threshold):
-                    count += 1
-    out = np.empty((count, 3), dtype=np.int64)
-    c = 0
-    for k in range(lo0, lo0 + nz):
-        for j in range(lo1, hi1):
-            for i in range(lo2, hi2):
-                if _is_local_max(vol, k, j, i, threshold):
-                    out[c, 0] = k
-                    out[c, 1] = j
-                    out[c, 2] = i
-                    c += 1
-    return out
+    lo = np.array([lo0, lo1, lo2], dtype=np.int64)
+    n = [max(int(h) - int(low), 0) for low, h in zip(lo, (hi0, hi1, hi2))]
+    mask = np.zeros(n, dtype=np.uint8)
+    _local_max_mask(vol, threshold, int(lo0), int(lo1), int(lo2), int(lo0) + n[0],
+                    int(lo1) + n[1], int(lo2) + n[2], mask)
+    return (np.argwhere(mask) + lo).astype(np.int64, copy=False)
 
 
 def local_maxima_parallel(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
