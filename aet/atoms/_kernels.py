@@ -601,12 +601,23 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     not compute is zeros (per-atom arrays of length 1).
 
     The compiled kernel is :func:`_profile_kernel`, which returns these outputs packed into
-    fewer arrays (each returned array is code to compile); this unpacks them.
+    fewer arrays (each returned array is code to compile); this unpacks them. The 3- and
+    4-dimensional arrays (F, g_pos_k, F_k, meat and the kernel's per-projection channel
+    scratch) are allocated here and filled by the kernel: each rank of ``np.zeros`` inside a
+    kernel is an allocation routine Numba compiles of its own.
     """
-    sc, pk, gpos, gC, fis, gpos_k, d5, jtj, jtw_k, fis_k, meat = _profile_kernel(
+    nproj, ny, nx = meas.shape
+    nf = pos.shape[0] if mode == 3 else 1
+    nfk = nproj if mode == 3 else 1
+    fis = np.zeros((nf, 3, 3))
+    gpos_k = np.zeros((nfk, nf, 3))
+    fis_k = np.zeros((nfk, nf, 3, 3))
+    meat = np.zeros((nf, 3, 3))
+    chan = (np.empty((C.shape[0] * C.shape[1], ny, nx)) if mode == 2
+            else np.empty((1, 1, 1)))
+    sc, pk, gpos, gC, d5, jtj, jtw_k = _profile_kernel(
         pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0, px, cutoff,
-        mode, pos_alt, sp_alt, img_out)
-    nproj = pk.shape[0]
+        mode, pos_alt, sp_alt, img_out, fis, gpos_k, fis_k, meat, chan)
     return (float(sc[0]), float(sc[1]), float(sc[2]), gpos, gC, float(sc[3]),
             pk[:, 4].copy(), fis, gpos_k, d5[:, 0].copy(), d5[:, 1].copy(), d5[:, 2:4].copy(),
             pk[:, 5:7].copy(), pk[:, 7:13].copy().reshape(nproj, 2, 3), jtj, jtw_k,
@@ -615,11 +626,13 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
 
 @jit()
 def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
-                    px, cutoff, mode, pos_alt, sp_alt, img_out):
-    """:func:`profile_kernel`'s outputs packed: ``(sc, pk, g_pos, g_C, F, g_pos_k, d5, JtwJ,
-    Jtw, F_k, meat)``; ``sc`` = [loss, l1, hold, g_gamma, moments (5)], ``pk[k]`` = [loss,
-    l1, hold, g_gamma, g_offset, g_shifts (2), g_R2 (2×3 row-major), sum_w] of projection
-    ``k``, ``d5[j]`` = [d_loss, d_hold, var_hold (2)]."""
+                    px, cutoff, mode, pos_alt, sp_alt, img_out, fis, gpos_k, fis_k, meat, chan):
+    """:func:`profile_kernel`'s outputs packed: ``(sc, pk, g_pos, g_C, d5, JtwJ, Jtw)``;
+    ``F``, ``g_pos_k``, ``F_k`` and ``meat`` (zeroed, the shapes :func:`profile_kernel`
+    gives them) are added into; ``chan`` is scratch of shape ``(nb, ny, nx)`` in mode 2
+    (zeroed here per projection), ``(1, 1, 1)`` otherwise; ``sc`` = [loss, l1, hold, g_gamma,
+    moments (5)], ``pk[k]`` = [loss, l1, hold, g_gamma, g_offset, g_shifts (2), g_R2 (2×3
+    row-major), sum_w] of projection ``k``, ``d5[j]`` = [d_loss, d_hold, var_hold (2)]."""
     nproj, ny, nx = meas.shape
     n = pos.shape[0]
     ns = C.shape[0]
@@ -641,12 +654,6 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
     n1 = n if mode >= 1 else 1
     gpos = np.zeros((n1, 3))
     gC = np.zeros((ns, ng))
-    nf = n if mode == 3 else 1
-    nfk = nproj if mode == 3 else 1
-    gpos_k = np.zeros((nfk, nf, 3))
-    fis = np.zeros((nf, 3, 3))
-    fis_k = np.zeros((nfk, nf, 3, 3))
-    meat = np.zeros((nf, 3, 3))
     n5 = n if mode == 5 else 1
     d5 = np.zeros((n5, 4))
     nb = ns * ng
@@ -659,8 +666,10 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
         mom_p = np.zeros(5)
         jtj_p = np.zeros((np2, np2))
         lin = np.zeros((ny, nx))
-        chan = np.zeros((nb if mode == 2 else 1, ny if mode == 2 else 1,
-                         nx if mode == 2 else 1))
+        for a in range(chan.shape[0]):
+            for jj in range(chan.shape[1]):
+                for ii in range(chan.shape[2]):
+                    chan[a, jj, ii] = 0.0
         jrow = np.empty(nb + 1)
         ex = np.empty((ng, win))
         ey = np.empty((ng, win))
@@ -943,7 +952,7 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
     for k in range(nproj):
         for a in range(4):
             sc[a] += pk[k, a]
-    return sc, pk, gpos, gC, fis, gpos_k, d5, jtj, jtw_k, fis_k, meat
+    return sc, pk, gpos, gC, d5, jtj, jtw_k
 
 
 # outputs of profile_kernel that are sums over projections / per-projection arrays
