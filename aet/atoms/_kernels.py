@@ -465,7 +465,6 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
     return out
 
 
-@jit()
 def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_recentre,
                  gauss, gauss_iter, sig0):
     """Sub-voxel refinement of integer peaks.
@@ -475,16 +474,29 @@ def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_re
     (offset of the Gaussian centre), ``info (n, 5)`` = [polynomial peak value, Gaussian
     amplitude, Gaussian width (voxels), Gaussian background, Gaussian fit ok (0/1)].
     Only voxels within ``radius + max_shift`` of the peak are ever read.
+
+    The kernel (:func:`_refine_peaks`) fills arrays allocated here: allocations and returned
+    arrays inside a kernel are code Numba compiles for it.
     """
     n = peaks.shape[0]
     centre = np.empty((n, 3), dtype=np.int64)
     pdelta = np.zeros((n, 3))
     gdelta = np.zeros((n, 3))
     info = np.zeros((n, 5))
+    _refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_recentre,
+                  gauss, gauss_iter, sig0, centre, pdelta, gdelta, info,
+                  np.empty(3, dtype=np.int64), np.empty(3), np.empty(7))
+    return centre, pdelta, gdelta, info
+
+
+@jit()
+def _refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_recentre,
+                  gauss, gauss_iter, sig0, centre, pdelta, gdelta, info, c, d, out):
+    """:func:`refine_peaks` into ``centre``, ``pdelta``, ``gdelta``, ``info`` (``info`` and
+    ``gdelta`` zeroed); ``c`` (3, int64), ``d`` (3,) and ``out`` (7,) are scratch (``out``
+    the Gaussian fit's result, every entry written by each fit)."""
+    n = peaks.shape[0]
     n0, n1, n2 = vol.shape
-    c = np.empty(3, dtype=np.int64)
-    d = np.empty(3)
-    out = np.empty(7)  # the Gaussian fit's result (every entry written by each fit)
     for i in range(n):
         for a in range(3):
             c[a] = peaks[i, a]
@@ -532,7 +544,6 @@ def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_re
             centre[i, a] = c[a]
             pdelta[i, a] = d[a]
             gdelta[i, a] = out[1 + a] if good else d[a]
-    return centre, pdelta, gdelta, info
 
 
 def refine_peaks_parallel(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift,
@@ -549,14 +560,22 @@ def refine_peaks_parallel(vol, peaks, radius, exps, pinv, wsig, max_step, max_sh
 # ----------------------------------------------------------------------------- greedy
 
 
-@jit()
 def greedy_accept(order, indptr, indices):
     """Greedy non-maximum suppression: walk candidates in ``order`` (best first), accept one
-    unless an accepted candidate is among its neighbours (CSR ``indptr``/``indices``)."""
+    unless an accepted candidate is among its neighbours (CSR ``indptr``/``indices``).
+    Returns the accepted mask. The kernel (:func:`_greedy_state`) fills a state array
+    allocated here and the mask is taken here: an allocation and an array comparison inside
+    a kernel are code Numba compiles for it."""
+    state = np.zeros(order.shape[0])  # 0 free, 1 accepted, 2 suppressed
+    _greedy_state(order, indptr, indices, state)
+    return state == 1
+
+
+@jit()
+def _greedy_state(order, indptr, indices, state):
+    """:func:`greedy_accept`'s walk: ``state`` (zeroed) becomes 1 (accepted) or 2
+    (suppressed) for the candidates reached."""
     n = order.shape[0]
-    # 0 free, 1 accepted, 2 suppressed; float64: the allocation Numba compiles for the other
-    # kernels anyway (an int8 array compiled its own np.zeros)
-    state = np.zeros(n)
     for t in range(n):
         i = order[t]
         if state[i] != 0:
@@ -566,7 +585,6 @@ def greedy_accept(order, indptr, indices):
             j = indices[q]
             if state[j] == 0:
                 state[j] = 2
-    return state == 1
 
 # ----------------------------------------------------------------------------- projections
 def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
