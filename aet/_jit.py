@@ -24,6 +24,13 @@ gives the same results as the serial call (each range is computed as the serial 
 computes it) without compiling a Numba ``prange`` twin: a parallel variant costs several
 times the serial one's compile, and with a thread pool dask's per-chunk calls and in-memory
 calls share one compiled kernel.
+
+A jitted function that calls another is compiled with its callee's code linked in, optimised
+and turned into machine code again, so entry points that only forward to a kernel are plain
+Python functions, outputs and scratch arrays are allocated by a Python wrapper rather than
+inside the kernel (each rank and dtype of ``np.zeros``/``np.empty`` is an allocation routine
+compiled for each kernel that uses it), and two near-copies of one loop (a projector and its
+adjoint, two splats) are one kernel with a flag or a parameter.
 """
 
 from __future__ import annotations

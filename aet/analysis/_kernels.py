@@ -1,7 +1,10 @@
 """Numba kernels of :mod:`aet.analysis` (plain arrays in and out; no package imports).
 
-The splatting kernels fill a range of z-planes of the grid; :func:`splat_moments` and
-:func:`splat_values` run them on aet's kernel thread pool over blocks of planes (each plane is
+One splatting kernel (:func:`_splat_planes`) fills a range of z-planes of the grid with
+Gaussian-weighted products of the offset and per-atom values; :func:`splat_moments` and
+:func:`splat_values` are two choices of those products (one compiled kernel serves both: two
+kernels cost a cold run twice the compiling) and run it on aet's kernel thread pool over blocks
+of planes (each plane is
 written by one thread only, so there are no races, and the result does not depend on the
 number of threads). Atoms are visited through a z-sorted index (sorted with NumPy, not in the
 kernel: Numba's sort and search compile slowly) so each plane only touches the atoms within
@@ -50,110 +53,57 @@ def splat_moments(pos_xyz, disp_xyz, origin_zyx, spacing, shape_zyx, sigma, radi
     ``origin_zyx`` is the Å coordinate of index 0 along (z, y, x); ``spacing`` (Å) is the
     grid step (same on all axes). Returns an array ``(nz, ny, nx, 22)`` float64.
     """
-    pos, origin, shape, order, lo, hi = _splat_args(pos_xyz, origin_zyx, spacing, shape_zyx,
-                                                    sigma, radius)
-    disp = np.ascontiguousarray(disp_xyz, dtype=np.float64)
-    out = np.zeros((*shape, N_MOMENTS), dtype=np.float64)
-    map_ranges(lambda a, b: _splat_moments_planes(pos, disp, order, lo, hi, origin,
-                                                  float(spacing), float(sigma), float(radius),
-                                                  a, b, out), split_range(shape[0]))
-    return out
-
-
-@jit()
-def _splat_moments_planes(pos_xyz, disp_xyz, order, lo, hi, origin_zyx, spacing, sigma,
-                          radius, k0, k1, out):
-    """Planes ``k0 ≤ k < k1`` of :func:`splat_moments` into ``out`` (adds)."""
-    ny, nx = out.shape[1], out.shape[2]
-    inv2s2 = 1.0 / (2.0 * sigma * sigma)
-    r2max = radius * radius
-    for k in range(k0, k1):
-        zk = origin_zyx[0] + k * spacing
-        for aa in range(lo[k], hi[k]):
-            a = order[aa]
-            px = float(pos_xyz[a, 0])
-            py = float(pos_xyz[a, 1])
-            dz = float(pos_xyz[a, 2]) - zk
-            rem = r2max - dz * dz
-            if rem < 0:
-                continue
-            ux = float(disp_xyz[a, 0])
-            uy = float(disp_xyz[a, 1])
-            uz = float(disp_xyz[a, 2])
-            wz = math.exp(-dz * dz * inv2s2)
-            reach = math.sqrt(rem)
-            j0 = max(int(math.ceil((py - reach - origin_zyx[1]) / spacing)), 0)
-            j1 = min(int(math.floor((py + reach - origin_zyx[1]) / spacing)), ny - 1)
-            for j in range(j0, j1 + 1):
-                dy = py - (origin_zyx[1] + j * spacing)
-                rem2 = rem - dy * dy
-                if rem2 < 0:
-                    continue
-                wy = wz * math.exp(-dy * dy * inv2s2)
-                reach2 = math.sqrt(rem2)
-                i0 = max(int(math.ceil((px - reach2 - origin_zyx[2]) / spacing)), 0)
-                i1 = min(int(math.floor((px + reach2 - origin_zyx[2]) / spacing)), nx - 1)
-                for i in range(i0, i1 + 1):
-                    dx = px - (origin_zyx[2] + i * spacing)
-                    if dx * dx > rem2:
-                        continue
-                    w = wy * math.exp(-dx * dx * inv2s2)
-                    out[k, j, i, 0] += w
-                    out[k, j, i, 1] += w * dx
-                    out[k, j, i, 2] += w * dy
-                    out[k, j, i, 3] += w * dz
-                    out[k, j, i, 4] += w * dx * dx
-                    out[k, j, i, 5] += w * dx * dy
-                    out[k, j, i, 6] += w * dx * dz
-                    out[k, j, i, 7] += w * dy * dy
-                    out[k, j, i, 8] += w * dy * dz
-                    out[k, j, i, 9] += w * dz * dz
-                    out[k, j, i, 10] += w * ux
-                    out[k, j, i, 11] += w * uy
-                    out[k, j, i, 12] += w * uz
-                    out[k, j, i, 13] += w * dx * ux
-                    out[k, j, i, 14] += w * dx * uy
-                    out[k, j, i, 15] += w * dx * uz
-                    out[k, j, i, 16] += w * dy * ux
-                    out[k, j, i, 17] += w * dy * uy
-                    out[k, j, i, 18] += w * dy * uz
-                    out[k, j, i, 19] += w * dz * ux
-                    out[k, j, i, 20] += w * dz * uy
-                    out[k, j, i, 21] += w * dz * uz
+    disp = np.ascontiguousarray(disp_xyz, dtype=np.float64).reshape(-1, 3)
+    return _splat(pos_xyz, disp, 4, origin_zyx, spacing, shape_zyx, sigma, radius)
 
 
 def splat_values(pos_xyz, values, origin_zyx, spacing, shape_zyx, sigma, radius):
     """Gaussian splat of per-atom scalars: returns ``(Σ w v, Σ w)`` on the grid, each
     ``(nz, ny, nx)`` float64 (Nadaraya–Watson numerator and denominator)."""
+    vals = np.ascontiguousarray(values, dtype=np.float64).reshape(-1, 1)
+    out = _splat(pos_xyz, vals, 1, origin_zyx, spacing, shape_zyx, sigma, radius)
+    return np.ascontiguousarray(out[..., 1]), np.ascontiguousarray(out[..., 0])
+
+
+def _splat(pos_xyz, vals, nd, origin_zyx, spacing, shape_zyx, sigma, radius):
+    """:func:`_splat_planes` over the whole grid on the kernel thread pool."""
     pos, origin, shape, order, lo, hi = _splat_args(pos_xyz, origin_zyx, spacing, shape_zyx,
                                                     sigma, radius)
-    vals = np.ascontiguousarray(values, dtype=np.float64)
-    num = np.zeros(shape, dtype=np.float64)
-    den = np.zeros(shape, dtype=np.float64)
-    map_ranges(lambda a, b: _splat_values_planes(pos, vals, order, lo, hi, origin,
-                                                 float(spacing), float(sigma), float(radius),
-                                                 a, b, num, den), split_range(shape[0]))
-    return num, den
+    n_out = nd * (nd + 1) // 2 + nd * vals.shape[1]
+    out = np.zeros((*shape, n_out), dtype=np.float64)
+    map_ranges(lambda a, b: _splat_planes(pos, vals, nd, order, lo, hi, origin, float(spacing),
+                                          float(sigma), float(radius), np.empty(4), a, b, out),
+               split_range(shape[0]))
+    return out
 
 
 @jit()
-def _splat_values_planes(pos_xyz, values, order, lo, hi, origin_zyx, spacing, sigma, radius,
-                         k0, k1, num, den):
-    """Planes ``k0 ≤ k < k1`` of :func:`splat_values` into ``num``, ``den`` (adds)."""
-    ny, nx = num.shape[1], num.shape[2]
+def _splat_planes(pos_xyz, vals, nd, order, lo, hi, origin_zyx, spacing, sigma, radius, p,
+                  k0, k1, out):
+    """Planes ``k0 ≤ k < k1`` of a Gaussian splat into ``out`` (nz, ny, nx, n_out) (adds).
+
+    With ``p = (1, dx, dy, dz)`` (offset ``d = atom - grid point``, Å) truncated to its first
+    ``nd`` entries, and ``v`` the atom's row of ``vals`` (n_atoms, nv), every atom within
+    ``radius`` adds, in this order, ``w p_a p_b`` for ``a ≤ b < nd`` (row-major) and then
+    ``w p_a v_m`` for ``a < nd``, ``m < nv`` (a-major), each product evaluated left to right.
+    ``nd = 4`` gives the 22 moments of :func:`splat_moments`, ``nd = 1`` the pair ``(Σw, Σwv)``
+    of :func:`splat_values`. ``p`` is a float64 scratch array of 4 entries."""
+    ny, nx = out.shape[1], out.shape[2]
+    nv = vals.shape[1]
     inv2s2 = 1.0 / (2.0 * sigma * sigma)
     r2max = radius * radius
+    p[0] = 1.0
     for k in range(k0, k1):
         zk = origin_zyx[0] + k * spacing
         for aa in range(lo[k], hi[k]):
-            a = order[aa]
-            px = float(pos_xyz[a, 0])
-            py = float(pos_xyz[a, 1])
-            dz = float(pos_xyz[a, 2]) - zk
+            at = order[aa]
+            px = float(pos_xyz[at, 0])
+            py = float(pos_xyz[at, 1])
+            dz = float(pos_xyz[at, 2]) - zk
             rem = r2max - dz * dz
             if rem < 0:
                 continue
-            v = float(values[a])
+            p[3] = dz
             wz = math.exp(-dz * dz * inv2s2)
             reach = math.sqrt(rem)
             j0 = max(int(math.ceil((py - reach - origin_zyx[1]) / spacing)), 0)
@@ -163,6 +113,7 @@ def _splat_values_planes(pos_xyz, values, order, lo, hi, origin_zyx, spacing, si
                 rem2 = rem - dy * dy
                 if rem2 < 0:
                     continue
+                p[2] = dy
                 wy = wz * math.exp(-dy * dy * inv2s2)
                 reach2 = math.sqrt(rem2)
                 i0 = max(int(math.ceil((px - reach2 - origin_zyx[2]) / spacing)), 0)
@@ -171,6 +122,16 @@ def _splat_values_planes(pos_xyz, values, order, lo, hi, origin_zyx, spacing, si
                     dx = px - (origin_zyx[2] + i * spacing)
                     if dx * dx > rem2:
                         continue
+                    p[1] = dx
                     w = wy * math.exp(-dx * dx * inv2s2)
-                    num[k, j, i] += w * v
-                    den[k, j, i] += w
+                    c = 0
+                    for a in range(nd):
+                        wa = w * p[a]
+                        for b in range(a, nd):
+                            out[k, j, i, c] += wa * p[b]
+                            c += 1
+                    for a in range(nd):
+                        wa = w * p[a]
+                        for m in range(nv):
+                            out[k, j, i, c] += wa * vals[at, m]
+                            c += 1

@@ -18,39 +18,50 @@ from .._jit import jit, map_ranges, split_range
 # ----------------------------------------------------------------------------- local maxima
 
 
-@jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _is_local_max(vol, k, j, i, threshold):
-    """Whether voxel ``(k, j, i)`` is above ``threshold`` and a maximum of its
-    26-neighbourhood under the raster-order tie rule of :func:`local_maxima`."""
-    n0, n1, n2 = vol.shape
-    v = vol[k, j, i]
-    if not v > threshold:
-        return False
-    for dk in range(-1, 2):
-        kn = k + dk
-        if kn < 0 or kn >= n0:
-            continue
-        for dj in range(-1, 2):
-            jn = j + dj
-            if jn < 0 or jn >= n1:
-                continue
-            for di in range(-1, 2):
-                inn = i + di
-                if inn < 0 or inn >= n2:
-                    continue
-                if dk == 0 and dj == 0 and di == 0:
-                    continue
-                w = vol[kn, jn, inn]
-                before = (dk < 0) or (dk == 0 and dj < 0) or (dk == 0 and dj == 0 and di < 0)
-                if before:
-                    if not v > w:
-                        return False
-                elif not v >= w:
-                    return False
-    return True
-
-
 @jit()
+def _local_max_mask(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2, mask):
+    """Set ``mask[k - lo0, j - lo1, i - lo2] = 1`` for every voxel ``(k, j, i)`` of the box
+    ``[lo, hi)`` that is above ``threshold`` and a maximum of its 26-neighbourhood under the
+    raster-order tie rule of :func:`local_maxima` (``mask`` uint8, the box's shape, zeroed).
+
+    One pass that marks, not a count pass and a fill pass over a per-voxel helper: the
+    helper's code was compiled three times (alone and inlined at both call sites)."""
+    n0, n1, n2 = vol.shape
+    for k in range(lo0, hi0):
+        for j in range(lo1, hi1):
+            for i in range(lo2, hi2):
+                v = vol[k, j, i]
+                if not v > threshold:
+                    continue
+                ok = True
+                for dk in range(-1, 2):
+                    kn = k + dk
+                    if kn < 0 or kn >= n0:
+                        continue
+                    for dj in range(-1, 2):
+                        jn = j + dj
+                        if jn < 0 or jn >= n1:
+                            continue
+                        for di in range(-1, 2):
+                            inn = i + di
+                            if inn < 0 or inn >= n2:
+                                continue
+                            if dk == 0 and dj == 0 and di == 0:
+                                continue
+                            w = vol[kn, jn, inn]
+                            before = (dk < 0) or (dk == 0 and dj < 0) or \
+                                (dk == 0 and dj == 0 and di < 0)
+                            if (not v > w) if before else (not v >= w):
+                                ok = False
+                                break
+                        if not ok:
+                            break
+                    if not ok:
+                        break
+                if ok:
+                    mask[k - lo0, j - lo1, i - lo2] = 1
+
+
 def local_maxima(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
     """Voxels in ``[lo, hi)`` above ``threshold`` that are maxima of their 26-neighbourhood,
     as an ``(n, 3) int64`` array of ``(z, y, x)`` indices in raster order.
@@ -58,26 +69,16 @@ def local_maxima(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
     Ties (plateaus) are broken by raster order: a voxel must be strictly greater than the
     neighbours that come before it in (z, y, x) raster order and ≥ the ones after it, so
     exactly one voxel of a flat plateau is kept, and the choice is the same whether the volume
-    is processed whole or in chunks. Neighbours outside the array are ignored.
+    is processed whole or in chunks. Neighbours outside the array are ignored. The kernel
+    (:func:`_local_max_mask`) marks them in a uint8 mask of the box; ``np.argwhere`` lists
+    the marks in raster order.
     """
-    nz = max(hi0 - lo0, 0)
-    count = 0
-    for k in range(lo0, lo0 + nz):
-        for j in range(lo1, hi1):
-            for i in range(lo2, hi2):
-                if _is_local_max(vol, k, j, i, threshold):
-                    count += 1
-    out = np.empty((count, 3), dtype=np.int64)
-    c = 0
-    for k in range(lo0, lo0 + nz):
-        for j in range(lo1, hi1):
-            for i in range(lo2, hi2):
-                if _is_local_max(vol, k, j, i, threshold):
-                    out[c, 0] = k
-                    out[c, 1] = j
-                    out[c, 2] = i
-                    c += 1
-    return out
+    lo = np.array([lo0, lo1, lo2], dtype=np.int64)
+    n = [max(int(h) - int(low), 0) for low, h in zip(lo, (hi0, hi1, hi2))]
+    mask = np.zeros(n, dtype=np.uint8)
+    _local_max_mask(vol, threshold, int(lo0), int(lo1), int(lo2), int(lo0) + n[0],
+                    int(lo1) + n[1], int(lo2) + n[2], mask)
+    return (np.argwhere(mask) + lo).astype(np.int64, copy=False)
 
 
 def local_maxima_parallel(vol, threshold, lo0, lo1, lo2, hi0, hi1, hi2):
@@ -464,7 +465,6 @@ def _gauss_fit(vol, c0, c1, c2, radius, d_init, amp0, sig0, bg0, n_iter, out):
     return out
 
 
-@jit()
 def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_recentre,
                  gauss, gauss_iter, sig0):
     """Sub-voxel refinement of integer peaks.
@@ -474,16 +474,29 @@ def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_re
     (offset of the Gaussian centre), ``info (n, 5)`` = [polynomial peak value, Gaussian
     amplitude, Gaussian width (voxels), Gaussian background, Gaussian fit ok (0/1)].
     Only voxels within ``radius + max_shift`` of the peak are ever read.
+
+    The kernel (:func:`_refine_peaks`) fills arrays allocated here: allocations and returned
+    arrays inside a kernel are code Numba compiles for it.
     """
     n = peaks.shape[0]
     centre = np.empty((n, 3), dtype=np.int64)
     pdelta = np.zeros((n, 3))
     gdelta = np.zeros((n, 3))
     info = np.zeros((n, 5))
+    _refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_recentre,
+                  gauss, gauss_iter, sig0, centre, pdelta, gdelta, info,
+                  np.empty(3, dtype=np.int64), np.empty(3), np.empty(7))
+    return centre, pdelta, gdelta, info
+
+
+@jit()
+def _refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_recentre,
+                  gauss, gauss_iter, sig0, centre, pdelta, gdelta, info, c, d, out):
+    """:func:`refine_peaks` into ``centre``, ``pdelta``, ``gdelta``, ``info`` (``info`` and
+    ``gdelta`` zeroed); ``c`` (3, int64), ``d`` (3,) and ``out`` (7,) are scratch (``out``
+    the Gaussian fit's result, every entry written by each fit)."""
+    n = peaks.shape[0]
     n0, n1, n2 = vol.shape
-    c = np.empty(3, dtype=np.int64)
-    d = np.empty(3)
-    out = np.empty(7)  # the Gaussian fit's result (every entry written by each fit)
     for i in range(n):
         for a in range(3):
             c[a] = peaks[i, a]
@@ -531,7 +544,6 @@ def refine_peaks(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift, n_re
             centre[i, a] = c[a]
             pdelta[i, a] = d[a]
             gdelta[i, a] = out[1 + a] if good else d[a]
-    return centre, pdelta, gdelta, info
 
 
 def refine_peaks_parallel(vol, peaks, radius, exps, pinv, wsig, max_step, max_shift,
@@ -548,14 +560,22 @@ def refine_peaks_parallel(vol, peaks, radius, exps, pinv, wsig, max_step, max_sh
 # ----------------------------------------------------------------------------- greedy
 
 
-@jit()
 def greedy_accept(order, indptr, indices):
     """Greedy non-maximum suppression: walk candidates in ``order`` (best first), accept one
-    unless an accepted candidate is among its neighbours (CSR ``indptr``/``indices``)."""
+    unless an accepted candidate is among its neighbours (CSR ``indptr``/``indices``).
+    Returns the accepted mask. The kernel (:func:`_greedy_state`) fills a state array
+    allocated here and the mask is taken here: an allocation and an array comparison inside
+    a kernel are code Numba compiles for it."""
+    state = np.zeros(order.shape[0])  # 0 free, 1 accepted, 2 suppressed
+    _greedy_state(order, indptr, indices, state)
+    return state == 1
+
+
+@jit()
+def _greedy_state(order, indptr, indices, state):
+    """:func:`greedy_accept`'s walk: ``state`` (zeroed) becomes 1 (accepted) or 2
+    (suppressed) for the candidates reached."""
     n = order.shape[0]
-    # 0 free, 1 accepted, 2 suppressed; float64: the allocation Numba compiles for the other
-    # kernels anyway (an int8 array compiled its own np.zeros)
-    state = np.zeros(n)
     for t in range(n):
         i = order[t]
         if state[i] != 0:
@@ -565,7 +585,6 @@ def greedy_accept(order, indptr, indices):
             j = indices[q]
             if state[j] == 0:
                 state[j] = 2
-    return state == 1
 
 # ----------------------------------------------------------------------------- projections
 def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
@@ -600,12 +619,23 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     not compute is zeros (per-atom arrays of length 1).
 
     The compiled kernel is :func:`_profile_kernel`, which returns these outputs packed into
-    fewer arrays (each returned array is code to compile); this unpacks them.
+    fewer arrays (each returned array is code to compile); this unpacks them. The 3- and
+    4-dimensional arrays (F, g_pos_k, F_k, meat and the kernel's per-projection channel
+    scratch) are allocated here and filled by the kernel: each rank of ``np.zeros`` inside a
+    kernel is an allocation routine Numba compiles of its own.
     """
-    sc, pk, gpos, gC, fis, gpos_k, d5, jtj, jtw_k, fis_k, meat = _profile_kernel(
+    nproj, ny, nx = meas.shape
+    nf = pos.shape[0] if mode == 3 else 1
+    nfk = nproj if mode == 3 else 1
+    fis = np.zeros((nf, 3, 3))
+    gpos_k = np.zeros((nfk, nf, 3))
+    fis_k = np.zeros((nfk, nf, 3, 3))
+    meat = np.zeros((nf, 3, 3))
+    chan = (np.empty((C.shape[0] * C.shape[1], ny, nx)) if mode == 2
+            else np.empty((1, 1, 1)))
+    sc, pk, gpos, gC, d5, jtj, jtw_k = _profile_kernel(
         pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0, px, cutoff,
-        mode, pos_alt, sp_alt, img_out)
-    nproj = pk.shape[0]
+        mode, pos_alt, sp_alt, img_out, fis, gpos_k, fis_k, meat, chan)
     return (float(sc[0]), float(sc[1]), float(sc[2]), gpos, gC, float(sc[3]),
             pk[:, 4].copy(), fis, gpos_k, d5[:, 0].copy(), d5[:, 1].copy(), d5[:, 2:4].copy(),
             pk[:, 5:7].copy(), pk[:, 7:13].copy().reshape(nproj, 2, 3), jtj, jtw_k,
@@ -614,11 +644,13 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
 
 @jit()
 def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, hw, x0, y0,
-                    px, cutoff, mode, pos_alt, sp_alt, img_out):
-    """:func:`profile_kernel`'s outputs packed: ``(sc, pk, g_pos, g_C, F, g_pos_k, d5, JtwJ,
-    Jtw, F_k, meat)``; ``sc`` = [loss, l1, hold, g_gamma, moments (5)], ``pk[k]`` = [loss,
-    l1, hold, g_gamma, g_offset, g_shifts (2), g_R2 (2×3 row-major), sum_w] of projection
-    ``k``, ``d5[j]`` = [d_loss, d_hold, var_hold (2)]."""
+                    px, cutoff, mode, pos_alt, sp_alt, img_out, fis, gpos_k, fis_k, meat, chan):
+    """:func:`profile_kernel`'s outputs packed: ``(sc, pk, g_pos, g_C, d5, JtwJ, Jtw)``;
+    ``F``, ``g_pos_k``, ``F_k`` and ``meat`` (zeroed, the shapes :func:`profile_kernel`
+    gives them) are added into; ``chan`` is scratch of shape ``(nb, ny, nx)`` in mode 2
+    (zeroed here per projection), ``(1, 1, 1)`` otherwise; ``sc`` = [loss, l1, hold, g_gamma,
+    moments (5)], ``pk[k]`` = [loss, l1, hold, g_gamma, g_offset, g_shifts (2), g_R2 (2×3
+    row-major), sum_w] of projection ``k``, ``d5[j]`` = [d_loss, d_hold, var_hold (2)]."""
     nproj, ny, nx = meas.shape
     n = pos.shape[0]
     ns = C.shape[0]
@@ -640,12 +672,6 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
     n1 = n if mode >= 1 else 1
     gpos = np.zeros((n1, 3))
     gC = np.zeros((ns, ng))
-    nf = n if mode == 3 else 1
-    nfk = nproj if mode == 3 else 1
-    gpos_k = np.zeros((nfk, nf, 3))
-    fis = np.zeros((nf, 3, 3))
-    fis_k = np.zeros((nfk, nf, 3, 3))
-    meat = np.zeros((nf, 3, 3))
     n5 = n if mode == 5 else 1
     d5 = np.zeros((n5, 4))
     nb = ns * ng
@@ -658,8 +684,10 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
         mom_p = np.zeros(5)
         jtj_p = np.zeros((np2, np2))
         lin = np.zeros((ny, nx))
-        chan = np.zeros((nb if mode == 2 else 1, ny if mode == 2 else 1,
-                         nx if mode == 2 else 1))
+        for a in range(chan.shape[0]):
+            for jj in range(chan.shape[1]):
+                for ii in range(chan.shape[2]):
+                    chan[a, jj, ii] = 0.0
         jrow = np.empty(nb + 1)
         ex = np.empty((ng, win))
         ey = np.empty((ng, win))
@@ -942,7 +970,7 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
     for k in range(nproj):
         for a in range(4):
             sc[a] += pk[k, a]
-    return sc, pk, gpos, gC, fis, gpos_k, d5, jtj, jtw_k, fis_k, meat
+    return sc, pk, gpos, gC, d5, jtj, jtw_k
 
 
 # outputs of profile_kernel that are sums over projections / per-projection arrays

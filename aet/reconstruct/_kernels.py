@@ -48,10 +48,13 @@ def _ray_range(a0, da, n):
 
 
 @jit()
-def _fp_sa_block(vol, cos_t, sin_t, out, y0, y1):
-    """Forward projection of y in [y0, y1): vol (nz, nx, ny) -> out (n, nd, ny) (accumulates)."""
+def _sa_block(vol, cos_t, sin_t, proj, y0, y1, adjoint):
+    """Single-axis projection of y in [y0, y1), vol (nz, nx, ny) and proj (n, nd, ny):
+    ``proj += P vol`` (forward, ``adjoint`` False) or its exact adjoint ``vol += Pᵀ proj``
+    (back projection: the same samples and weights, scattered). One kernel for the pair: the
+    ray geometry and weights are shared code, compiled once for both directions."""
     nz, nx, _ = vol.shape
-    n, nd, _ = out.shape
+    n, nd, _ = proj.shape
     cz = nz // 2
     cx = nx // 2
     cd = nd // 2
@@ -66,7 +69,7 @@ def _fp_sa_block(vol, cos_t, sin_t, out, y0, y1):
             lo2, hi2 = _ray_range(az, c, nz)
             lo = max(lo1, lo2)
             hi = min(hi1, hi2)
-            o = out[a, d]
+            o = proj[a, d]
             for t in range(lo, hi + 1):
                 fx = ax - t * s
                 fz = az + t * c
@@ -85,8 +88,16 @@ def _fp_sa_block(vol, cos_t, sin_t, out, y0, y1):
                     r01 = vol[iz, ix + 1]
                     r10 = vol[iz + 1, ix]
                     r11 = vol[iz + 1, ix + 1]
-                    for y in range(y0, y1):
-                        o[y] += w00 * r00[y] + w01 * r01[y] + w10 * r10[y] + w11 * r11[y]
+                    if adjoint:
+                        for y in range(y0, y1):
+                            py = o[y]
+                            r00[y] += w00 * py
+                            r01[y] += w01 * py
+                            r10[y] += w10 * py
+                            r11[y] += w11 * py
+                    else:
+                        for y in range(y0, y1):
+                            o[y] += w00 * r00[y] + w01 * r01[y] + w10 * r10[y] + w11 * r11[y]
                 else:
                     for dz in range(2):
                         jz = iz + dz
@@ -99,80 +110,25 @@ def _fp_sa_block(vol, cos_t, sin_t, out, y0, y1):
                             w = (wz if dz else np.float32(1.0) - wz) * \
                                 (wx if dx else np.float32(1.0) - wx)
                             r = vol[jz, jx]
-                            for y in range(y0, y1):
-                                o[y] += w * r[y]
+                            if adjoint:
+                                for y in range(y0, y1):
+                                    r[y] += w * o[y]
+                            else:
+                                for y in range(y0, y1):
+                                    o[y] += w * r[y]
 
 
-@jit()
-def _bp_sa_block(proj, cos_t, sin_t, vol, y0, y1):
-    """Exact adjoint of :func:`_fp_sa_block`: proj (n, nd, ny) -> vol (nz, nx, ny) (accumulates)."""
-    nz, nx, _ = vol.shape
-    n, nd, _ = proj.shape
-    cz = nz // 2
-    cx = nx // 2
-    cd = nd // 2
-    for a in range(n):
-        c = cos_t[a]
-        s = sin_t[a]
-        for d in range(nd):
-            u = d - cd
-            ax = u * c + cx
-            az = u * s + cz
-            lo1, hi1 = _ray_range(ax, -s, nx)
-            lo2, hi2 = _ray_range(az, c, nz)
-            lo = max(lo1, lo2)
-            hi = min(hi1, hi2)
-            p = proj[a, d]
-            for t in range(lo, hi + 1):
-                fx = ax - t * s
-                fz = az + t * c
-                ix = int(math.floor(fx))
-                iz = int(math.floor(fz))
-                if ix < -1 or ix >= nx or iz < -1 or iz >= nz:
-                    continue
-                wx = np.float32(fx - ix)
-                wz = np.float32(fz - iz)
-                w00 = (np.float32(1.0) - wz) * (np.float32(1.0) - wx)
-                w01 = (np.float32(1.0) - wz) * wx
-                w10 = wz * (np.float32(1.0) - wx)
-                w11 = wz * wx
-                if ix >= 0 and iz >= 0 and ix < nx - 1 and iz < nz - 1:
-                    r00 = vol[iz, ix]
-                    r01 = vol[iz, ix + 1]
-                    r10 = vol[iz + 1, ix]
-                    r11 = vol[iz + 1, ix + 1]
-                    for y in range(y0, y1):
-                        py = p[y]
-                        r00[y] += w00 * py
-                        r01[y] += w01 * py
-                        r10[y] += w10 * py
-                        r11[y] += w11 * py
-                else:
-                    for dz in range(2):
-                        jz = iz + dz
-                        if jz < 0 or jz >= nz:
-                            continue
-                        for dx in range(2):
-                            jx = ix + dx
-                            if jx < 0 or jx >= nx:
-                                continue
-                            w = (wz if dz else np.float32(1.0) - wz) * \
-                                (wx if dx else np.float32(1.0) - wx)
-                            r = vol[jz, jx]
-                            for y in range(y0, y1):
-                                r[y] += w * p[y]
-
-
-@jit()
+# The serial entry points are plain Python calls of the block kernels, not jitted wrappers: a
+# jitted caller links its callee's code into its own module and optimises and compiles it
+# again (a one-line wrapper cost ~0.25 s of a cold demo's compile CPU each).
 def fp_single_axis(vol, cos_t, sin_t, out):
     """Serial single-axis forward projection (vol (nz, nx, ny) -> out (n, nd, ny), adds)."""
-    _fp_sa_block(vol, cos_t, sin_t, out, 0, vol.shape[2])
+    _sa_block(vol, cos_t, sin_t, out, 0, vol.shape[2], False)
 
 
-@jit()
 def bp_single_axis(proj, cos_t, sin_t, vol):
     """Serial single-axis back projection (adjoint; proj (n, nd, ny) -> vol (nz, nx, ny), adds)."""
-    _bp_sa_block(proj, cos_t, sin_t, vol, 0, vol.shape[2])
+    _sa_block(vol, cos_t, sin_t, proj, 0, vol.shape[2], True)
 
 
 @jit(parallel=True)
@@ -182,7 +138,7 @@ def fp_single_axis_par(vol, cos_t, sin_t, out):
     n = cos_t.shape[0]
     ny = vol.shape[2]
     for a in prange(n):
-        _fp_sa_block(vol, cos_t[a:a + 1], sin_t[a:a + 1], out[a:a + 1], 0, ny)
+        _sa_block(vol, cos_t[a:a + 1], sin_t[a:a + 1], out[a:a + 1], 0, ny, False)
 
 
 @jit(parallel=True)
@@ -196,11 +152,12 @@ def bp_single_axis_par(proj, cos_t, sin_t, vol, acc):
     for k in prange(ntask):
         if k == 0:
             for a in range(0, n, ntask):
-                _bp_sa_block(proj[a:a + 1], cos_t[a:a + 1], sin_t[a:a + 1], vol, 0, ny)
+                _sa_block(vol, cos_t[a:a + 1], sin_t[a:a + 1], proj[a:a + 1], 0, ny, True)
         else:
             acc[k - 1][...] = 0
             for a in range(k, n, ntask):
-                _bp_sa_block(proj[a:a + 1], cos_t[a:a + 1], sin_t[a:a + 1], acc[k - 1], 0, ny)
+                _sa_block(acc[k - 1], cos_t[a:a + 1], sin_t[a:a + 1], proj[a:a + 1], 0, ny,
+                          True)
     nz = vol.shape[0]
     for iz in prange(nz):
         for k in range(ntask - 1):
@@ -764,10 +721,10 @@ def _fista_step_range(x, y, g, step, beta, positivity, support, use_support, i0,
         x[i] = xn
 
 
-@jit()
 def fista_step(x, y, g, step, beta, positivity, support, use_support):
     """Serial fused RESIRE update of flat float32 arrays ``x``, ``y`` (in place) from the
-    gradient ``g``; ``support`` is a flat float32 0/1 mask used when ``use_support``."""
+    gradient ``g``; ``support`` is a flat float32 0/1 mask used when ``use_support``. A plain
+    Python call of the range kernel (no jitted wrapper to compile, see :func:`fp_single_axis`)."""
     _fista_step_range(x, y, g, step, beta, positivity, support, use_support, 0, x.shape[0])
 
 

@@ -30,11 +30,12 @@ def _edge_weights(c, s, first_edge, pixel, i0, n, w):
 
 
 @jit()
-def _splat_one_image(xy, amp, sigma, pixel, n_sigma, out2d):
-    """Add the pixel-integrated Gaussians of all atoms to ``out2d`` (ny, nx).
-
-    ``xy`` (n_atoms, 2) holds (x, y) in Å in the image frame (0 Å at index n // 2)."""
-    ny, nx = out2d.shape
+def _splat_images_range(xy, amp, sigma, pixel, n_sigma, k0, k1, out):
+    """Images ``k0 ≤ k < k1`` of :func:`splat_images` (``out`` float64, adds): image ``k``
+    receives the pixel-integrated Gaussians of all atoms at ``xy[k]`` (n_atoms, 2), (x, y) Å
+    in the image frame (0 Å at index n // 2). One kernel, not a per-image kernel called from
+    a range kernel: a jitted caller compiles its callee's code again into its own."""
+    ny, nx = out.shape[1], out.shape[2]
     x_first = (-(nx // 2) - 0.5) * pixel  # lower edge of pixel 0
     y_first = (-(ny // 2) - 0.5) * pixel
     max_r = 1
@@ -44,33 +45,27 @@ def _splat_one_image(xy, amp, sigma, pixel, n_sigma, out2d):
             max_r = r
     wx = np.empty(2 * max_r + 1)
     wy = np.empty(2 * max_r + 1)
-    for a in range(amp.shape[0]):
-        s = sigma[a]
-        r = int(math.ceil(n_sigma * s / pixel)) + 1
-        cx = xy[a, 0]
-        cy = xy[a, 1]
-        jx = int(math.floor((cx - x_first) / pixel))
-        jy = int(math.floor((cy - y_first) / pixel))
-        x0 = max(jx - r, 0)
-        x1 = min(jx + r + 1, nx)
-        y0 = max(jy - r, 0)
-        y1 = min(jy + r + 1, ny)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        _edge_weights(cx, s, x_first, pixel, x0, x1 - x0, wx)
-        _edge_weights(cy, s, y_first, pixel, y0, y1 - y0, wy)
-        A = amp[a]
-        for iy in range(y0, y1):
-            v = A * wy[iy - y0]
-            for ix in range(x0, x1):
-                out2d[iy, ix] += v * wx[ix - x0]
-
-
-@jit()
-def _splat_images_range(xy, amp, sigma, pixel, n_sigma, k0, k1, out):
-    """Images ``k0 ≤ k < k1`` of :func:`splat_images` (``out`` float64, adds)."""
     for k in range(k0, k1):
-        _splat_one_image(xy[k], amp, sigma, pixel, n_sigma, out[k])
+        for a in range(amp.shape[0]):
+            s = sigma[a]
+            r = int(math.ceil(n_sigma * s / pixel)) + 1
+            cx = xy[k, a, 0]
+            cy = xy[k, a, 1]
+            jx = int(math.floor((cx - x_first) / pixel))
+            jy = int(math.floor((cy - y_first) / pixel))
+            x0 = max(jx - r, 0)
+            x1 = min(jx + r + 1, nx)
+            y0 = max(jy - r, 0)
+            y1 = min(jy + r + 1, ny)
+            if x0 >= x1 or y0 >= y1:
+                continue
+            _edge_weights(cx, s, x_first, pixel, x0, x1 - x0, wx)
+            _edge_weights(cy, s, y_first, pixel, y0, y1 - y0, wy)
+            A = amp[a]
+            for iy in range(y0, y1):
+                v = A * wy[iy - y0]
+                for ix in range(x0, x1):
+                    out[k, iy, ix] += v * wx[ix - x0]
 
 
 def splat_images(xy, amp, sigma, pixel, n_sigma, out):
