@@ -337,13 +337,6 @@ def _non_atom_candidates(x: np.ndarray, n_species: int = 1) -> tuple[list[float]
     return cuts, last
 
 
-def _non_atom_cuts(x: np.ndarray, n_species: int = 1) -> list[float]:
-    """The candidates of :func:`_non_atom_candidates`, the valleys first, then the class
-    splits whose density still fell at a class centre."""
-    valleys, ends = _non_atom_candidates(x, n_species)
-    return valleys + ends
-
-
 def _log_density(lx: np.ndarray):
     """``(grid, density)`` of log intensities ``lx`` (Gaussian kernel density with half
     Silverman's bandwidth, 512 points over the range), or None when they are all equal."""
