@@ -11,7 +11,7 @@ from ase.data import atomic_numbers
 from ...core.geometry import bond_length_A
 from ...core.schema import build_model_dataset
 from .._common import check_model, check_positive, model_positions
-from ..surface import AUTO_RADIUS_FACTOR
+from ..surface import AUTO_RADIUS_FACTOR, coordination_numbers
 from .alignment import (
     ANGLE_NAMES,
     apply_stored_alignment,
@@ -182,12 +182,6 @@ def _greedy_apart(points, order, min_distance_A):
     return keep
 
 
-def _coordination(points, radius_A) -> np.ndarray:
-    from ..surface import coordination_numbers
-
-    return coordination_numbers(points, radius_A)
-
-
 def _plausible_additions(pos, cand, *, min_neighbours, radius_A):
     """Indices into ``cand`` of the new atoms that keep ≥ ``min_neighbours`` neighbours
     within ``radius_A`` among the model and the other kept new atoms: the rule of the
@@ -199,7 +193,7 @@ def _plausible_additions(pos, cand, *, min_neighbours, radius_A):
         return np.flatnonzero(keep)
     while True:
         pts = np.vstack([pos, cand[keep]])
-        short = _coordination(pts, radius_A)[len(pos):] < min_neighbours
+        short = coordination_numbers(pts, radius_A)[len(pos):] < min_neighbours
         if not np.any(short):
             return np.flatnonzero(keep)
         keep[np.flatnonzero(keep)[short]] = False
@@ -313,7 +307,7 @@ def _final_check(prob: ProjectionProblem, pos, *, min_neighbours, radius_A, z):
             keep[i if d_l[i] < d_l[j] else j] = False
     if min_neighbours > 0:  # one pass, as the clean-up does
         idx = np.flatnonzero(keep)
-        short = _coordination(pos[idx], radius_A) < min_neighbours
+        short = coordination_numbers(pos[idx], radius_A) < min_neighbours
         if prob.holdout > 0:
             short &= ~(d_h[idx] > z * sd[idx])
         keep[idx[short]] = False
