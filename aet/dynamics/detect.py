@@ -210,26 +210,27 @@ def _digest(*parts) -> str:
 
 
 def _scan(L, knn, make_llr, *, n_null, seed, k_min, positions, local_composition=None,
-          key=None):
-    """Candidates of one scan and their false-alarm probabilities. The null tail of a
-    particle is cached under ``key`` (a digest of everything the null draws depend on), so
-    tracking the same models again — another threshold, another time window — reuses it."""
+          key=None, tail="gumbel"):
+    """Candidates of one scan and their false-alarm probabilities (``tail`` as for
+    :func:`~aet.dynamics.scan.null_scores`). The null tail of a particle is cached under
+    ``key`` (a digest of everything the null draws depend on), so tracking the same models
+    again — another threshold, another time window — reuses it."""
     cands = region_scan(L, knn, k_min=k_min, positions=positions,
                         local_composition=local_composition)
-    full = None if key is None else _digest(*key, n_null, seed, k_min)
-    tail = _NULL_CACHE.get(full) if full is not None else None
-    if tail is None:
-        tail = null_scores(make_llr, knn, n_permutations=n_null, seed=seed, k_min=k_min,
-                           positions=positions, local_composition=local_composition)
+    full = None if key is None else _digest(*key, n_null, seed, k_min, tail)
+    null = _NULL_CACHE.get(full) if full is not None else None
+    if null is None:
+        null = null_scores(make_llr, knn, n_permutations=n_null, seed=seed, k_min=k_min,
+                           positions=positions, local_composition=local_composition, tail=tail)
         if full is not None:
-            _NULL_CACHE[full] = tail
+            _NULL_CACHE[full] = null
             while len(_NULL_CACHE) > _NULL_CACHE_SIZE:
                 _NULL_CACHE.popitem(last=False)
     else:
         _NULL_CACHE.move_to_end(full)
     for c in cands:
-        c["p_value"] = float(tail.p_value(c["score"]))
-    return cands, tail
+        c["p_value"] = float(null.p_value(c["score"]))
+    return cands, null
 
 
 def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
@@ -348,7 +349,7 @@ def detect_series(models: Sequence[xr.Dataset], matches, *, kind=("L10", "L12"),
                                 seed=int(seeds[nt + 2 * (s - 1) + (direction == "order")]),
                                 k_min=k_min, positions=pos,
                                 key=("change", direction, s1, s2, e1, e2, sub, pos, cA, rho,
-                                     kind, order_fraction, k_max))
+                                     kind, order_fraction, k_max), tail="peaks")
             thr[direction] = tail.threshold(change_false_alarm_rate)
             for c in cands:
                 if c["p_value"] <= change_false_alarm_rate:

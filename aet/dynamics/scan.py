@@ -54,12 +54,11 @@ False alarms
 ``T`` is maximised over regions and variants, so its null distribution is not that of one
 region. It is measured on the particle itself (:func:`null_scores`): the species (with each
 atom's error probability) are permuted over the sites — a random alloy of the same shape,
-composition and classification confidence — and scanned the same way. With ``λ(T)`` the
-expected number of null candidates of score ``≥ T`` per particle (counted, and extrapolated
-beyond the largest null score by the exponential tail of the top scores,
-:class:`NullTail`), a candidate's *false-alarm probability* is ``p = 1 − exp(−λ(T))``: the
-probability that a random alloy of this particle shows any region as strong. Nuclei are the
-candidates with ``p ≤ false_alarm_rate``.
+composition and classification confidence — and scanned the same way. A candidate's
+*false-alarm probability* ``p(T)`` is the probability that a random alloy of this particle
+shows any region as strong: the upper tail of the largest null score of a scan, a Gumbel
+law fitted to the largest score of each null scan (:class:`NullTail`), written
+``p = 1 − exp(−λ(T))``. Nuclei are the candidates with ``p ≤ false_alarm_rate``.
 """
 
 from __future__ import annotations
@@ -383,7 +382,7 @@ def sphere_scan(llr, knn, *, k_min: int = 8, chunk: int = 2048, local_compositio
 
 
 def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0, positions=None,
-                refine_above: float = 6.0, refine_steps: int = 8,
+                refine_above: float = 6.0, refine_steps: int = 8, window: float = 1.5,
                 local_composition=None) -> list[dict]:
     """Candidate nuclei: disjoint spheres of one variant with the highest evidence.
 
@@ -392,9 +391,19 @@ def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0, positions=N
     suppression), so the candidates are disjoint, and each is the locally best sphere.
 
     With ``positions``, every sphere of ``T ≥ refine_above`` is first re-centred by mean
-    shift: the centre moves to the centroid of the sphere's atoms that favour the variant
-    (``l > 0``) and the best ``k`` is taken again about that point, up to ``refine_steps``
-    times, keeping the best sphere met. The family of candidates is then the spheres about
+    shift: the centre moves to the centroid of the atoms that favour the variant (``l > 0``)
+    among the ``window · k`` atoms nearest to it (``k``: the current best sphere) and the
+    best ``k`` is taken again about that point, up to ``refine_steps`` times, keeping the
+    best sphere met. The window reaches past the sphere: a sphere that holds only part of a
+    nucleus is its own fixed point when the centroid is taken over the sphere alone (all its
+    atoms favour the variant), while the wider window holds the nucleus atoms left out —
+    all favouring — against matrix atoms that favour it by chance on every side, so the
+    centre moves onto the nucleus. (Measured on 80 perfect 25-atom L1_0 nuclei in a 32 Å
+    particle with 1 % species errors, each search at its own 1 % threshold per model from
+    2000 random alloys: 68/80 found with ``window = 1.5``, 56/80 with the sphere alone —
+    the wider window raises the random-alloy bar by 0.6 nats and the nuclei's scores by
+    more. A free search of the centre by pattern moves captures the nucleus whole too, but
+    raises the bar by more than it gains.) The family of candidates is then the spheres about
     *any* point, not only about atoms: in fcc the third shell of an atom holds 24 atoms at one
     distance, so the ``k`` nearest atoms of an atom for ``19 < k < 43`` cut a compact nucleus
     arbitrarily (the best atom-centred 25-atom sphere holds 17–22 of the 25 atoms nearest to
@@ -417,6 +426,8 @@ def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0, positions=N
         Smallest sphere score refined (nats).
     refine_steps : int
         Largest number of mean-shift steps.
+    window : float
+        Mean-shift window in units of the current sphere (``1``: the sphere itself).
     local_composition : (isA, valid), optional
         Measured species A and the atoms with evidence (both ``(n,)`` bool): test order
         against a random alloy at each sphere's own composition (:func:`sphere_scan`). A
@@ -443,7 +454,8 @@ def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0, positions=N
     if positions is not None and refine_steps > 0:
         cands = _mean_shift(L, cands, np.asarray(positions, dtype=np.float64).reshape(-1, 3),
                             K=knn.shape[1], k_min=k_min, above=refine_above,
-                            steps=refine_steps, local_composition=local_composition)
+                            steps=refine_steps, window=window,
+                            local_composition=local_composition)
     taken = np.zeros(n, dtype=bool)
     out = []
     for c in cands:
@@ -455,7 +467,7 @@ def region_scan(llr, knn, *, k_min: int = 8, min_score: float = 0.0, positions=N
     return out
 
 
-def _mean_shift(L, cands, pos, *, K, k_min, above, steps, local_composition=None):
+def _mean_shift(L, cands, pos, *, K, k_min, above, steps, window=1.0, local_composition=None):
     """Re-centre the candidate spheres of score ``≥ above`` (see :func:`region_scan`)."""
     from scipy.spatial import cKDTree
 
@@ -472,7 +484,11 @@ def _mean_shift(L, cands, pos, *, K, k_min, above, steps, local_composition=None
         p = pos[c["centre"]]
         atoms = c["atoms"]
         for _ in range(steps):
-            w = atoms[col[atoms] > 0]
+            win = atoms
+            if window > 1.0:
+                kw = int(min(K, np.ceil(window * atoms.size)))
+                win = np.asarray(tree.query(p, k=kw)[1], dtype=np.int64).reshape(-1)
+            w = win[col[win] > 0]
             if w.size == 0:
                 break
             q = pos[w].mean(axis=0)
@@ -498,10 +514,21 @@ class NullTail:
     """Null distribution of candidate scores: ``λ(T)``, the expected number of candidates of
     score ``≥ T`` per particle under the null, and ``p(T) = 1 − exp(−λ(T))``.
 
-    ``λ`` is counted from the ``n_permutations`` null scans up to the largest null score and,
-    above the smallest of the top ``max(10, 5 %)`` null scores, from an exponential fitted to
-    their excesses over it (maximum likelihood, peaks over threshold: the tail of a scan
-    statistic), which extrapolates below ``1 / n_permutations``.
+    With the per-permutation maxima (``maxima``; what :func:`null_scores` records) the
+    false-alarm probability is that of a Gumbel law fitted to them by moments (the Gumbel
+    approximation of scan-statistic p-values, Abrams, Kleinman & Kulldorff 2010):
+    ``λ(T) = exp(−(T − μ)/β)``, ``β = s √6 / π``, ``μ = m − γ β`` (``m``, ``s``: mean and
+    standard deviation of the maxima, ``γ`` Euler's constant). A per-particle false-alarm
+    level is a statement about the largest null score of a particle, and the maxima estimate
+    it without the shape of the lower candidates: measured on 2000 random alloys (32 Å FePt,
+    1 % species errors with per-atom confidence), thresholds at 1 % from 30 or 60
+    permutations give 0.9–1.1 % false alarms, against 0.6 % from the pooled peaks over
+    threshold below, which sets the bar ~0.8 nats too high.
+
+    Without ``maxima``, ``λ`` is counted from the ``n_permutations`` null scans up to the
+    largest null score and, above the smallest of the top ``max(10, 5 %)`` null scores, from
+    an exponential fitted to their excesses over it (maximum likelihood, peaks over
+    threshold), which extrapolates below ``1 / n_permutations``.
     """
 
     scores: np.ndarray
@@ -509,15 +536,29 @@ class NullTail:
     slope: float
     intercept: float
     tail_start: float
+    gumbel_loc: float | None = None
+    gumbel_scale: float | None = None
 
     @classmethod
-    def fit(cls, scores, n_permutations: int, *, tail_fraction: float = 0.05) -> NullTail:
+    def fit(cls, scores, n_permutations: int, *, tail_fraction: float = 0.05,
+            maxima=None) -> NullTail:
         s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
         K = int(n_permutations)
+        gumbel = {}
+        if maxima is not None:
+            m = np.asarray(maxima, dtype=np.float64).reshape(-1)
+            if m.size != K:
+                raise ValueError(f"maxima must hold one score per permutation ({K}), got "
+                                 f"{m.size}; pass the largest null score of each scan")
+            sd = float(np.std(m, ddof=1)) if m.size > 1 else 0.0
+            if sd > 0:
+                beta = sd * np.sqrt(6.0) / np.pi
+                gumbel = {"gumbel_loc": float(np.mean(m) - np.euler_gamma * beta),
+                          "gumbel_scale": float(beta)}
         if s.size < 3:
             # too few null candidates to fit: a conservative line through what there is
             top = float(s[0]) if s.size else 0.0
-            return cls(s, K, -1.0, float(np.log(max(s.size, 1) / K) + top), top)
+            return cls(s, K, -1.0, float(np.log(max(s.size, 1) / K) + top), top, **gumbel)
         n_tail = int(min(s.size, max(10, np.ceil(tail_fraction * s.size))))
         tail = s[:n_tail]
         # peaks over the threshold u = tail[-1]: excesses exponential with mean β (maximum
@@ -531,11 +572,13 @@ class NullTail:
         if not (np.isfinite(slope) and slope < 0):
             slope = -1.0
             icpt = float(np.log(1.0 / K) + tail[0])
-        return cls(s, K, float(slope), float(icpt), float(tail[-1]))
+        return cls(s, K, float(slope), float(icpt), float(tail[-1]), **gumbel)
 
     def rate(self, T) -> np.ndarray:
         """``λ(T)``: expected null candidates per particle with score ≥ T."""
         T = np.asarray(T, dtype=np.float64)
+        if self.gumbel_scale is not None:
+            return np.exp(-(T - self.gumbel_loc) / self.gumbel_scale)
         counted = np.searchsorted(-self.scores, -T, side="right") / self.n_permutations
         fitted = np.exp(self.intercept + self.slope * T)
         return np.where(T >= self.tail_start, np.minimum(fitted, np.maximum(counted, fitted)),
@@ -548,6 +591,8 @@ class NullTail:
     def threshold(self, false_alarm_rate: float) -> float:
         """Smallest score with ``p ≤ false_alarm_rate``."""
         lam = -np.log1p(-false_alarm_rate)
+        if self.gumbel_scale is not None:
+            return float(self.gumbel_loc - self.gumbel_scale * np.log(lam))
         T = (np.log(lam) - self.intercept) / self.slope
         T = max(float(T), self.tail_start)
         # where the counts still exceed the fit, move up to the count's crossing
@@ -557,7 +602,7 @@ class NullTail:
 
 
 def null_scores(make_llr, knn, *, n_permutations: int = 40, seed=0, k_min: int = 8,
-                positions=None, local_composition=None) -> NullTail:
+                positions=None, local_composition=None, tail: str = "gumbel") -> NullTail:
     """Scan ``n_permutations`` null versions of a particle and fit their score tail.
 
     ``make_llr(perm)`` returns the ``(n, V)`` evidence of the particle with its per-atom
@@ -566,15 +611,27 @@ def null_scores(make_llr, knn, *, n_permutations: int = 40, seed=0, k_min: int =
     classification confidence. ``positions`` as for :func:`region_scan` (the null must be
     scanned as the data are); ``local_composition`` the ``(isA, valid)`` of the particle,
     permuted with the measurements.
+
+    ``tail="gumbel"``: the false-alarm probability is the Gumbel law of the largest score of
+    each null scan; ``"peaks"``: the exponential tail of the pooled top null scores
+    (:class:`NullTail`). The Gumbel law is the limit law of the largest of many weakly
+    dependent region scores, as in a static scan, where every atom carries evidence; the
+    change evidence of a noisy pair is sparse (an atom that did not change scores ≤ 0), its
+    null scans' largest scores are few distinct values and often none, and ``"peaks"`` is
+    the estimate there.
     """
+    if tail not in ("gumbel", "peaks"):
+        raise ValueError(f"tail must be 'gumbel' or 'peaks', got {tail!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = knn.shape[0]
-    scores = []
+    scores, maxima = [], []
     for _ in range(int(n_permutations)):
         perm = rng.permutation(n)
         L = make_llr(perm)
         lc = (None if local_composition is None else
               tuple(np.asarray(x).reshape(-1)[perm] for x in local_composition))
-        scores += [r["score"] for r in region_scan(L, knn, k_min=k_min, positions=positions,
-                                                   local_composition=lc)]
-    return NullTail.fit(scores, n_permutations)
+        got = [r["score"] for r in region_scan(L, knn, k_min=k_min, positions=positions,
+                                               local_composition=lc)]
+        scores += got
+        maxima.append(max(got, default=0.0))
+    return NullTail.fit(scores, n_permutations, maxima=maxima if tail == "gumbel" else None)

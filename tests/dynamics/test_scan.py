@@ -78,6 +78,27 @@ def test_null_tail_rate_and_threshold():
     assert tail.p_value(0.0) == pytest.approx(1.0)
 
 
+def test_null_tail_gumbel_of_the_maxima():
+    # maxima of 60 null scans drawn from a Gumbel law (μ = 10, β = 1.2): the threshold at
+    # 1 % is μ − β log(−log 0.99) = 15.52; the moment fit of 60 maxima is within ~2 sd
+    rng = np.random.default_rng(1)
+    mu, beta = 10.0, 1.2
+    true = mu - beta * np.log(-np.log1p(-0.01))
+    got = []
+    for _ in range(20):
+        m = rng.gumbel(mu, beta, size=60)
+        tail = NullTail.fit(np.r_[m, m - 3.0], 60, maxima=m)
+        T = tail.threshold(0.01)
+        assert tail.p_value(T) == pytest.approx(0.01, rel=1e-6)
+        got.append(T)
+    got = np.array(got)
+    assert abs(got.mean() - true) < 0.5 and got.std() < 1.2
+    # the per-particle false-alarm probability is that of the largest score
+    assert tail.p_value(tail.gumbel_loc) == pytest.approx(1 - np.exp(-1.0))
+    with pytest.raises(ValueError, match="maxima must hold one score per permutation"):
+        NullTail.fit(m, 59, maxima=m)
+
+
 def _sphere_case(n_atoms, seed):
     rng = np.random.default_rng(seed)
     base = aet.simulate.fept_particle(26.0, phase="A1", seed=seed)

@@ -132,3 +132,56 @@ def test_ellipsoid_nuclei_with_antisites_and_random_alloys():
         false += x
     assert found >= 8, found
     assert false <= 1, false
+
+
+@pytest.mark.slow
+def test_25_atom_nuclei_found_at_1_percent_false_alarms():
+    """Issue #16's detection limit: 25-atom L1_0 nuclei (the atoms nearest a random point, a
+    random variant) in a 32 Å random A1 particle measured with 1 % species errors (intensity
+    classes 4.65 σ apart, per-atom error probability from the intensity, as ``aet.run`` models
+    carry it), by the static scan at 1 % false alarms per model (L1_0 and L1_2 variants,
+    Gumbel tail of 200 null scans); the threshold holds on 40 fresh random alloys. 15 of 20
+    found (the issue asks 18: not met; 68 of 80 at a threshold calibrated on 2000 random
+    alloys, see :func:`aet.dynamics.scan.region_scan`)."""
+    from scipy.special import ndtri
+
+    from aet.dynamics.scan import null_scores, species_error_probability
+
+    base = aet.simulate.fept_particle(32.0, phase="A1", seed=0)
+    pos = base.positions
+    sub = _fcc_sublattice(pos, 3.81)
+    sp0 = np.asarray(base.species).astype(str)
+    n = sp0.size
+    knn = nearest_atoms(pos)
+    AB, ok = ("Fe", "Pt"), np.ones(n, dtype=bool)
+    rng = np.random.default_rng(5)
+
+    def measure(sp):
+        x = np.where(sp == "Fe", 1.0, 2.0) + rng.normal(0.0, -0.5 / ndtri(0.01), n)
+        m = np.where(x < 1.5, "Fe", "Pt")
+        e, _ = species_error_probability(aet.AtomicModel(pos, m, arrays={
+            "box_intensity": x}).data, species_AB=AB)
+        return m, e
+
+    def regions(m, e):
+        L, _ = ordered_llr(m, sub, e, species_AB=AB)
+        return region_scan(L, knn, positions=pos, local_composition=(m == "Fe", ok))
+
+    m0, e0 = measure(sp0)
+    tail = null_scores(lambda p: ordered_llr(m0[p], sub, e0[p], species_AB=AB)[0], knn,
+                       n_permutations=200, seed=5, positions=pos,
+                       local_composition=(m0 == "Fe", ok))
+    found = 0
+    for _ in range(20):
+        c = rng.normal(size=3)
+        c *= rng.uniform(0, 11.0) / np.linalg.norm(c)
+        inside = np.argsort(np.linalg.norm(pos - c, axis=1))[:25]
+        sp = sp0.copy()
+        sp[inside] = _variant_species("L10", int(rng.integers(6)), sub[inside])
+        rs = regions(*measure(sp))
+        found += any(tail.p_value(r["score"]) <= 0.01 and np.isin(r["atoms"], inside).mean()
+                     >= 0.5 for r in rs)
+    false = sum(any(tail.p_value(r["score"]) <= 0.01 for r in regions(*measure(
+        rng.permutation(sp0)))) for _ in range(40))
+    assert found >= 14, found                         # 15 measured
+    assert false <= 2, false                          # 0 measured
