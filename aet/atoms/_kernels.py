@@ -733,6 +733,7 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
         rho = np.empty((ny, nx))  # w · r · dM/dL
         dd = np.empty((ny, nx))   # w · (dM/dL)²  (mode 3)
         res = np.empty((ny, nx))  # r (mode 5)
+        pwa = np.empty((ny, nx))  # (L / ref + eps)^gamma (mode 5: one power per pixel less)
         lk = 0.0
         l1 = 0.0
         hk = 0.0
@@ -782,6 +783,7 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                         dd[jj, ii] = wt * fp * fp
                     elif mode == 5:
                         res[jj, ii] = r
+                        pwa[jj, ii] = pw
         pk[k, 0] = lk
         pk[k, 1] = l1
         pk[k, 2] = hk
@@ -867,13 +869,10 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                         da = ba[jj - j_lo, ii - i_lo]
                         if da == 0.0:
                             continue
-                        lp = lin[jj, ii]
-                        if lp < 0.0:
-                            lp = 0.0
                         lq = lin[jj, ii] + da
                         if lq < 0.0:
                             lq = 0.0
-                        dm = ref * ((lq / ref + eps) ** gamma - (lp / ref + eps) ** gamma)
+                        dm = ref * ((lq / ref + eps) ** gamma - pwa[jj, ii])
                         r = res[jj, ii]
                         q = (r + dm) * (r + dm) - r * r
                         dl += 0.5 * w[k, jj, ii] * q
@@ -1006,3 +1005,44 @@ def profile_kernel_parallel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, 
         for q in (8, 18):
             out[q] = np.concatenate([p[q] for p in parts], axis=0)
     return tuple(out)
+
+
+# ----------------------------------------------------------------------------- back-projection
+@jit()
+def _backproject_bilinear(resid, R2, shifts, x0, y0, px, pts, lo, hi, acc):
+    nproj, ny, nx = resid.shape
+    for i in range(lo, hi):
+        p0, p1, p2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        v = 0.0
+        for k in range(nproj):
+            fx = (p0 * R2[k, 0, 0] + p1 * R2[k, 0, 1] + p2 * R2[k, 0, 2] + shifts[k, 0]
+                  - x0) / px
+            fy = (p0 * R2[k, 1, 0] + p1 * R2[k, 1, 1] + p2 * R2[k, 1, 2] + shifts[k, 1]
+                  - y0) / px
+            i0 = min(max(int(math.floor(fx)), 0), nx - 2)
+            j0 = min(max(int(math.floor(fy)), 0), ny - 2)
+            tx = min(max(fx - i0, 0.0), 1.0)
+            ty = min(max(fy - j0, 0.0), 1.0)
+            v += ((1.0 - ty) * ((1.0 - tx) * resid[k, j0, i0] + tx * resid[k, j0, i0 + 1])
+                  + ty * ((1.0 - tx) * resid[k, j0 + 1, i0] + tx * resid[k, j0 + 1, i0 + 1]))
+        acc[i] = v
+
+
+def backproject_bilinear(resid, R2, shifts, x0, y0, px, pts):
+    """Sum over projections of the images ``resid`` (n_proj, ny, nx) sampled bilinearly at
+    the points ``pts`` (n, 3) (Å): projection ``k`` sees point ``p`` at
+    ``(R2[k] · p + shifts[k] − (x0, y0)) / px`` pixels (column, row), the sample cell
+    clamped to the image and the fractions to [0, 1] (edge pixels continue outwards).
+    Runs on aet's kernel thread pool over blocks of points."""
+    resid = np.ascontiguousarray(resid, dtype=np.float64)
+    R2 = np.ascontiguousarray(R2, dtype=np.float64)
+    shifts = np.ascontiguousarray(shifts, dtype=np.float64)
+    pts = np.ascontiguousarray(pts, dtype=np.float64)
+    acc = np.zeros(len(pts))
+
+    def block(lo, hi):
+        _backproject_bilinear(resid, R2, shifts, float(x0), float(y0), float(px), pts, lo,
+                              hi, acc)
+
+    map_ranges(block, split_range(len(pts), min_chunk=4096))
+    return acc

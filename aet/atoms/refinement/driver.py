@@ -10,6 +10,7 @@ from ase.data import atomic_numbers
 
 from ...core.geometry import bond_length_A
 from ...core.schema import build_model_dataset
+from .. import _kernels as K
 from .._common import check_model, check_positive, model_positions
 from ..surface import AUTO_RADIUS_FACTOR, coordination_numbers
 from .alignment import (
@@ -23,7 +24,6 @@ from .problem import (
     GAMMA_BOUNDS,
     ProjectionProblem,
     fwhm_of_profile,
-    model_images,
 )
 from .uncertainty import position_covariance, sigmas_of
 
@@ -135,24 +135,15 @@ def _residual_candidates(prob: ProjectionProblem, pos, *, spacing_A, min_distanc
     from scipy.spatial import cKDTree
 
     g = prob.geo
-    n_proj, ny, nx = prob.meas.shape
-    resid = (prob.meas - model_images(prob, pos)) * prob.w
+    n_proj = prob.meas.shape[0]
+    resid = (prob.meas - prob.model_image(pos)) * prob.w
     lo = pos.min(0) - 2.0
     hi = pos.max(0) + 2.0
     axes = [np.arange(lo[a], hi[a] + spacing_A, spacing_A) for a in range(3)]
     gx, gy, gz = np.meshgrid(*axes, indexing="ij")
     pts = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], axis=1)
-    acc = np.zeros(len(pts))
-    for k in range(n_proj):
-        fx = (pts @ prob.R2[k, 0] + prob.shifts[k, 0] - g["x0"]) / g["pixel_A"]
-        fy = (pts @ prob.R2[k, 1] + prob.shifts[k, 1] - g["y0"]) / g["pixel_A"]
-        i0 = np.clip(np.floor(fx).astype(np.int64), 0, nx - 2)
-        j0 = np.clip(np.floor(fy).astype(np.int64), 0, ny - 2)
-        tx = np.clip(fx - i0, 0, 1)
-        ty = np.clip(fy - j0, 0, 1)
-        r = resid[k]
-        acc += ((1 - ty) * ((1 - tx) * r[j0, i0] + tx * r[j0, i0 + 1])
-                + ty * ((1 - tx) * r[j0 + 1, i0] + tx * r[j0 + 1, i0 + 1]))
+    acc = K.backproject_bilinear(resid, prob.R2, prob.shifts, g["x0"], g["y0"], g["pixel_A"],
+                                 pts)
     acc /= n_proj * (1.0 - prob.holdout)
     vol = acc.reshape(gx.shape)
     is_max = (vol == maximum_filter(vol, size=3)) & (vol > threshold)

@@ -369,24 +369,35 @@ class ProjectionProblem:
         self.set_alignment(self.shifts - np.einsum("krc,c->kr", self.R2, t))
         return np.asarray(pos, dtype=np.float64) + t
 
-    def noise_model(self, pos, *, sp=None, n_bins: int = 24) -> tuple[float, float]:
+    def model_image(self, pos, *, sp=None) -> np.ndarray:
+        """The kernel's model projections ``(n_proj, ny, nx)`` at ``pos`` (with the cut-off
+        the fit uses)."""
+        img = np.empty(self.meas.shape)
+        self.evaluate(pos, 0, sp=sp, img_out=img)
+        return img
+
+    def noise_model(self, pos, *, sp=None, n_bins: int = 24,
+                    image=None) -> tuple[float, float]:
         """``(a, b)`` of the pixel noise variance ``a + b M`` (M the model image: read-out
         plus counting noise), robust: the median of the training residuals² in bins of M
         (÷ 0.455, the median of χ²₁), so that misfit of a few atoms does not pass for
-        noise; a, b ≥ 0."""
-        img = np.empty(self.meas.shape)
-        self.evaluate(pos, 0, sp=sp, img_out=img)
+        noise; a, b ≥ 0. ``image``: the model image at ``pos`` when already computed."""
+        img = self.model_image(pos, sp=sp) if image is None else image
         sel = self.w > 0
         m = img[sel]
-        r2 = (img[sel] - self.meas[sel]) ** 2
+        r2 = (m - self.meas[sel]) ** 2
         edges = np.unique(np.quantile(m, np.linspace(0, 1, n_bins + 1)))
         idx = np.clip(np.searchsorted(edges, m, side="right") - 1, 0, len(edges) - 2)
         cnt = np.bincount(idx, minlength=len(edges) - 1)
         ok = np.flatnonzero(cnt >= 20)
         if len(ok) == 0:
             return float(np.median(r2) / 0.455), 0.0
-        mx = np.array([np.median(m[idx == b]) for b in ok])
-        vy = np.array([np.median(r2[idx == b]) / 0.455 for b in ok])
+        # per-bin medians from one sort by bin (the same values as a median per mask)
+        order = np.argsort(idx, kind="stable")
+        ms, rs = m[order], r2[order]
+        start = np.concatenate([[0], np.cumsum(cnt)])
+        mx = np.array([np.median(ms[start[b]:start[b + 1]]) for b in ok])
+        vy = np.array([np.median(rs[start[b]:start[b + 1]]) / 0.455 for b in ok])
         wb = cnt[ok].astype(float)
         A = np.stack([np.ones_like(mx), mx], 1) * np.sqrt(wb)[:, None]
         a, b = np.linalg.lstsq(A, vy * np.sqrt(wb), rcond=None)[0]
@@ -402,11 +413,14 @@ class ProjectionProblem:
         """Exact change of the training and held-out losses (relative units) when each atom
         alone is replaced by ``(pos_alt[j], sp_alt[j])`` (species −1: absent), and the
         standard deviation of the held-out change under the pixel noise of
-        :meth:`noise_model`. ``energy``: also ½ Σ hw Δm² / ½ Σ hw meas², the held-out
-        energy of the image change itself (relative units; on the training pixels it is
-        the same fraction of the training norm, the held-out pixels being a random sample)."""
-        out = self.evaluate(pos, 5, sp=sp, pos_alt=pos_alt, sp_alt=sp_alt)
-        a, b = self.noise_model(pos, sp=sp) if noise is None else noise
+        :meth:`noise_model` (``noise``: its ``(a, b)`` when already known). ``energy``:
+        also ½ Σ hw Δm² / ½ Σ hw meas², the held-out energy of the image change itself
+        (relative units; on the training pixels it is the same fraction of the training
+        norm, the held-out pixels being a random sample)."""
+        img = np.empty(self.meas.shape) if noise is None else None
+        out = self.evaluate(pos, 5, sp=sp, pos_alt=pos_alt, sp_alt=sp_alt, img_out=img)
+        # the noise model from the model image this call computed anyway (no second pass)
+        a, b = self.noise_model(pos, sp=sp, image=img) if noise is None else noise
         var = a * out[V_HOLD][:, 0] + b * out[V_HOLD][:, 1]
         res = (out[D_LOSS] / self.norm, out[D_HOLD] / self.hnorm,
                np.sqrt(np.maximum(var, 0.0)) / self.hnorm)
