@@ -600,7 +600,9 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     the held-out loss ½ Σ hw (M − meas)².
 
     ``mode``: 0 losses only; 1 + gradients: positions, C, gamma, offsets, per projection
-    ∂L/∂shifts[k] and ∂L/∂R2[k]; 2 the profile's Gauss–Newton system instead of the atom
+    ∂L/∂shifts[k] and ∂L/∂R2[k]; 4 as 1 without the profile gradient (g_C zeros; the
+    Gaussians of zero amplitude, which move nothing, are skipped: the positions and
+    alignment fits' mode); 2 the profile's Gauss–Newton system instead of the atom
     loop: gradients of C, gamma, offsets, Σ_k Jᵀ w J over (C, gamma) (``nb + 1`` square,
     ``nb = ns · ng``, index ``s · ng + g``), per projection Σ w J (the coupling to the
     offset) and Σ w; 3 + per-atom 3×3 Gauss–Newton blocks and the per-projection
@@ -805,6 +807,7 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                     gC[a, b] += gC_p[a, b]
             continue
         bu = np.empty((win, win))
+        dxs = np.empty(win)
         bw = np.empty((win, win))
         ba = np.empty((win + 2 * radmax + 2, win + 2 * radmax + 2))
         for j in range(n):
@@ -896,6 +899,8 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                         bw[a, b] = 0.0
             for g in range(ng):
                 c = C[s, g]
+                if c == 0.0 and mode == 4:
+                    continue  # no image, no position gradient (G_C is not asked for)
                 r = rad[g]
                 i_lo = max(ci - r, 0)
                 i_hi = min(ci + r + 1, nx)
@@ -903,27 +908,39 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                 j_hi = min(cj + r + 1, ny)
                 for ii in range(i_lo, i_hi):
                     dx = x0 + ii * px - uu[j]
+                    dxs[ii - i_lo] = dx
                     ex[g, ii - i_lo] = math.exp(-dx * dx / (2.0 * S[g]))
                 for jj in range(j_lo, j_hi):
                     dy = y0 + jj * px - ww[j]
                     ey[g, jj - j_lo] = math.exp(-dy * dy / (2.0 * S[g]))
+                # separable sums: per window row, Σ_x ρ e_x and Σ_x ρ e_x dx, then the row's
+                # e_y (and dy) outside the inner loop
                 gc = 0.0
+                su = 0.0
+                sw = 0.0
                 inv = 1.0 / S[g]
                 for jj in range(j_lo, j_hi):
                     dy = y0 + jj * px - ww[j]
                     e_y = ey[g, jj - j_lo]
+                    s0 = 0.0
+                    s1 = 0.0
                     for ii in range(i_lo, i_hi):
-                        dx = x0 + ii * px - uu[j]
-                        e = e_y * ex[g, ii - i_lo]
-                        q = rho[jj, ii]
-                        gc += q * e
-                        v = c * e * inv
-                        gu += q * v * dx
-                        gw += q * v * dy
-                        if mode == 3:
-                            bu[jj - cj + radmax, ii - ci + radmax] += v * dx
+                        t = rho[jj, ii] * ex[g, ii - i_lo]
+                        s0 += t
+                        s1 += t * dxs[ii - i_lo]
+                    gc += e_y * s0
+                    su += e_y * s1
+                    sw += e_y * dy * s0
+                    if mode == 3:
+                        ce = c * e_y * inv
+                        for ii in range(i_lo, i_hi):
+                            v = ce * ex[g, ii - i_lo]
+                            bu[jj - cj + radmax, ii - ci + radmax] += v * dxs[ii - i_lo]
                             bw[jj - cj + radmax, ii - ci + radmax] += v * dy
-                gC_p[s, g] += gc
+                gu += c * inv * su
+                gw += c * inv * sw
+                if mode != 4:
+                    gC_p[s, g] += gc
             for a in range(3):
                 v = gu * rk[0, a] + gw * rk[1, a]
                 gpos[j, a] += v

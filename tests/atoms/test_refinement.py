@@ -97,7 +97,7 @@ def test_parallel_kernel_equals_serial_in_every_mode(rng):
     d = kernel_inputs(rng, (28, 31))
     pos_alt = d["pos"] + rng.normal(0, 0.3, d["pos"].shape)
     sp_alt = np.where(rng.random(len(d["sp"])) < 0.3, -1, 1 - np.abs(d["sp"])).astype(np.int64)
-    for mode in (0, 1, 2, 3, 5):
+    for mode in (0, 1, 2, 3, 4, 5):
         imgs = []
         outs = []
         for fn in (K.profile_kernel, K.profile_kernel_parallel):
@@ -112,6 +112,20 @@ def test_parallel_kernel_equals_serial_in_every_mode(rng):
                                        err_msg=f"mode {mode}, output {i}")
         np.testing.assert_array_equal(imgs[1], imgs[0])
         assert np.abs(imgs[0]).max() > 0
+
+
+def test_geometry_mode_equals_full_gradients(rng):
+    """Mode 4 (the positions and alignment fits' mode: no profile gradient, Gaussians of zero
+    amplitude skipped) gives mode 1's losses and position, shift, rotation, γ and offset
+    gradients, also where some amplitudes are zero."""
+    d = kernel_inputs(rng, (30, 29))
+    d["C"] = np.array([[1.0, 0.0, 0.1], [0.0, 1.0, 0.3]])
+    one, four = run_kernel(d, 1), run_kernel(d, 4)
+    for i in (P.LOSS, P.L1, P.HOLD, P.G_POS, P.G_GAMMA, P.G_OFFSET, P.G_SHIFTS, P.G_R2):
+        np.testing.assert_allclose(four[i], one[i], rtol=1e-12, atol=1e-14,
+                                   err_msg=f"output {i}")
+    assert np.abs(one[P.G_POS]).max() > 0
+    assert np.all(four[P.G_C] == 0)
 
 
 def test_rotation_derivatives_match_finite_differences(rng):

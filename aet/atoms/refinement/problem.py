@@ -304,7 +304,7 @@ class ProjectionProblem:
 
         def f(x):
             p = unpack(x)
-            out = self.evaluate(p, 1)
+            out = self.evaluate(p, 4)  # gradients of positions and alignment only
             loss = out[LOSS]
             g = [out[G_POS].ravel() * pscale] if fit_pos else []
             if fit_align:
