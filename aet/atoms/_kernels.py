@@ -608,7 +608,8 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     offset) and Σ w; 3 + per-atom 3×3 Gauss–Newton blocks and the per-projection
     position gradients; 5 + for every atom the exact change of the loss and of the held-out
     loss when atom ``j`` is replaced by one of species ``sp_alt[j]`` at ``pos_alt[j]``
-    (``sp_alt[j] < 0``: removed; ``sp[j] < 0``: added), and Σ hw Δm², Σ hw M Δm² (the
+    (``sp_alt[j] = -1``: removed; ``sp[j] < 0``: added; ``sp_alt[j] < -1``: atom ``j`` not
+    tested, zeros), and Σ hw Δm², Σ hw M Δm² (the
     variance of the held-out change under pixel noise of variance a + b M). The model image
     M is written into ``img_out`` when it has the shape of ``meas`` (else it is ignored).
 
@@ -820,8 +821,8 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                 ua = r00 * p0 + r01 * p1 + r02 * p2 + t0
                 wa = r10 * p0 + r11 * p1 + r12 * p2 + t1
                 sa = sp_alt[j]
-                if sa < 0 and s < 0:
-                    continue
+                if (sa < 0 and s < 0) or sa < -1:
+                    continue  # nothing to replace, or not asked (sp_alt < -1)
                 cia = int(round((ua - x0) / px)) if sa >= 0 else ci
                 cja = int(round((wa - y0) / px)) if sa >= 0 else cj
                 if s < 0:

@@ -242,6 +242,15 @@ def test_replacement_deltas_are_exact(rng):
         assert out[P.D_LOSS][j] == pytest.approx(new[0] - base[0], rel=1e-8, abs=1e-12)
         assert out[P.D_HOLD][j] == pytest.approx(new[2] - base[2], rel=1e-8, abs=1e-12)
     assert np.all(out[P.V_HOLD][:, 0] >= 0)
+    # sp_alt < -1: that atom is not tested (zeros), the others' numbers are unchanged
+    skip = sp_alt.copy()
+    skip[[1, 2]] = -2
+    part = run_kernel(d, 5, pos_alt=pos_alt, sp_alt=skip)
+    for i in (P.D_LOSS, P.D_HOLD, P.V_HOLD):
+        assert np.all(part[i][[1, 2]] == 0)
+        keep = [0, 3, 4]
+        np.testing.assert_array_equal(part[i][keep], out[i][keep])
+    assert np.all(out[P.D_LOSS][[1, 2]] != 0)
 
 
 def test_backprojection_kernel_equals_twin(rng):

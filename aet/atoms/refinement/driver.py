@@ -224,7 +224,8 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
         best_e = np.zeros(len(cand))
         best_s = np.zeros(len(cand), np.int64)
         for s in range(prob.ns):
-            alt_sp = np.concatenate([np.full(len(pos), -1, np.int64),
+            # the model's own atoms are not tested (-2): only the candidates' numbers count
+            alt_sp = np.concatenate([np.full(len(pos), -2, np.int64),
                                      np.full(len(cand), s, np.int64)])
             dl, dh, sd, e = prob.replacement_test(ghosts, ghosts, alt_sp, sp=gsp,
                                                   energy=True)
