@@ -154,7 +154,10 @@ def default_chain(raw, species, *, skip=()) -> tuple[dict, dict, dict]:
     times = dict(r.timings)
     if pre:
         times["register+background"] = pre
-    return _result_models(r), times, {"aligned": r.tilt_series}
+    # the series before the refinement and aet.run's tilt_series, which carries the
+    # refinement's geometry update (its fitted shifts and Euler corrections)
+    return _result_models(r), times, {"aligned": r.series.get("aligned", r.tilt_series),
+                                      "refined": r.tilt_series}
 
 
 def clean_chain(clean, species) -> tuple[dict, dict]:
@@ -182,8 +185,10 @@ def calibration_rms(model, s) -> float:
 def preprocessing_errors(bench, series) -> dict:
     """Errors of the preprocessing stages against the recorded degradations (pixels, RMS):
     frame registration (offsets of frames within a projection) and alignment (per-projection
-    shifts after removing the rigid 3D translation alignment cannot fix), and the tilt-axis
-    rotation found (degrees). Scoring only: the chain never sees these."""
+    shifts after removing the rigid 3D translation alignment cannot fix; ``alignment_px``
+    before the refinement, ``refined_alignment_px`` of aet.run's tilt series, which carries
+    the refinement's geometry update), and the tilt-axis rotation found (degrees). Scoring
+    only: the chain never sees these."""
     from aet.testing.phantoms import rotation_matrix_zyz
 
     px = bench.params["pixel_size_A"]
@@ -203,18 +208,22 @@ def preprocessing_errors(bench, series) -> dict:
     alpha = float(prov.get("tilt_axis_rotation_deg", 0.0))
     out["tilt_axis_found_deg"] = alpha
     out["tilt_axis_true_deg"] = float(al.attrs.get("tilt_axis_rotation_deg", 0.0))
-    d = aligned.data
-    if "shift_x_A" in d.coords:
-        t = np.stack([al.total_shift_x_A.values + al.frame_offset_x_A.values[:, 0],
-                      al.total_shift_y_A.values + al.frame_offset_y_A.values[:, 0]], axis=1)
-        a = np.radians(alpha)
-        t = t @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]).T
+    t = np.stack([al.total_shift_x_A.values + al.frame_offset_x_A.values[:, 0],
+                  al.total_shift_y_A.values + al.frame_offset_y_A.values[:, 0]], axis=1)
+    a = np.radians(alpha)
+    t = t @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]).T
+    for key, name in (("aligned", "alignment_px"), ("refined", "refined_alignment_px")):
+        if key not in series or (key == "refined" and series[key] is aligned):
+            continue
+        d = series[key].data
+        if "shift_x_A" not in d.coords:
+            continue
         diff = np.stack([d.shift_x_A.values, d.shift_y_A.values], axis=1) - t
         A = np.concatenate([rotation_matrix_zyz(0, np.radians(th), 0)[:2]
                             for th in d.angle.values])
         tr, *_ = np.linalg.lstsq(A, diff.ravel(), rcond=None)
         r = (diff.ravel() - A @ tr) / px
-        out["alignment_px"] = float(np.sqrt(np.mean(r**2)))
+        out[name] = float(np.sqrt(np.mean(r**2)))
     return out
 
 
