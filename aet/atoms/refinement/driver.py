@@ -133,7 +133,8 @@ def _held_out_gate(prob: ProjectionProblem, pos, before, z: float):
 def _residual_candidates(prob: ProjectionProblem, pos, *, spacing_A, min_distance_A,
                          threshold):
     """Candidate new atoms: maxima of the point-wise back-projection (mean over projections,
-    bilinear) of the residual ``measured − model`` on a grid around the model."""
+    bilinear) of the residual ``measured − model`` (the fit's own model image, with its
+    cut-off) on a grid around the model."""
     from scipy.ndimage import maximum_filter
     from scipy.spatial import cKDTree
 
