@@ -600,13 +600,16 @@ def profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w, 
     the held-out loss ½ Σ hw (M − meas)².
 
     ``mode``: 0 losses only; 1 + gradients: positions, C, gamma, offsets, per projection
-    ∂L/∂shifts[k] and ∂L/∂R2[k]; 2 the profile's Gauss–Newton system instead of the atom
+    ∂L/∂shifts[k] and ∂L/∂R2[k]; 4 as 1 without the profile gradient (g_C zeros; the
+    Gaussians of zero amplitude, which move nothing, are skipped: the positions and
+    alignment fits' mode); 2 the profile's Gauss–Newton system instead of the atom
     loop: gradients of C, gamma, offsets, Σ_k Jᵀ w J over (C, gamma) (``nb + 1`` square,
     ``nb = ns · ng``, index ``s · ng + g``), per projection Σ w J (the coupling to the
     offset) and Σ w; 3 + per-atom 3×3 Gauss–Newton blocks and the per-projection
     position gradients; 5 + for every atom the exact change of the loss and of the held-out
     loss when atom ``j`` is replaced by one of species ``sp_alt[j]`` at ``pos_alt[j]``
-    (``sp_alt[j] < 0``: removed; ``sp[j] < 0``: added), and Σ hw Δm², Σ hw M Δm² (the
+    (``sp_alt[j] = -1``: removed; ``sp[j] < 0``: added; ``sp_alt[j] < -1``: atom ``j`` not
+    tested, zeros), and Σ hw Δm², Σ hw M Δm² (the
     variance of the held-out change under pixel noise of variance a + b M). The model image
     M is written into ``img_out`` when it has the shape of ``meas`` (else it is ignored).
 
@@ -733,6 +736,7 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
         rho = np.empty((ny, nx))  # w · r · dM/dL
         dd = np.empty((ny, nx))   # w · (dM/dL)²  (mode 3)
         res = np.empty((ny, nx))  # r (mode 5)
+        pwa = np.empty((ny, nx))  # (L / ref + eps)^gamma (mode 5: one power per pixel less)
         lk = 0.0
         l1 = 0.0
         hk = 0.0
@@ -782,6 +786,7 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                         dd[jj, ii] = wt * fp * fp
                     elif mode == 5:
                         res[jj, ii] = r
+                        pwa[jj, ii] = pw
         pk[k, 0] = lk
         pk[k, 1] = l1
         pk[k, 2] = hk
@@ -803,6 +808,7 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                     gC[a, b] += gC_p[a, b]
             continue
         bu = np.empty((win, win))
+        dxs = np.empty(win)
         bw = np.empty((win, win))
         ba = np.empty((win + 2 * radmax + 2, win + 2 * radmax + 2))
         for j in range(n):
@@ -815,8 +821,8 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                 ua = r00 * p0 + r01 * p1 + r02 * p2 + t0
                 wa = r10 * p0 + r11 * p1 + r12 * p2 + t1
                 sa = sp_alt[j]
-                if sa < 0 and s < 0:
-                    continue
+                if (sa < 0 and s < 0) or sa < -1:
+                    continue  # nothing to replace, or not asked (sp_alt < -1)
                 cia = int(round((ua - x0) / px)) if sa >= 0 else ci
                 cja = int(round((wa - y0) / px)) if sa >= 0 else cj
                 if s < 0:
@@ -867,13 +873,10 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                         da = ba[jj - j_lo, ii - i_lo]
                         if da == 0.0:
                             continue
-                        lp = lin[jj, ii]
-                        if lp < 0.0:
-                            lp = 0.0
                         lq = lin[jj, ii] + da
                         if lq < 0.0:
                             lq = 0.0
-                        dm = ref * ((lq / ref + eps) ** gamma - (lp / ref + eps) ** gamma)
+                        dm = ref * ((lq / ref + eps) ** gamma - pwa[jj, ii])
                         r = res[jj, ii]
                         q = (r + dm) * (r + dm) - r * r
                         dl += 0.5 * w[k, jj, ii] * q
@@ -897,6 +900,8 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                         bw[a, b] = 0.0
             for g in range(ng):
                 c = C[s, g]
+                if c == 0.0 and mode == 4:
+                    continue  # no image, no position gradient (G_C is not asked for)
                 r = rad[g]
                 i_lo = max(ci - r, 0)
                 i_hi = min(ci + r + 1, nx)
@@ -904,27 +909,39 @@ def _profile_kernel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, meas, w,
                 j_hi = min(cj + r + 1, ny)
                 for ii in range(i_lo, i_hi):
                     dx = x0 + ii * px - uu[j]
+                    dxs[ii - i_lo] = dx
                     ex[g, ii - i_lo] = math.exp(-dx * dx / (2.0 * S[g]))
                 for jj in range(j_lo, j_hi):
                     dy = y0 + jj * px - ww[j]
                     ey[g, jj - j_lo] = math.exp(-dy * dy / (2.0 * S[g]))
+                # separable sums: per window row, Σ_x ρ e_x and Σ_x ρ e_x dx, then the row's
+                # e_y (and dy) outside the inner loop
                 gc = 0.0
+                su = 0.0
+                sw = 0.0
                 inv = 1.0 / S[g]
                 for jj in range(j_lo, j_hi):
                     dy = y0 + jj * px - ww[j]
                     e_y = ey[g, jj - j_lo]
+                    s0 = 0.0
+                    s1 = 0.0
                     for ii in range(i_lo, i_hi):
-                        dx = x0 + ii * px - uu[j]
-                        e = e_y * ex[g, ii - i_lo]
-                        q = rho[jj, ii]
-                        gc += q * e
-                        v = c * e * inv
-                        gu += q * v * dx
-                        gw += q * v * dy
-                        if mode == 3:
-                            bu[jj - cj + radmax, ii - ci + radmax] += v * dx
+                        t = rho[jj, ii] * ex[g, ii - i_lo]
+                        s0 += t
+                        s1 += t * dxs[ii - i_lo]
+                    gc += e_y * s0
+                    su += e_y * s1
+                    sw += e_y * dy * s0
+                    if mode == 3:
+                        ce = c * e_y * inv
+                        for ii in range(i_lo, i_hi):
+                            v = ce * ex[g, ii - i_lo]
+                            bu[jj - cj + radmax, ii - ci + radmax] += v * dxs[ii - i_lo]
                             bw[jj - cj + radmax, ii - ci + radmax] += v * dy
-                gC_p[s, g] += gc
+                gu += c * inv * su
+                gw += c * inv * sw
+                if mode != 4:
+                    gC_p[s, g] += gc
             for a in range(3):
                 v = gu * rk[0, a] + gw * rk[1, a]
                 gpos[j, a] += v
@@ -1006,3 +1023,44 @@ def profile_kernel_parallel(pos, sp, C, S, gamma, eps, ref, offset, R2, shifts, 
         for q in (8, 18):
             out[q] = np.concatenate([p[q] for p in parts], axis=0)
     return tuple(out)
+
+
+# ----------------------------------------------------------------------------- back-projection
+@jit()
+def _backproject_bilinear(resid, R2, shifts, x0, y0, px, pts, lo, hi, acc):
+    nproj, ny, nx = resid.shape
+    for i in range(lo, hi):
+        p0, p1, p2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        v = 0.0
+        for k in range(nproj):
+            fx = (p0 * R2[k, 0, 0] + p1 * R2[k, 0, 1] + p2 * R2[k, 0, 2] + shifts[k, 0]
+                  - x0) / px
+            fy = (p0 * R2[k, 1, 0] + p1 * R2[k, 1, 1] + p2 * R2[k, 1, 2] + shifts[k, 1]
+                  - y0) / px
+            i0 = min(max(int(math.floor(fx)), 0), nx - 2)
+            j0 = min(max(int(math.floor(fy)), 0), ny - 2)
+            tx = min(max(fx - i0, 0.0), 1.0)
+            ty = min(max(fy - j0, 0.0), 1.0)
+            v += ((1.0 - ty) * ((1.0 - tx) * resid[k, j0, i0] + tx * resid[k, j0, i0 + 1])
+                  + ty * ((1.0 - tx) * resid[k, j0 + 1, i0] + tx * resid[k, j0 + 1, i0 + 1]))
+        acc[i] = v
+
+
+def backproject_bilinear(resid, R2, shifts, x0, y0, px, pts):
+    """Sum over projections of the images ``resid`` (n_proj, ny, nx) sampled bilinearly at
+    the points ``pts`` (n, 3) (Å): projection ``k`` sees point ``p`` at
+    ``(R2[k] · p + shifts[k] − (x0, y0)) / px`` pixels (column, row), the sample cell
+    clamped to the image and the fractions to [0, 1] (edge pixels continue outwards).
+    Runs on aet's kernel thread pool over blocks of points."""
+    resid = np.ascontiguousarray(resid, dtype=np.float64)
+    R2 = np.ascontiguousarray(R2, dtype=np.float64)
+    shifts = np.ascontiguousarray(shifts, dtype=np.float64)
+    pts = np.ascontiguousarray(pts, dtype=np.float64)
+    acc = np.zeros(len(pts))
+
+    def block(lo, hi):
+        _backproject_bilinear(resid, R2, shifts, float(x0), float(y0), float(px), pts, lo,
+                              hi, acc)
+
+    map_ranges(block, split_range(len(pts), min_chunk=4096))
+    return acc

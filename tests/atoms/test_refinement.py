@@ -17,7 +17,11 @@ from aet.atoms.refinement import ProjectionProblem, projection_geometry, rotatio
 from aet.atoms.refinement import problem as P
 from aet.model._meta import rotation_matrices
 from aet.testing.phantoms import rotation_matrix_zyz
-from tests.reference.atoms import profile_loss_reference, profile_projections_reference
+from tests.reference.atoms import (
+    backproject_bilinear_reference,
+    profile_loss_reference,
+    profile_projections_reference,
+)
 
 EULER = np.array([[0, -40, 0], [0, 5, 0], [15, 35, -20]], dtype=float)
 SIG = np.array([0.3, 0.5, 0.8])
@@ -93,7 +97,7 @@ def test_parallel_kernel_equals_serial_in_every_mode(rng):
     d = kernel_inputs(rng, (28, 31))
     pos_alt = d["pos"] + rng.normal(0, 0.3, d["pos"].shape)
     sp_alt = np.where(rng.random(len(d["sp"])) < 0.3, -1, 1 - np.abs(d["sp"])).astype(np.int64)
-    for mode in (0, 1, 2, 3, 5):
+    for mode in (0, 1, 2, 3, 4, 5):
         imgs = []
         outs = []
         for fn in (K.profile_kernel, K.profile_kernel_parallel):
@@ -108,6 +112,20 @@ def test_parallel_kernel_equals_serial_in_every_mode(rng):
                                        err_msg=f"mode {mode}, output {i}")
         np.testing.assert_array_equal(imgs[1], imgs[0])
         assert np.abs(imgs[0]).max() > 0
+
+
+def test_geometry_mode_equals_full_gradients(rng):
+    """Mode 4 (the positions and alignment fits' mode: no profile gradient, Gaussians of zero
+    amplitude skipped) gives mode 1's losses and position, shift, rotation, γ and offset
+    gradients, also where some amplitudes are zero."""
+    d = kernel_inputs(rng, (30, 29))
+    d["C"] = np.array([[1.0, 0.0, 0.1], [0.0, 1.0, 0.3]])
+    one, four = run_kernel(d, 1), run_kernel(d, 4)
+    for i in (P.LOSS, P.L1, P.HOLD, P.G_POS, P.G_GAMMA, P.G_OFFSET, P.G_SHIFTS, P.G_R2):
+        np.testing.assert_allclose(four[i], one[i], rtol=1e-12, atol=1e-14,
+                                   err_msg=f"output {i}")
+    assert np.abs(one[P.G_POS]).max() > 0
+    assert np.all(four[P.G_C] == 0)
 
 
 def test_rotation_derivatives_match_finite_differences(rng):
@@ -224,6 +242,44 @@ def test_replacement_deltas_are_exact(rng):
         assert out[P.D_LOSS][j] == pytest.approx(new[0] - base[0], rel=1e-8, abs=1e-12)
         assert out[P.D_HOLD][j] == pytest.approx(new[2] - base[2], rel=1e-8, abs=1e-12)
     assert np.all(out[P.V_HOLD][:, 0] >= 0)
+    # sp_alt < -1: that atom is not tested (zeros), the others' numbers are unchanged
+    skip = sp_alt.copy()
+    skip[[1, 2]] = -2
+    part = run_kernel(d, 5, pos_alt=pos_alt, sp_alt=skip)
+    for i in (P.D_LOSS, P.D_HOLD, P.V_HOLD):
+        assert np.all(part[i][[1, 2]] == 0)
+        keep = [0, 3, 4]
+        np.testing.assert_array_equal(part[i][keep], out[i][keep])
+    assert np.all(out[P.D_LOSS][[1, 2]] != 0)
+
+
+def test_backprojection_kernel_equals_twin(rng):
+    """The residual back-projection of the add/remove search: kernel (thread pool over
+    points) vs the NumPy twin, points inside and beyond the images (clamped cells)."""
+    d = kernel_inputs(rng, (29, 33))
+    resid = rng.normal(0, 1.0, d["meas"].shape)
+    pts = rng.uniform(-9.0, 9.0, (20_000, 3))  # images span ±5 Å: many points fall outside
+    acc = K.backproject_bilinear(resid, d["R2"], d["shifts"], d["x0"], d["y0"], PX, pts)
+    ref = backproject_bilinear_reference(resid, d["R2"], d["shifts"], d["x0"], d["y0"], PX,
+                                         pts)
+    np.testing.assert_allclose(acc, ref, rtol=1e-12, atol=1e-12)
+    assert np.abs(ref).max() > 1.0
+
+
+def test_noise_model_recovers_read_and_counting_noise(rng):
+    """``noise_model`` on data = model + noise of variance a + b M gives a and b back
+    (within the scatter of ~50 000 pixels), and from a supplied model image the same."""
+    d = kernel_inputs(rng, (61, 64), n=40, gamma=1.0)
+    d["pos"] = rng.uniform(-9.0, 9.0, (40, 3))
+    d["sp"] = rng.integers(0, 2, 40).astype(np.int64)
+    prob = problem_for(d, holdout=0.1)
+    clean = prob.model_image(d["pos"])
+    a, b = 0.01, 0.05
+    noisy = clean + rng.normal(0, 1, clean.shape) * np.sqrt(a + b * np.maximum(clean, 0))
+    prob.meas = noisy
+    est = prob.noise_model(d["pos"])
+    assert est == pytest.approx((a, b), rel=0.15)
+    assert prob.noise_model(d["pos"], image=clean) == pytest.approx(est, rel=1e-12)
 
 
 def test_alignment_gradients_match_finite_differences(rng):

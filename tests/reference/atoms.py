@@ -236,3 +236,21 @@ def profile_loss_reference(pos_xyz, species_index, C, sigmas_A, gamma, eps, ref,
     r = m - measured
     return (0.5 * float((w * r**2).sum()), float((w * np.abs(r)).sum()),
             0.5 * float((hw * r**2).sum()))
+
+
+def backproject_bilinear_reference(resid, R2, shifts, x0, y0, px, pts):
+    """Σ_k of bilinear samples of ``resid[k]`` at ``(R2[k] · p + shifts[k] − (x0, y0)) / px``
+    (cell clamped to the image, fractions to [0, 1]), one projection at a time."""
+    n_proj, ny, nx = resid.shape
+    acc = np.zeros(len(pts))
+    for k in range(n_proj):
+        fx = (pts @ R2[k, 0] + shifts[k, 0] - x0) / px
+        fy = (pts @ R2[k, 1] + shifts[k, 1] - y0) / px
+        i0 = np.clip(np.floor(fx).astype(np.int64), 0, nx - 2)
+        j0 = np.clip(np.floor(fy).astype(np.int64), 0, ny - 2)
+        tx = np.clip(fx - i0, 0, 1)
+        ty = np.clip(fy - j0, 0, 1)
+        r = resid[k]
+        acc += ((1 - ty) * ((1 - tx) * r[j0, i0] + tx * r[j0, i0 + 1])
+                + ty * ((1 - tx) * r[j0 + 1, i0] + tx * r[j0 + 1, i0 + 1]))
+    return acc

@@ -10,6 +10,7 @@ from ase.data import atomic_numbers
 
 from ...core.geometry import bond_length_A
 from ...core.schema import build_model_dataset
+from .. import _kernels as K
 from .._common import check_model, check_positive, model_positions
 from ..surface import AUTO_RADIUS_FACTOR, coordination_numbers
 from .alignment import (
@@ -23,7 +24,6 @@ from .problem import (
     GAMMA_BOUNDS,
     ProjectionProblem,
     fwhm_of_profile,
-    model_images,
 )
 from .uncertainty import position_covariance, sigmas_of
 
@@ -133,29 +133,21 @@ def _held_out_gate(prob: ProjectionProblem, pos, before, z: float):
 def _residual_candidates(prob: ProjectionProblem, pos, *, spacing_A, min_distance_A,
                          threshold):
     """Candidate new atoms: maxima of the point-wise back-projection (mean over projections,
-    bilinear) of the residual ``measured − model`` on a grid around the model."""
+    bilinear) of the residual ``measured − model`` (the fit's own model image, with its
+    cut-off) on a grid around the model."""
     from scipy.ndimage import maximum_filter
     from scipy.spatial import cKDTree
 
     g = prob.geo
-    n_proj, ny, nx = prob.meas.shape
-    resid = (prob.meas - model_images(prob, pos)) * prob.w
+    n_proj = prob.meas.shape[0]
+    resid = (prob.meas - prob.model_image(pos)) * prob.w
     lo = pos.min(0) - 2.0
     hi = pos.max(0) + 2.0
     axes = [np.arange(lo[a], hi[a] + spacing_A, spacing_A) for a in range(3)]
     gx, gy, gz = np.meshgrid(*axes, indexing="ij")
     pts = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], axis=1)
-    acc = np.zeros(len(pts))
-    for k in range(n_proj):
-        fx = (pts @ prob.R2[k, 0] + prob.shifts[k, 0] - g["x0"]) / g["pixel_A"]
-        fy = (pts @ prob.R2[k, 1] + prob.shifts[k, 1] - g["y0"]) / g["pixel_A"]
-        i0 = np.clip(np.floor(fx).astype(np.int64), 0, nx - 2)
-        j0 = np.clip(np.floor(fy).astype(np.int64), 0, ny - 2)
-        tx = np.clip(fx - i0, 0, 1)
-        ty = np.clip(fy - j0, 0, 1)
-        r = resid[k]
-        acc += ((1 - ty) * ((1 - tx) * r[j0, i0] + tx * r[j0, i0 + 1])
-                + ty * ((1 - tx) * r[j0 + 1, i0] + tx * r[j0 + 1, i0 + 1]))
+    acc = K.backproject_bilinear(resid, prob.R2, prob.shifts, g["x0"], g["y0"], g["pixel_A"],
+                                 pts)
     acc /= n_proj * (1.0 - prob.holdout)
     vol = acc.reshape(gx.shape)
     is_max = (vol == maximum_filter(vol, size=3)) & (vol > threshold)
@@ -236,7 +228,8 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
         best_e = np.zeros(len(cand))
         best_s = np.zeros(len(cand), np.int64)
         for s in range(prob.ns):
-            alt_sp = np.concatenate([np.full(len(pos), -1, np.int64),
+            # the model's own atoms are not tested (-2): only the candidates' numbers count
+            alt_sp = np.concatenate([np.full(len(pos), -2, np.int64),
                                      np.full(len(cand), s, np.int64)])
             dl, dh, sd, e = prob.replacement_test(ghosts, ghosts, alt_sp, sp=gsp,
                                                   energy=True)

@@ -31,6 +31,15 @@ from .. import _kernels as K
 from .alignment import alignment_basis, alignment_from_vector, rotation_derivatives
 
 DEFAULT_SIGMAS_A = (0.25, 0.375, 0.56, 0.84, 1.27)
+# the positions/alignment fits stop when their last STOP_WINDOW iterations together lowered
+# the loss by less than STOP_CHI2 units of χ² (ΔL / (L / n_pixels), the residual taken as
+# noise: an overestimate of the noise, so the rule stops late rather than early). Measured
+# on abTEM 3 nm FePt, 1e5 e/Å², seed 0 (the five fits of aet.run's refinement, 60
+# iterations each before): they stop after 54, 60, 45, 35, 28 iterations (a quarter fewer);
+# recall, precision and species unchanged, RMSD 14.636 -> 14.645 pm, err/σ 1.272 -> 1.272.
+# (STOP_CHI2 = 1: 46, 53, 40, 29, 15 iterations, RMSD 14.659 pm.)
+STOP_WINDOW = 5
+STOP_CHI2 = 0.3
 EPS = 1e-3
 GAMMA_BOUNDS = (0.5, 3.0)
 
@@ -78,6 +87,7 @@ class ProjectionProblem:
         self.norm = 0.5 * float((self.w * self.meas**2).sum()) or 1.0
         self.hnorm = 0.5 * float((self.hw * self.meas**2).sum()) or 1.0
         self.l1norm = float((self.w * np.abs(self.meas)).sum()) or 1.0
+        self.n_train = float(self.w.sum())
         ref = float(np.percentile(self.meas, 99.9))
         self.ref = ref if ref > 0 else (float(np.abs(self.meas).max()) or 1.0)
         self.eps = EPS
@@ -267,7 +277,10 @@ class ProjectionProblem:
         ``anchor`` (default: the start). ``alignment_damping``: Tikhonov term ½ μ_k δ_k² on
         every fitted angle correction, μ_k = ``alignment_damping`` × the data's Gauss–Newton
         curvature along it; it fixes the combinations no projection determines (δφ − δψ at
-        θ = 0) and shrinks the others by ~that fraction.
+        θ = 0) and shrinks the others by ~that fraction. The fit stops after ``max_iter``
+        iterations, or earlier when its last ``STOP_WINDOW`` iterations together lowered the
+        loss by less than ``STOP_CHI2`` units of χ² (the noise variance estimated by the
+        mean squared residual).
         """
         n = len(pos)
         fit_align = fit_shifts or bool(angle_idx)
@@ -292,7 +305,7 @@ class ProjectionProblem:
         else:
             pscale = np.zeros(0)
         mu = self._angle_damping(F, pos, angle_idx, alignment_damping)
-        best = {"f": np.inf, "x": None, "last_x": None, "last_R": np.nan}
+        best = {"f": np.inf, "x": None, "last_x": None, "last_R": np.nan, "last_f": np.inf}
 
         def unpack(x):
             p = (pos0 + x[:npos] * pscale).reshape(n, 3) if fit_pos else pos0.reshape(n, 3)
@@ -304,7 +317,7 @@ class ProjectionProblem:
 
         def f(x):
             p = unpack(x)
-            out = self.evaluate(p, 1)
+            out = self.evaluate(p, 4)  # gradients of positions and alignment only
             loss = out[LOSS]
             g = [out[G_POS].ravel() * pscale] if fit_pos else []
             if fit_align:
@@ -316,6 +329,7 @@ class ProjectionProblem:
                 g.append(Q.T @ (ga * scale))
             val = loss / self.norm
             best["last_x"], best["last_R"] = x.copy(), out[L1] / self.l1norm
+            best["last_f"] = val
             if val < best["f"]:
                 best["f"], best["x"] = val, x.copy()
             return val, np.concatenate(g) / self.norm
@@ -328,14 +342,19 @@ class ProjectionProblem:
             hi = (a + max_move_A - pos0) / pscale
             bounds = list(zip(np.minimum(lo, 0.0), np.maximum(hi, 0.0))) + \
                 [(None, None)] * Q.shape[1]
-        cb = None
-        if history is not None:
-            def cb(xk):
-                if np.array_equal(xk, best["last_x"]):
-                    R = best["last_R"]
-                else:
-                    R = self.r_factor(unpack(xk))
+        trail: list = []  # the loss after each iteration
+
+        def cb(xk):
+            last = np.array_equal(xk, best["last_x"])
+            if history is not None:
+                R = best["last_R"] if last else self.r_factor(unpack(xk))
                 history.append((stage, float(R)))
+            if last:
+                trail.append(best["last_f"])
+                if len(trail) > STOP_WINDOW and (trail[-1 - STOP_WINDOW] - trail[-1]) * \
+                        self.n_train < STOP_CHI2 * trail[-1]:
+                    raise StopIteration  # the last iterations gained less than noise
+
         res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=cb,
                        options={"maxiter": max_iter, "ftol": 1e-14, "gtol": 1e-12,
                                 "maxcor": 20})
@@ -369,24 +388,35 @@ class ProjectionProblem:
         self.set_alignment(self.shifts - np.einsum("krc,c->kr", self.R2, t))
         return np.asarray(pos, dtype=np.float64) + t
 
-    def noise_model(self, pos, *, sp=None, n_bins: int = 24) -> tuple[float, float]:
+    def model_image(self, pos, *, sp=None) -> np.ndarray:
+        """The kernel's model projections ``(n_proj, ny, nx)`` at ``pos`` (with the cut-off
+        the fit uses)."""
+        img = np.empty(self.meas.shape)
+        self.evaluate(pos, 0, sp=sp, img_out=img)
+        return img
+
+    def noise_model(self, pos, *, sp=None, n_bins: int = 24,
+                    image=None) -> tuple[float, float]:
         """``(a, b)`` of the pixel noise variance ``a + b M`` (M the model image: read-out
         plus counting noise), robust: the median of the training residuals² in bins of M
         (÷ 0.455, the median of χ²₁), so that misfit of a few atoms does not pass for
-        noise; a, b ≥ 0."""
-        img = np.empty(self.meas.shape)
-        self.evaluate(pos, 0, sp=sp, img_out=img)
+        noise; a, b ≥ 0. ``image``: the model image at ``pos`` when already computed."""
+        img = self.model_image(pos, sp=sp) if image is None else image
         sel = self.w > 0
         m = img[sel]
-        r2 = (img[sel] - self.meas[sel]) ** 2
+        r2 = (m - self.meas[sel]) ** 2
         edges = np.unique(np.quantile(m, np.linspace(0, 1, n_bins + 1)))
         idx = np.clip(np.searchsorted(edges, m, side="right") - 1, 0, len(edges) - 2)
         cnt = np.bincount(idx, minlength=len(edges) - 1)
         ok = np.flatnonzero(cnt >= 20)
         if len(ok) == 0:
             return float(np.median(r2) / 0.455), 0.0
-        mx = np.array([np.median(m[idx == b]) for b in ok])
-        vy = np.array([np.median(r2[idx == b]) / 0.455 for b in ok])
+        # per-bin medians from one sort by bin (the same values as a median per mask)
+        order = np.argsort(idx, kind="stable")
+        ms, rs = m[order], r2[order]
+        start = np.concatenate([[0], np.cumsum(cnt)])
+        mx = np.array([np.median(ms[start[b]:start[b + 1]]) for b in ok])
+        vy = np.array([np.median(rs[start[b]:start[b + 1]]) / 0.455 for b in ok])
         wb = cnt[ok].astype(float)
         A = np.stack([np.ones_like(mx), mx], 1) * np.sqrt(wb)[:, None]
         a, b = np.linalg.lstsq(A, vy * np.sqrt(wb), rcond=None)[0]
@@ -400,13 +430,17 @@ class ProjectionProblem:
     def replacement_test(self, pos, pos_alt, sp_alt, sp=None, noise=None,
                          energy: bool = False):
         """Exact change of the training and held-out losses (relative units) when each atom
-        alone is replaced by ``(pos_alt[j], sp_alt[j])`` (species −1: absent), and the
+        alone is replaced by ``(pos_alt[j], sp_alt[j])`` (species −1: absent; −2: atom not
+        tested, its numbers zero), and the
         standard deviation of the held-out change under the pixel noise of
-        :meth:`noise_model`. ``energy``: also ½ Σ hw Δm² / ½ Σ hw meas², the held-out
-        energy of the image change itself (relative units; on the training pixels it is
-        the same fraction of the training norm, the held-out pixels being a random sample)."""
-        out = self.evaluate(pos, 5, sp=sp, pos_alt=pos_alt, sp_alt=sp_alt)
-        a, b = self.noise_model(pos, sp=sp) if noise is None else noise
+        :meth:`noise_model` (``noise``: its ``(a, b)`` when already known). ``energy``:
+        also ½ Σ hw Δm² / ½ Σ hw meas², the held-out energy of the image change itself
+        (relative units; on the training pixels it is the same fraction of the training
+        norm, the held-out pixels being a random sample)."""
+        img = np.empty(self.meas.shape) if noise is None else None
+        out = self.evaluate(pos, 5, sp=sp, pos_alt=pos_alt, sp_alt=sp_alt, img_out=img)
+        # the noise model from the model image this call computed anyway (no second pass)
+        a, b = self.noise_model(pos, sp=sp, image=img) if noise is None else noise
         var = a * out[V_HOLD][:, 0] + b * out[V_HOLD][:, 1]
         res = (out[D_LOSS] / self.norm, out[D_HOLD] / self.hnorm,
                np.sqrt(np.maximum(var, 0.0)) / self.hnorm)
