@@ -10,6 +10,7 @@ pipeline improves.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import aet
@@ -28,6 +29,7 @@ def run():
     t = scores["traced"].translation_A
     for k, m in (("cleaned", result.stages["cleaned"]), ("refined", result.model)):
         scores[k] = bench.score(m, allow_rotation=True, start_translation_A=t)
+    scores["result"] = result
     return bench, scores
 
 
@@ -47,3 +49,34 @@ def test_default_chain_on_independent_data(run):
     assert refined.rmsd_pm < 14.0
     assert refined.rmsd_pm < traced.rmsd_pm - 4.0
     assert refined.rotation_deg < 3.0
+
+
+def _err_over_sigma(model, s):
+    """(error / σ) per matched atom and axis in the model's frame, and the atoms' species."""
+    sig = np.stack([np.asarray(model[f"uncertainty_{a}"], dtype=float) for a in "xyz"],
+                   axis=1)[s.matches[:, 0]]
+    # the displacement is truth − the rotated prediction: back to the model's axes
+    z = (s.displacement_A @ np.asarray(s.rotation)) / sig
+    return z, np.asarray(model.data["species"].values)[s.matches[:, 0]]
+
+
+def test_uncertainty_calibrated_on_independent_data(run):
+    """RMS(error / σ) of the default chain's per-atom 1σ against the truth, per species and
+    axis. Measured (seed 0): all 1.19 (x 1.26, y 1.19, z 1.11), Fe 1.32, Pt 1.02. The
+    per-atom jackknife it replaced (alignment held fixed, the rigid motion kept) gave 1.58
+    overall, Pt 1.70 and Pt along the tilt axis 2.42: every projection sees an atom's y the
+    same way, so the errors the fitted alignment makes common to all of them were missing."""
+    bench, s = run
+    result = s["result"]
+    z, sp = _err_over_sigma(result.model, s["refined"])
+    assert np.all(np.isfinite(z))
+
+    def rms(a):
+        return float(np.sqrt(np.mean(a**2)))
+
+    assert 0.8 <= rms(z) <= 1.25, rms(z)
+    for name in ("Fe", "Pt"):
+        zz = z[sp == name]
+        assert 0.8 <= rms(zz) <= 1.4, (name, rms(zz))
+        for a in range(3):
+            assert 0.6 <= rms(zz[:, a]) <= 1.7, (name, "xyz"[a], rms(zz[:, a]))

@@ -25,7 +25,7 @@ from .problem import (
     fwhm_of_profile,
     model_images,
 )
-from .uncertainty import position_covariance, sigmas_of
+from .uncertainty import fitted_alignment, position_covariance, sigmas_of
 
 _ADD_REMOVE_PASSES = 3
 # an added atom's least-squares amplitude in the residual must be at least this fraction of
@@ -606,7 +606,9 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
     if uncertainty:
         t0 = time.perf_counter()
         method = _COV_METHODS[0] if uncertainty is True else uncertainty
-        cov, facts = position_covariance(prob, pos, method=method)
+        cov, facts = position_covariance(prob, pos, method=method,
+                                         alignment=(fit_shifts, angle_idx),
+                                         alignment_damping=alignment_damping)
         _tick(seconds, "uncertainty", t0)
         sig = sigmas_of(cov)
         arrays["uncertainty"] = np.sqrt((sig**2).sum(axis=1))
@@ -690,7 +692,8 @@ def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "
             samples.append(sub.fit_geometry(pos, max_iter=max_iter, history=None))
         sig = np.array(samples).std(axis=0, ddof=1)
     else:
-        cov, _ = position_covariance(prob, pos, method=method)
+        cov, _ = position_covariance(prob, pos, method=method,
+                                     alignment=fitted_alignment(a, prob.meas.shape[0]))
         sig = sigmas_of(cov)
     out = ds.copy()
     out["uncertainty"] = ("atom", np.sqrt((sig**2).sum(axis=1)), {"units": "Å"})
