@@ -13,8 +13,11 @@ Scoring (:func:`aet.simulate.score`): one-to-one Hungarian matching within 1 Å 
 translation and a small rotation about the beam (``align`` turns the reconstruction frame by
 the tilt-axis rotation it estimates; the fitted angle is in the JSON output); recall,
 precision, RMSD of matched pairs, species accuracy, and the uncertainty calibration
-RMS(error / σ) over matched atoms and axes (σ: refinement's Cramér–Rao
-``uncertainty_x/_y/_z``; 1 means calibrated). Nothing in the chain reads the truth.
+RMS(error / σ) over matched atoms and axes (σ: the refined model's ``uncertainty_x/_y/_z``,
+:mod:`aet.atoms.refinement.uncertainty`; 1 means calibrated), also per species and per axis
+(the error turned back into the model's axes). Nothing in the chain reads the truth.
+``--save`` also writes the aligned series the refinement used (``chain_aligned.zarr``): σ can
+be recomputed from it and the refined model (``AtomicModel.uncertainty``) without the chain.
 
 The matrix varies one factor at a time around the base case ("realistic": 3 nm FePt, ~1170
 atoms, L1_0 domains, antisites, 47 projections over ±70°, 3 frames, 1×10⁵ e⁻/Å² in total, γ

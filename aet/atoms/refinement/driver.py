@@ -645,7 +645,9 @@ def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "
         The aligned projections ``(angle, y, x)`` the model was refined against.
     method : {"jackknife", "sandwich", "pixels", "curvature", "bootstrap"}
         ``"jackknife"`` (default): the spread of each atom's move when one projection is
-        left out (one Gauss–Newton step per projection). ``"pixels"``: sandwich over pixels.
+        left out (one Gauss–Newton step per projection; with the alignment the refinement
+        fitted, stored in the attrs, re-solved with the atoms and their neighbours, and the
+        rigid motion it leaves free removed). ``"pixels"``: sandwich over pixels.
         ``"sandwich"``: robust covariance from the per-atom Gauss–Newton block and the
         spread of the per-projection gradients (see
         :mod:`aet.atoms.refinement.uncertainty`). ``"curvature"``: Cramér–Rao bound from
