@@ -358,17 +358,27 @@ def cmd_refine(args) -> int:
     if what is not None and (not what or set(what) - allowed):
         raise ValueError(f"--refine-alignment: unknown item(s) {sorted(set(what) - allowed)}; "
                          f"choose from shifts, angles, phi, theta, psi (comma-separated)")
+    if args.tilts_output is not None and not what:
+        raise ValueError("--tilts-output writes the series the fitted alignment updated; give "
+                         "--refine-alignment too (e.g. --refine-alignment shifts,angles)")
     _check_output(args.output, "model", args.overwrite)
+    if args.tilts_output is not None:
+        _check_output(args.tilts_output, "tilt_series", args.overwrite)
     model = _expect(_open(args.model, kind="model"), "AtomicModel", args.model)
     ts = _expect(_open(args.tilts, kind="tilt_series", **_metadata(args)), "TiltSeries",
                  args.tilts)
     kw = {"add_remove": args.add_remove}
     if what:
         kw["refine_alignment"] = tuple(what)
-    out = model.refine(ts, **kw)
+    out, ts_out = model.refine(ts, return_series=True, **kw)
     print(f"refined {out.n_atoms} atoms" + (f" ({out.n_atoms - model.n_atoms:+d} added/removed)"
                                            if args.add_remove else ""))
     _write(out, args.output, args.overwrite)
+    if args.tilts_output is not None:
+        _write(ts_out, args.tilts_output, args.overwrite)
+    elif what:
+        print("note: the fitted alignment updates the tilt series, not the model; write the "
+              "updated series with --tilts-output for a later refine")
     return 0
 
 
@@ -602,6 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--refine-alignment", metavar="WHAT",
                     help="also fit the per-projection alignment: comma-separated shifts, "
                          "angles (or phi, theta, psi); the demo uses shifts,angles")
+    rf.add_argument("--tilts-output", metavar="PATH",
+                    help="with --refine-alignment: write the tilt series with the fitted "
+                         "alignment applied (images moved back by the shifts, angles "
+                         "corrected), the series to give a later refine")
     rf.add_argument("--add-remove", action="store_true",
                     help="add atoms where the residual shows them, remove those it does not "
                          "support (as the demo does)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import xarray as xr
 
 from .core.schema import as_xarray
 
@@ -289,25 +290,33 @@ def alignment_figure(tilt_series, *, projections=None, refined=None,
     projections : TiltSeries, optional
         The series before alignment; its projection nearest 0° is drawn with the estimated
         tilt axis (the y axis turned by the in-plane rotation α, counter-clockwise).
-    refined : AtomicModel, optional
-        A model refined with ``refine_alignment``: its per-projection shift and angle
-        corrections (attrs ``refine_shift_x_A``, ``refine_dtheta_deg``, ...) are drawn too.
+    refined : TiltSeries, optional
+        ``tilt_series`` after a refinement's geometry update (``model.refine(ts,
+        refine_alignment=..., return_series=True).tilt_series``): the per-projection shift and
+        Euler-angle corrections (the difference of the two geometries) are drawn too. When
+        None and ``tilt_series`` itself is such a series (its last provenance record is
+        ``apply_geometry``, as :func:`aet.run`'s ``tilt_series``), the corrections come from
+        that record and the alignment's shifts are its recorded ones less them.
     true_tilt_axis_rotation_deg : float, optional
         The true rotation (a simulation's ground truth), drawn for comparison.
     """
     da = as_xarray(tilt_series)
     ang = np.asarray(da.angle.values, dtype=float)
-    n = ang.size
     alpha = float(da.attrs.get("tilt_axis_rotation_deg", 0.0))
-    attrs = refined.attrs if refined is not None else {}
-
-    def per_proj(key):
-        v = attrs.get(key)
-        return np.asarray(v, dtype=float) if v is not None and np.size(v) == n else None
-
-    ref_shift = [per_proj("refine_shift_x_A"), per_proj("refine_shift_y_A")]
-    ref_ang = {a: per_proj(f"refine_d{a}_deg") for a in ("phi", "theta", "psi")}
-    has_angles = any(v is not None for v in ref_ang.values())
+    base = {c: np.asarray(da.coords[c].values, dtype=float)
+            for c in ("shift_x_A", "shift_y_A") if c in da.coords}
+    upd = _geometry_update(tilt_series, refined)
+    ref_shift = [None, None]
+    ref_ang = {}
+    if upd is not None:
+        d_shift, d_euler = upd
+        ref_shift = [d_shift[:, 0], d_shift[:, 1]]
+        ref_ang = {a: d_euler[:, i] for i, a in enumerate(("phi", "theta", "psi"))
+                   if np.any(d_euler[:, i] != 0)}
+        if refined is None:  # tilt_series is the updated one: its shifts hold the update
+            base = {c: v - d_shift[:, i] for i, c in enumerate(("shift_x_A", "shift_y_A"))
+                    if (v := base.get(c)) is not None}
+    has_angles = bool(ref_ang)
     ncols = 1 + (projections is not None) + has_angles
     fig = _figure(figsize=(4.9 * ncols, 4.3))
     col = 1
@@ -338,9 +347,8 @@ def alignment_figure(tilt_series, *, projections=None, refined=None,
     col += 1
     for c, lab, colour in (("shift_x_A", "x (across the axis)", "#0072b2"),
                            ("shift_y_A", "y (along the axis)", "#e69f00")):
-        if c in da.coords:
-            ax.plot(ang, np.asarray(da.coords[c].values, dtype=float), marker="o", ms=3.5,
-                    color=colour, label=f"alignment, {lab}")
+        if c in base:
+            ax.plot(ang, base[c], marker="o", ms=3.5, color=colour, label=f"alignment, {lab}")
     for s, lab, colour in zip(ref_shift, ("x", "y"), ("#0072b2", "#e69f00")):
         if s is not None:
             ax.plot(ang, s, marker="s", ms=3, ls=":", color=colour,
@@ -367,6 +375,46 @@ def alignment_figure(tilt_series, *, projections=None, refined=None,
         ax.set_title("Euler-angle corrections fitted by the refinement", fontsize=10)
         ax.legend(fontsize=8)
     return fig
+
+
+def _geometry_update(tilt_series, refined):
+    """``(shifts (n, 2) Å, Euler corrections (n, 3) deg)`` of a refinement's geometry update:
+    ``refined``'s geometry less ``tilt_series``'s, or, without ``refined``, the last
+    ``apply_geometry`` record of ``tilt_series`` (None when it has none)."""
+    from .core.geometry import TiltGeometry
+    from .core.meta import get_provenance
+
+    if refined is not None:
+        if not isinstance(as_xarray(refined), xr.DataArray) or "angle" not in as_xarray(
+                refined).dims:
+            raise TypeError(
+                f"refined must be the TiltSeries after the refinement's geometry update "
+                f"(model.refine(ts, refine_alignment=..., return_series=True).tilt_series), "
+                f"got {type(refined).__name__}: a model carries no alignment")
+        g0 = TiltGeometry.from_dataarray(as_xarray(tilt_series), "tilt_series")
+        g1 = TiltGeometry.from_dataarray(as_xarray(refined), "refined")
+        if g1.n != g0.n:
+            raise ValueError(f"refined has {g1.n} projections, tilt_series {g0.n}; pass the "
+                             f"same series after the refinement's geometry update")
+        zero = np.zeros((g0.n, 2))
+        d = (zero if g1.shifts_A is None else g1.shifts_A) - (
+            zero if g0.shifts_A is None else g0.shifts_A)
+        return d, g1.euler_deg - g0.euler_deg
+    da = as_xarray(tilt_series)
+    for rec in reversed(get_provenance(da.attrs)):
+        if rec.get("op") in ("align", "match_projections"):
+            return None
+        if rec.get("op") == "apply_geometry":
+            p = rec.get("params") or {}
+            n = da.sizes["angle"]
+            try:
+                d = np.stack([np.asarray(p["shift_x_A"], float),
+                              np.asarray(p["shift_y_A"], float)], axis=1).reshape(n, 2)
+                de = np.asarray(p["d_euler_deg"], float).reshape(n, 3)
+            except (KeyError, ValueError):
+                return None
+            return d, de
+    return None
 
 
 def series_plot(x, ys: Mapping, *, xlabel: str, ylabel: str, title: str):

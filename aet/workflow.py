@@ -43,8 +43,11 @@ class RunResult:
     volume : Volume
         The reconstruction the atoms were traced in.
     tilt_series : TiltSeries
-        The aligned projections (frames merged, background removed, shifts and angle
-        corrections applied or recorded) that the model was refined against.
+        The aligned projections (frames merged, background removed) with the refinement's
+        geometry update applied: the per-projection shifts and Euler-angle corrections it
+        fitted (images moved back by the shifts, angles corrected, an ``apply_geometry``
+        provenance record). The geometry the final model and its uncertainty belong to; the
+        series before refinement is ``series["aligned"]``.
     timings : dict
         Stage name → wall-clock seconds, in run order.
     decisions : dict
@@ -56,7 +59,7 @@ class RunResult:
         The input as given (frames not merged).
     series : dict
         The tilt series by stage (``"registered"``: frames merged, ``"aligned"``,
-        ``"denoised"`` when it ran).
+        ``"denoised"`` when it ran, ``"refined"`` when the refinement updated the geometry).
     """
 
     model: Any
@@ -161,6 +164,18 @@ def _check_species(species) -> tuple[list[str], bool]:
         raise ValueError(f"species lists an element twice: {sp}; give each element once")
     ordered = sorted(sp, key=lambda s: atomic_numbers[s])
     return ordered, ordered != sp
+
+
+def _geometry_update_facts(before, after) -> dict:
+    """RMS of the shifts (Å) and Euler corrections (deg) a refinement's geometry update made."""
+    g0, g1 = before.geometry, after.geometry
+    zero = np.zeros((g0.n, 2))
+    d = (zero if g1.shifts_A is None else g1.shifts_A) - (
+        zero if g0.shifts_A is None else g0.shifts_A)
+    de = g1.euler_deg - g0.euler_deg
+    return {"rms_shift_A": round(float(np.sqrt(np.mean(np.sum(d ** 2, axis=1)))), 4),
+            "rms_dangle_deg": [round(float(np.sqrt(np.mean(de[:, i] ** 2))), 4)
+                               for i in range(3)]}
 
 
 def _as_tilt_series(data, *, angles, pixel_size_A):
@@ -516,6 +531,7 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
                 f"images show atoms (aet.open(...).data.plot() one projection)")
         # -- refinement with the per-projection alignment, uncertainty ---------------------------
         model = cleaned
+        refined_ts = aligned
         if refine and not opts["refine_positions"]:
             st.skip("refine")
             decisions["refine"] = "skipped: " + opts["reasons"].get(
@@ -529,15 +545,21 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
                                   "n_cycles": 1 if add_remove else 2}
             if refine_alignment:
                 kw["refine_alignment"] = tuple(refine_alignment)
-            model = st.run("refine", lambda: cleaned.refine(aligned, **kw))
+            # the alignment the refinement fits is a geometry update of the series: the
+            # updated series is the run's tilt series and what the uncertainty is judged on
+            model, refined_ts = st.run("refine", lambda: cleaned.refine(
+                aligned, return_series=True, **kw))
             stages["refined"] = model
+            if refined_ts is not aligned:
+                series["refined"] = refined_ts
+                decisions["refine_geometry"] = _geometry_update_facts(aligned, refined_ts)
             if add_remove:
                 decisions["refine_added_removed"] = model.n_atoms - cleaned.n_atoms
         else:
             st.skip("refine")
         if uncertainty:
             cur = model
-            model = st.run("uncertainty", lambda: cur.uncertainty(aligned))
+            model = st.run("uncertainty", lambda: cur.uncertainty(refined_ts))
         else:
             st.skip("uncertainty")
     finally:
@@ -554,7 +576,7 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
               "timings_s": {k: round(v, 3) for k, v in st.timings.items()}}
     model = model._replace(model.data, "aet.run", options, result=record)
     vol = vol._replace(vol.data, "aet.run", options, result=record)
-    return RunResult(model=model, volume=vol, tilt_series=aligned, timings=st.timings,
+    return RunResult(model=model, volume=vol, tilt_series=refined_ts, timings=st.timings,
                      decisions=decisions, stages=stages, raw=raw, series=series)
 
 
@@ -694,6 +716,7 @@ def _readable(decisions: Mapping[str, Any]) -> dict[str, str]:
               "reconstruction": "reconstruction", "n_peaks_traced": "peaks traced",
               "classification": "classification", "cleanup_removed": "isolated peaks removed",
               "refine_added_removed": "atoms added − removed by refinement",
+              "refine_geometry": "alignment refined with the model (applied to the series)",
               "n_atoms": "atoms in the final model", "species_counts": "species counts"}
     out = {}
     for k, v in decisions.items():

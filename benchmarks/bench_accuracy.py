@@ -16,8 +16,9 @@ precision, RMSD of matched pairs, species accuracy, and the uncertainty calibrat
 RMS(error / σ) over matched atoms and axes (σ: the refined model's ``uncertainty_x/_y/_z``,
 :mod:`aet.atoms.refinement.uncertainty`; 1 means calibrated), also per species and per axis
 (the error turned back into the model's axes). Nothing in the chain reads the truth.
-``--save`` also writes the aligned series the refinement used (``chain_aligned.zarr``): σ can
-be recomputed from it and the refined model (``AtomicModel.uncertainty``) without the chain.
+``--save`` also writes aet.run's tilt series, the one the uncertainty stage used
+(``chain_refined_series.zarr``): σ can be recomputed from it and the refined model
+(``AtomicModel.uncertainty``) without the chain.
 
 The matrix varies one factor at a time around the base case ("realistic": 3 nm FePt, ~1170
 atoms, L1_0 domains, antisites, 47 projections over ±70°, 3 frames, 1×10⁵ e⁻/Å² in total, γ
@@ -157,7 +158,10 @@ def default_chain(raw, species, *, skip=()) -> tuple[dict, dict, dict]:
     times = dict(r.timings)
     if pre:
         times["register+background"] = pre
-    return _result_models(r), times, {"aligned": r.tilt_series}
+    # the series before the refinement and aet.run's tilt_series, which carries the
+    # refinement's geometry update (its fitted shifts and Euler corrections)
+    return _result_models(r), times, {"aligned": r.series.get("aligned", r.tilt_series),
+                                      "refined": r.tilt_series}
 
 
 def clean_chain(clean, species) -> tuple[dict, dict]:
@@ -213,8 +217,10 @@ def calibration_by(model, s) -> dict:
 def preprocessing_errors(bench, series) -> dict:
     """Errors of the preprocessing stages against the recorded degradations (pixels, RMS):
     frame registration (offsets of frames within a projection) and alignment (per-projection
-    shifts after removing the rigid 3D translation alignment cannot fix), and the tilt-axis
-    rotation found (degrees). Scoring only: the chain never sees these."""
+    shifts after removing the rigid 3D translation alignment cannot fix; ``alignment_px``
+    before the refinement, ``refined_alignment_px`` of aet.run's tilt series, which carries
+    the refinement's geometry update), and the tilt-axis rotation found (degrees). Scoring
+    only: the chain never sees these."""
     from aet.testing.phantoms import rotation_matrix_zyz
 
     px = bench.params["pixel_size_A"]
@@ -234,18 +240,22 @@ def preprocessing_errors(bench, series) -> dict:
     alpha = float(prov.get("tilt_axis_rotation_deg", 0.0))
     out["tilt_axis_found_deg"] = alpha
     out["tilt_axis_true_deg"] = float(al.attrs.get("tilt_axis_rotation_deg", 0.0))
-    d = aligned.data
-    if "shift_x_A" in d.coords:
-        t = np.stack([al.total_shift_x_A.values + al.frame_offset_x_A.values[:, 0],
-                      al.total_shift_y_A.values + al.frame_offset_y_A.values[:, 0]], axis=1)
-        a = np.radians(alpha)
-        t = t @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]).T
+    t = np.stack([al.total_shift_x_A.values + al.frame_offset_x_A.values[:, 0],
+                  al.total_shift_y_A.values + al.frame_offset_y_A.values[:, 0]], axis=1)
+    a = np.radians(alpha)
+    t = t @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]).T
+    for key, name in (("aligned", "alignment_px"), ("refined", "refined_alignment_px")):
+        if key not in series or (key == "refined" and series[key] is aligned):
+            continue
+        d = series[key].data
+        if "shift_x_A" not in d.coords:
+            continue
         diff = np.stack([d.shift_x_A.values, d.shift_y_A.values], axis=1) - t
         A = np.concatenate([rotation_matrix_zyz(0, np.radians(th), 0)[:2]
                             for th in d.angle.values])
         tr, *_ = np.linalg.lstsq(A, diff.ravel(), rcond=None)
         r = (diff.ravel() - A @ tr) / px
-        out["alignment_px"] = float(np.sqrt(np.mean(r**2)))
+        out[name] = float(np.sqrt(np.mean(r**2)))
     return out
 
 
@@ -350,9 +360,9 @@ def run_case(case: Case, seed: int = 0, *, reference: bool = True, save=None,
         bench.truth.write(d / "truth.csv")
         for k, m in models.items():
             m.write(d / f"chain_{k}.csv")
-        # the aligned series the refinement used: σ can be recomputed from it and the
-        # refined model (whose attrs hold the profile and the alignment) without the chain
-        series["aligned"].save(d / "chain_aligned.zarr")
+        # aet.run's tilt series (the refinement's geometry update applied), the one the
+        # uncertainty stage used: σ can be recomputed from it and the refined model
+        series["refined"].save(d / "chain_refined_series.zarr")
         if reference:
             for k, m in rmodels.items():
                 m.write(d / f"clean_{k}.csv")

@@ -102,7 +102,8 @@ def chain(tmp_path_factory):
                                "--species", "Fe,Pt", cwd=d)
     runs["cleanup"] = aet_cli("cleanup", "classified.csv", "cleaned.csv", cwd=d)
     runs["refine"] = aet_cli("refine", "cleaned.csv", "aligned.zarr", "refined.csv",
-                             "--refine-alignment", "shifts", "--add-remove", cwd=d)
+                             "--refine-alignment", "shifts", "--add-remove",
+                             "--tilts-output", "refined_tilts.zarr", cwd=d)
     return d, bench, runs
 
 
@@ -162,6 +163,13 @@ def test_chain_finds_the_atoms(chain):
     refined = aet.open(d / "refined.csv")
     rec = next(r for r in reversed(refined.provenance) if r["op"] == "refine")
     assert rec["params"]["refine_alignment"] == ["shifts"] and rec["params"]["add_remove"]
+    # the fitted alignment went into the written series, by the recorded update
+    before, after = aet.open(d / "aligned.zarr"), aet.open(d / "refined_tilts.zarr")
+    assert after.provenance[-1]["op"] == "apply_geometry"
+    g0, g1 = before.geometry, after.geometry
+    d_shift = g1.shifts_A - (0.0 if g0.shifts_A is None else g0.shifts_A)
+    np.testing.assert_allclose(d_shift, np.c_[rec["result"]["shift_x_A"],
+                                              rec["result"]["shift_y_A"]], atol=1e-9)
     # plain CSV, provenance beside it
     df = pd.read_csv(d / "refined.csv")
     assert df.shape[0] == refined.n_atoms and list(df.columns[:4]) == ["x_A", "y_A", "z_A",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -36,12 +36,23 @@ from ..core.schema import (
     _per_atom,
     as_xarray,
     build_model_dataset,
+    facade_class,
     is_dask,
     register_facade,
 )
 from ..errors import MetadataError
 from ._base import _XarrayFacade
 from ._namespaces import ModelAnalysis, ModelNeighbours
+
+
+class Refinement(NamedTuple):
+    """What :meth:`AtomicModel.refine` returns with ``return_series=True``."""
+
+    #: the refined model (its provenance records the fitted alignment; it carries none)
+    model: AtomicModel
+    #: the tilt series with the refinement's geometry update applied: the series to use
+    #: for a later refine or uncertainty
+    tilt_series: Any
 
 
 def _deprecated(name: str) -> None:
@@ -395,14 +406,48 @@ class AtomicModel(_XarrayFacade):
         ds, result = out if isinstance(out, tuple) else (out, None)
         return self._replace(ds, "classify", params, result=result)
 
-    def refine(self, ts, **kw) -> AtomicModel:
+    def refine(self, ts, *, return_series: bool = False, **kw):
         """Refine positions, per-species radial profiles and the detector response against
-        the projections (:func:`aet.atoms.refine`)."""
+        the projections (:func:`aet.atoms.refine`), optionally with the per-projection
+        alignment (``refine_alignment=("shifts", "angles")``).
+
+        The alignment lives in the tilt series, never in the model: the refinement starts from
+        the geometry of ``ts`` and returns what it fitted as a geometry update, which
+        ``return_series=True`` turns into the updated series (:meth:`TiltSeries.apply_geometry`:
+        images moved back by the fitted shifts, Euler angles corrected). Pass that series to a
+        later :meth:`refine` or :meth:`uncertainty`; the model keeps only a provenance record
+        of the fitted numbers.
+
+        Parameters
+        ----------
+        ts : TiltSeries
+            The aligned projections ``(angle, y, x)``.
+        return_series : bool
+            Also return the tilt series with the refinement's geometry update applied.
+        **kw
+            Options of :func:`aet.atoms.refine`.
+
+        Returns
+        -------
+        AtomicModel or Refinement
+            The refined model; with ``return_series``, a :class:`~aet.model.Refinement` named tuple
+            ``(model, tilt_series)`` (the series unchanged when no alignment was fitted).
+        """
         from .. import atoms
 
-        out = atoms.refine(self._ds, as_xarray(ts), **kw)
+        ts_da = as_xarray(ts)
+        out = atoms.refine(self._ds, ts_da, **kw)
         ds, result = out if isinstance(out, tuple) else (out, None)
-        return self._replace(ds, "refine", kw, result=result)
+        geometry = None if result is None else result.pop("geometry", None)
+        model = self._replace(ds, "refine", kw, result=result)
+        if not return_series:
+            return model
+        TiltSeries = facade_class("TiltSeries")  # the sibling facade, looked up by name
+
+        series = ts if isinstance(ts, TiltSeries) else TiltSeries(ts_da)
+        if geometry is not None:
+            series = series.apply_geometry(geometry)
+        return Refinement(model, series)
 
     # -- atoms: uncertainty, surface, clean-up (aet.atoms) ------------------------------------
     def uncertainty(self, ts, *, method: str = "jackknife", **kw) -> AtomicModel:

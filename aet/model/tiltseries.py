@@ -15,7 +15,7 @@ from ..core.meta import (
     spacing_from_coord,
     with_provenance,
 )
-from ..core.schema import as_xarray, facade_class, register_facade
+from ..core.schema import facade_class, register_facade
 from ._base import _Facade, as_array, check_dims, check_finite, coerce_angles
 
 _DIMS3 = ("angle", "y", "x")
@@ -138,33 +138,83 @@ class TiltSeries(_Facade):
                             f"{type(geometry).__name__}")
         return self._replace(geometry.assign_to(self._da), "with_geometry")
 
-    def with_refined_alignment(self, model) -> TiltSeries:
-        """This series with the per-projection alignment that ``model.refine(self,
-        refine_alignment=...)`` fitted applied: each projection's content moved back by the
-        fitted detector shift (Fourier shift) and its Euler angles corrected — the geometry
-        update of the refinement as a tilt series. A later refine or uncertainty of ``model``
-        against the result does not apply the alignment again.
+    def apply_geometry(self, geometry: TiltGeometry) -> TiltSeries:
+        """This series moved into ``geometry``: each projection's content moved back by the
+        change of the recorded shifts (``geometry.shifts_A`` − ``self.geometry.shifts_A``,
+        Fourier shift) and its Euler angles taken from ``geometry``, with a provenance record
+        of the change. The way a geometry update — the per-projection alignment a refinement
+        fitted (``model.refine(ts, refine_alignment=..., return_series=True)``, or
+        ``result["geometry"]`` of :func:`aet.atoms.refine`) — becomes a tilt series; a later
+        refinement or uncertainty against the result starts from it instead of applying the
+        alignment again. Unlike :meth:`with_geometry`, the images move with the shifts.
 
-        Raises ValueError when ``model`` holds no refined alignment for this series."""
-        from ..atoms.refinement.alignment import APPLIED_ATTR, refined_geometry
-        from ..preprocess import apply_alignment
+        Parameters
+        ----------
+        geometry : aet.core.geometry.TiltGeometry
+            The geometry after the update: same number of projections, pixel size and
+            tilt-axis rotation as this series (only shifts and Euler angles change).
 
-        ds = as_xarray(model)
-        attrs = getattr(ds, "attrs", None)
-        upd = None if attrs is None else refined_geometry(self._da, attrs)
-        if upd is None:
-            raise ValueError(
-                "model holds no refined alignment for this series (one value per projection); "
-                "refine it first with model.refine(ts, refine_alignment=('shifts', 'angles'))")
-        geo, fingerprint = upd
+        Returns
+        -------
+        TiltSeries
+            The updated series (this one, unchanged, when ``geometry`` equals its own).
+        """
+        if not isinstance(geometry, TiltGeometry):
+            raise TypeError(f"geometry must be an aet.core.geometry.TiltGeometry, got "
+                            f"{type(geometry).__name__}")
+        if self.n_frames > 1:
+            raise ValueError("apply_geometry needs merged frames (angle, y, x); call "
+                             ".register_frames() first")
         old = self.geometry
-        d = geo.shifts_A - (0.0 if old.shifts_A is None else old.shifts_A)
-        da = apply_alignment(self._da, shift_x_A=d[:, 0], shift_y_A=d[:, 1]).astype(
-            self._da.dtype if self._da.dtype.kind == "f" else np.float64)
-        da = geo.assign_to(da.assign_attrs({**self._da.attrs, APPLIED_ATTR: fingerprint}))
-        return self._replace(da, "with_refined_alignment",
+        if geometry.n != old.n:
+            raise ValueError(f"geometry has {geometry.n} projections but the series has "
+                             f"{old.n}; pass the geometry a refinement against this series "
+                             f"returned")
+        if geometry.pixel_size_A != old.pixel_size_A or (
+                (geometry.tilt_axis_rotation_deg or 0.0) != (old.tilt_axis_rotation_deg or 0.0)):
+            raise ValueError(
+                "geometry changes the pixel size or the tilt-axis rotation; apply_geometry "
+                "moves images by shifts and relabels Euler angles only (re-align the series "
+                "with .align() for a new tilt-axis rotation)")
+        if geometry == old:
+            return self
+        zero = np.zeros((old.n, 2))
+        d = (zero if geometry.shifts_A is None else geometry.shifts_A) - (
+            zero if old.shifts_A is None else old.shifts_A)
+        da = self._da
+        if np.any(d != 0):
+            from ..preprocess import apply_alignment
+
+            da = apply_alignment(da, shift_x_A=d[:, 0], shift_y_A=d[:, 1]).astype(
+                da.dtype if da.dtype.kind == "f" else np.float64)
+            da.attrs = dict(self._da.attrs)
+        da = geometry.assign_to(da)
+        return self._replace(da, "apply_geometry",
                              {"shift_x_A": d[:, 0], "shift_y_A": d[:, 1],
-                              "d_euler_deg": geo.euler_deg - old.euler_deg})
+                              "d_euler_deg": geometry.euler_deg - old.euler_deg})
+
+    def with_refined_alignment(self, geometry) -> TiltSeries:
+        """Deprecated alias of :meth:`apply_geometry` (takes the geometry update, a
+        :class:`~aet.core.geometry.TiltGeometry`).
+
+        A model no longer carries the alignment its refinement fitted: get the updated series
+        with ``model.refine(ts, refine_alignment=..., return_series=True)`` (its
+        ``tilt_series``), or ``ts.apply_geometry(result["geometry"])`` after
+        :func:`aet.atoms.refine`.
+        """
+        import warnings
+
+        warnings.warn("TiltSeries.with_refined_alignment() is deprecated; use "
+                      "model.refine(ts, refine_alignment=..., return_series=True).tilt_series "
+                      "or ts.apply_geometry(geometry)", DeprecationWarning, stacklevel=2)
+        if not isinstance(geometry, TiltGeometry):
+            raise TypeError(
+                f"with_refined_alignment takes the geometry update of a refinement (an "
+                f"aet.core.geometry.TiltGeometry), got {type(geometry).__name__}: a model no "
+                f"longer carries its fitted alignment; use model.refine(ts, "
+                f"refine_alignment=('shifts', 'angles'), return_series=True), whose "
+                f"tilt_series is the updated series")
+        return self.apply_geometry(geometry)
 
     @property
     def euler_angles(self) -> np.ndarray:

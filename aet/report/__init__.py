@@ -190,7 +190,9 @@ def write_report(folder, model, *, volume=None, tilt_series=None, aligned=None,
         tilt-axis panel of the alignment figure.
     aligned : TiltSeries, optional
         The aligned projections (shifts ``shift_x_A``/``shift_y_A`` per projection and the
-        tilt-axis rotation, as :meth:`aet.TiltSeries.align` leaves them).
+        tilt-axis rotation, as :meth:`aet.TiltSeries.align` leaves them), or the series after
+        the refinement's geometry update (:func:`aet.run`'s ``tilt_series``): the alignment
+        figure then shows the refinement's corrections too.
     strain : xarray.Dataset, optional
         :meth:`aet.model.ModelAnalysis.strain` of the final model.
     order : xarray.Dataset or AtomicModel, optional
@@ -282,7 +284,9 @@ def _figures(figs: Path, model, volume, tilt_series, aligned, strain, order, gt)
             lambda: plot.projection_montage(ts))
     if aligned is not None:
         alpha = float(aligned.attrs.get("tilt_axis_rotation_deg", 0.0))
-        has_refined = any(k in model.attrs for k in ("refine_shift_x_A", "refine_dtheta_deg"))
+        # the refinement's geometry update, read from the series it was applied to (a model
+        # carries no alignment)
+        has_refined = plot._geometry_update(aligned, None) is not None
         add("alignment", "Alignment",
             f"Left: a projection before alignment with the tilt axis found by the alignment "
             f"(α = {alpha:+.2f}° from the image y axis, counter-clockwise). Middle: the shift "
@@ -292,7 +296,6 @@ def _figures(figs: Path, model, volume, tilt_series, aligned, strain, order, gt)
                "Euler-angle corrections δφ, δθ, δψ the refinement fitted per projection."
                if has_refined else "."),
             lambda: plot.alignment_figure(aligned, projections=tilt_series,
-                                          refined=model if has_refined else None,
                                           true_tilt_axis_rotation_deg=gt.get(
                                               "tilt_axis_rotation_deg")))
     if volume is not None:

@@ -8,11 +8,15 @@ the chain rule ``Σ_j ∂L/∂(u_j, w_j) · (∂R2_k/∂δ) p_j`` with ∂R/∂�
 ``R2_k t`` and a rigid rotation about y (z) explains a common δθ (δψ); these directions are
 projected out of the alignment parameters (:func:`alignment_basis`), so the model keeps the
 data's frame; a common δφ (an in-plane tilt-axis rotation) is measurable and kept.
+
+The alignment has one home, the tilt series: a refinement starts from the geometry of the
+series it is given (its Euler angles; its recorded shifts are already corrected in the images)
+and returns what it fitted as a geometry update (:func:`geometry_update`), never stored in or
+read back from the model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -21,11 +25,6 @@ import xarray as xr
 from ...core.geometry import TiltGeometry
 
 ANGLE_NAMES = ("phi", "theta", "psi")
-#: attrs of a tilt series whose images already carry a model's refined alignment
-#: (:func:`refined_geometry`): the fingerprint of that alignment, so it is not applied twice
-APPLIED_ATTR = "refine_alignment_applied"
-_STORED_KEYS = ("refine_shift_x_A", "refine_shift_y_A",
-                *(f"refine_d{a}_deg" for a in ANGLE_NAMES))
 
 
 def projection_geometry(tilt_series: xr.DataArray) -> dict:
@@ -50,7 +49,6 @@ def projection_geometry(tilt_series: xr.DataArray) -> dict:
     y = np.asarray(tilt_series.coords["y"].values, dtype=np.float64)
     return {"euler_deg": euler, "R2": np.ascontiguousarray(geo.rotations[:, :2]),
             "pixel_A": geo.pixel_size_A,
-            "alignment_applied": tilt_series.attrs.get(APPLIED_ATTR),
             "x0": float(x[0]), "y0": float(y[0])}
 
 
@@ -163,45 +161,22 @@ def alignment_from_vector(a_vec, fit_shifts, angle_idx, shifts0, deuler0):
     return sh, de
 
 
-def stored_alignment(attrs, n: int):
-    """``(shifts (n, 2) Å, d_euler (n, 3) deg)`` a refinement with ``refine_alignment``
-    stored in a model's attrs, or None when it has none with ``n`` values."""
-    if not all(k in attrs and np.size(attrs[k]) == n for k in _STORED_KEYS):
-        return None
-    vals = [np.asarray(attrs[k], dtype=np.float64).reshape(n) for k in _STORED_KEYS]
-    return np.stack(vals[:2], axis=1), np.stack(vals[2:], axis=1)
+def geometry_update(tilt_series: xr.DataArray, shifts, d_euler) -> TiltGeometry:
+    """The geometry update a refinement's per-projection alignment amounts to: the
+    :class:`~aet.core.geometry.TiltGeometry` of ``tilt_series`` once each projection's content
+    is moved back by the fitted detector shift and its Euler angles are corrected.
 
+    The refinement evaluates the atoms of projection ``k`` at ``R2_k(e_k + δ_k) · p + s_k``
+    (``shifts`` (n, 2) Å, ``d_euler`` (n, 3) deg); the same projection with its content moved
+    back by ``s_k`` and Euler angles ``e_k + δ_k`` is described by its geometry alone. The
+    update records ``s_k`` as further corrected displacements
+    (:meth:`aet.core.geometry.TiltGeometry.aligned`); the facade moves the images
+    (:meth:`aet.TiltSeries.apply_geometry`), and a later refinement against that series starts
+    from it (zero further shifts) instead of applying the alignment again."""
+    from ...core.schema import as_xarray
 
-def alignment_fingerprint(shifts, d_euler) -> str:
-    """A short digest of a stored alignment (to recognise a series that already carries it)."""
-    h = hashlib.sha256(np.ascontiguousarray(shifts, dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(d_euler, dtype=np.float64).tobytes())
-    return h.hexdigest()[:16]
-
-
-def apply_stored_alignment(prob, attrs) -> bool:
-    """Use the per-projection alignment a refinement with ``refine_alignment`` stored in the
-    model's attrs, when it has one value per projection of this problem and the tilt series
-    does not carry it already (:func:`refined_geometry`)."""
-    st = stored_alignment(attrs, prob.meas.shape[0])
-    if st is None or prob.geo.get("alignment_applied") == alignment_fingerprint(*st):
-        return False
-    prob.set_alignment(*st)
-    return True
-
-
-def refined_geometry(tilt_series: xr.DataArray, attrs):
-    """The geometry update a refinement's alignment amounts to: ``(geometry, fingerprint)``
-    for the tilt series once its images are moved by the fitted detector shifts, or None
-    when ``attrs`` (a refined model's) hold no alignment for this series.
-
-    The refinement evaluates the atoms of projection ``k`` at ``R2_k(e_k + δ_k) · p + s_k``;
-    the same projection with its content moved back by ``s_k`` and Euler angles ``e_k + δ_k``
-    is described without any stored alignment. The new geometry records ``s_k`` as further
-    corrected displacements (:meth:`aet.core.geometry.TiltGeometry.aligned`)."""
-    geo = TiltGeometry.from_dataarray(tilt_series, "ts")
-    st = stored_alignment(attrs, geo.n)
-    if st is None:
-        return None
-    shifts, d_euler = st
-    return geo.aligned(shifts, euler_deg=geo.euler_deg + d_euler), alignment_fingerprint(*st)
+    geo = TiltGeometry.from_dataarray(as_xarray(tilt_series, xr.DataArray), "tilt_series")
+    shifts = np.asarray(shifts, dtype=np.float64).reshape(geo.n, 2)
+    d_euler = np.asarray(d_euler, dtype=np.float64).reshape(geo.n, 3)
+    return geo.aligned(shifts if np.any(shifts) else None,
+                       euler_deg=geo.euler_deg + d_euler if np.any(d_euler) else None)

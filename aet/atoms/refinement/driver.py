@@ -14,8 +14,8 @@ from .._common import check_model, check_positive, model_positions
 from ..surface import AUTO_RADIUS_FACTOR, coordination_numbers
 from .alignment import (
     ANGLE_NAMES,
-    apply_stored_alignment,
     check_refine_alignment,
+    geometry_update,
     projection_geometry,
 )
 from .problem import (
@@ -36,6 +36,9 @@ _ADD_REMOVE_PASSES = 3
 # surface, beside misplaced atoms) 0.50–1.30 (median 0.58, three quarters below 0.69)
 _WHOLE_ATOM = 0.75
 _COV_METHODS = ("jackknife", "sandwich", "pixels", "curvature")
+# attrs an earlier refinement left on the model, replaced by this one's; "refine_shift_",
+# "refine_dp", "refine_dt" drop the per-projection alignment older versions stored in the model
+# (the alignment now lives in the tilt series' geometry only, never in the model)
 _ATTR_PREFIXES = ("refine_shift_", "refine_dp", "refine_dt", "refine_offset", "refine_height",
                   "refine_b_factor", "refine_profile", "refine_response", "kernel_fwhm_A")
 
@@ -345,8 +348,7 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
            holdout: float = 0.1, holdout_z: float = 2.0, seed: int = 0,
            add_remove: bool = False, add_threshold: float = 0.5,
            min_distance_A: float = 2.0, min_neighbours: int = 3, uncertainty="jackknife",
-           refine_alignment=None,
-           use_stored_alignment: bool = True, alignment_damping: float = 1e-2):
+           refine_alignment=None, alignment_damping: float = 1e-2):
     """Refine the positions of an atomic model, a per-species radial profile and the
     detector response against the aligned projections, optionally with the per-projection
     alignment; keep only what held-out pixels confirm.
@@ -370,7 +372,10 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         Aligned projections, dims ``(angle, y, x)``, coords ``angle`` (θ, deg) and optional
         ``phi``/``psi`` (deg) on ``angle``, ``y``/``x`` in Å centred at ``n // 2``. A
         constant offset per projection is fitted (``fit_offset``); a sloped background
-        should be removed first.
+        should be removed first. Its geometry is the starting alignment: the Euler angles
+        as given, the shifts it records already corrected in the images (a series a
+        previous refinement updated, :meth:`aet.TiltSeries.apply_geometry`, starts where
+        that refinement ended).
     profile_sigmas_A : sequence of float
         Widths (Å) of the Gaussians each species' radial profile is a sum of.
     response : "power", "linear" or float
@@ -426,11 +431,9 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         δφ, δθ, δψ in degrees) or any of ``"phi"``, ``"theta"``, ``"psi"``; e.g.
         ``("shifts", "theta")``. Each cycle fits them alone, then jointly with the
         positions. Gauge: the shifts a 3D translation of the model explains and the mean δθ
-        and δψ (rigid rotations) are held out, so the model stays in the data's frame.
-    use_stored_alignment : bool
-        Start from the per-projection alignment an earlier ``refine(refine_alignment=...)``
-        stored in the model's attrs (when it has one value per projection), and keep it
-        when ``refine_alignment`` is None. False: start from the tilt series as given.
+        and δψ (rigid rotations) are held out, so the model stays in the data's frame. What
+        is fitted is returned as a geometry update of the tilt series (``result["geometry"]``),
+        not stored in the model.
     alignment_damping : float
         Relative Tikhonov damping of the angle corrections: each δ pays ½ μ δ² with μ this
         fraction of the data's curvature along it.
@@ -441,10 +444,12 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         Refined model (attrs ``refine_species``, ``refine_profile_sigma_A``,
         ``refine_profile_amplitude`` (species × Gaussians), ``refine_response_gamma``,
         ``refine_response_ref``, ``refine_offset`` (per projection), ``refine_holdout``,
-        ``refine_seed``, ``refine_r_factor`` and, with an alignment,
-        ``refine_shift_x_A``/``refine_shift_y_A`` (Å) and
-        ``refine_dphi_deg``/``refine_dtheta_deg``/``refine_dpsi_deg`` per projection) and a
-        result: R-factor before/after and per iteration (``stages`` names each entry:
+        ``refine_seed``, ``refine_r_factor``; no alignment) and a result: ``geometry``, the
+        :class:`~aet.core.geometry.TiltGeometry` of the tilt series after the refinement
+        (:func:`~aet.atoms.refinement.alignment.geometry_update`: the input's when no
+        alignment was fitted or the refinement was reverted), with an alignment the fitted
+        update ``shift_x_A``/``shift_y_A`` (Å) and ``dphi_deg``/``dtheta_deg``/``dpsi_deg``
+        per projection; R-factor before/after and per iteration (``stages`` names each entry:
         ``profile``, ``alignment``, ``positions``), held-out loss before/after, atoms
         reverted by the held-out check, ``reverted`` (the whole refinement undone), the
         profile (FWHM and peak height per species, γ), added/removed atoms (and the
@@ -473,7 +478,6 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
     fit_align = fit_shifts or bool(angle_idx)
     prob, pos, names = _build_problem(ds, tilt_series, sigmas=sigmas, cutoff=cutoff,
                                       holdout=holdout, seed=seed)
-    used_stored = bool(use_stored_alignment) and apply_stored_alignment(prob, ds.attrs)
     history: list = []
     stored = _stored_profile(prob, ds.attrs, names)
     if not stored:
@@ -590,14 +594,15 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
               "n_added": n_added, "n_removed": n_removed,
               "n_implausible_refused": n_implausible, "n_removed_final_check": n_final,
               "candidates": candidate_facts, "seconds": seconds}
-    align_attrs = {}
-    if fit_align or used_stored:
-        align_attrs = {"refine_shift_x_A": prob.shifts[:, 0].tolist(),
-                       "refine_shift_y_A": prob.shifts[:, 1].tolist(),
-                       **{f"refine_d{a}_deg": prob.d_euler[:, i].tolist()
-                          for i, a in enumerate(ANGLE_NAMES)}}
-        result.update({k[len("refine_"):]: v for k, v in align_attrs.items()})
-        result["started_from_stored_alignment"] = used_stored
+    # the alignment's one home is the tilt series: the fitted shifts and Euler corrections go
+    # out as a geometry update of the series (the facade moves its images), never into the
+    # model's attrs
+    result["geometry"] = geometry_update(tilt_series, prob.shifts, prob.d_euler)
+    if fit_align:
+        result.update({"shift_x_A": prob.shifts[:, 0].tolist(),
+                       "shift_y_A": prob.shifts[:, 1].tolist(),
+                       **{f"d{a}_deg": prob.d_euler[:, i].tolist()
+                          for i, a in enumerate(ANGLE_NAMES)}})
         result["refine_alignment"] = (["shifts"] if fit_shifts else []) + \
             [ANGLE_NAMES[i] for i in angle_idx]
         result["rms_shift_A"] = float(np.sqrt(np.mean(np.sum(prob.shifts**2, axis=1))))
@@ -626,7 +631,6 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
                   "refine_holdout": float(holdout), "refine_seed": int(seed),
                   "refine_cutoff": float(cutoff),
                   "refine_r_factor": float(r_end)})
-    attrs.update(align_attrs)
     out = build_model_dataset(pos, np.array(names)[index], arrays=arrays, attrs=attrs)
     return out, result
 
@@ -639,10 +643,12 @@ def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "
     Parameters
     ----------
     model : xarray.Dataset
-        Refined model (uses the profile, response, offsets, held-out pixels and alignment
-        :func:`refine` stored in its attrs; fits a profile when absent).
+        Refined model (uses the profile, response, offsets and held-out pixels :func:`refine`
+        stored in its attrs; fits a profile when absent).
     tilt_series : xarray.DataArray
-        The aligned projections ``(angle, y, x)`` the model was refined against.
+        The aligned projections ``(angle, y, x)`` in the geometry the model was refined in:
+        with a fitted alignment, the series updated by the refinement's geometry
+        (``result["geometry"]`` of :func:`refine`, :meth:`aet.TiltSeries.apply_geometry`).
     method : {"jackknife", "sandwich", "pixels", "curvature", "bootstrap"}
         ``"jackknife"`` (default): the spread of each atom's move when one projection is
         left out (one Gauss–Newton step per projection; with the alignment the refinement
@@ -679,7 +685,6 @@ def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "
     prob, pos, names = _build_problem(ds, tilt_series, sigmas=sigmas, cutoff=cut,
                                       holdout=float(a.get("refine_holdout", 0.0)),
                                       seed=int(a.get("refine_seed", 0)))
-    apply_stored_alignment(prob, a)
     if not _stored_profile(prob, a, names):
         prob.initial_profile(pos)
         prob.fit_profile(pos)
@@ -695,7 +700,7 @@ def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "
         sig = np.array(samples).std(axis=0, ddof=1)
     else:
         cov, _ = position_covariance(prob, pos, method=method,
-                                     alignment=fitted_alignment(a, prob.meas.shape[0]))
+                                     alignment=fitted_alignment(a))
         sig = sigmas_of(cov)
     out = ds.copy()
     out["uncertainty"] = ("atom", np.sqrt((sig**2).sum(axis=1)), {"units": "Å"})

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .alignment import rotation_derivatives, stored_alignment
+from .alignment import rotation_derivatives
 from .problem import (
     FISHER,
     FISHER_K,
@@ -356,14 +356,18 @@ def position_covariance(prob: ProjectionProblem, pos, *, method: str = "jackknif
     return cov, facts
 
 
-def fitted_alignment(attrs, n_proj: int) -> tuple[bool, tuple[int, ...]]:
-    """The alignment coordinates a refinement fitted, as far as a model's attrs tell:
-    ``(shifts?, Euler angle indices)`` — the shifts when it stored an alignment, each angle
-    whose stored corrections are not all zero."""
-    st = stored_alignment(attrs, n_proj)
-    if st is None:
-        return False, ()
-    return True, tuple(int(i) for i in np.flatnonzero(np.any(st[1] != 0, axis=0)))
+def fitted_alignment(attrs) -> tuple[bool, tuple[int, ...]]:
+    """The alignment coordinates a model's last refinement fitted, as its provenance
+    records them: ``(shifts?, Euler angle indices)`` (none without such a record)."""
+    from ...core.meta import get_provenance
+    from .alignment import ANGLE_NAMES
+
+    for rec in reversed(get_provenance(attrs)):
+        if rec.get("op") != "refine":
+            continue
+        done = (rec.get("result") or {}).get("refine_alignment") or []
+        return "shifts" in done, tuple(i for i, a in enumerate(ANGLE_NAMES) if a in done)
+    return False, ()
 
 
 def sigmas_of(cov) -> np.ndarray:
