@@ -13,8 +13,12 @@ Scoring (:func:`aet.simulate.score`): one-to-one Hungarian matching within 1 Å 
 translation and a small rotation about the beam (``align`` turns the reconstruction frame by
 the tilt-axis rotation it estimates; the fitted angle is in the JSON output); recall,
 precision, RMSD of matched pairs, species accuracy, and the uncertainty calibration
-RMS(error / σ) over matched atoms and axes (σ: refinement's Cramér–Rao
-``uncertainty_x/_y/_z``; 1 means calibrated). Nothing in the chain reads the truth.
+RMS(error / σ) over matched atoms and axes (σ: the refined model's ``uncertainty_x/_y/_z``,
+:mod:`aet.atoms.refinement.uncertainty`; 1 means calibrated), also per species and per axis
+(the error turned back into the model's axes). Nothing in the chain reads the truth.
+``--save`` also writes aet.run's tilt series, the one the uncertainty stage used
+(``chain_refined_series.zarr``): σ can be recomputed from it and the refined model
+(``AtomicModel.uncertainty``) without the chain.
 
 The matrix varies one factor at a time around the base case ("realistic": 3 nm FePt, ~1170
 atoms, L1_0 domains, antisites, 47 projections over ±70°, 3 frames, 1×10⁵ e⁻/Å² in total, γ
@@ -171,15 +175,43 @@ def clean_chain(clean, species) -> tuple[dict, dict]:
     return _result_models(r), dict(r.timings)
 
 
-def calibration_rms(model, s) -> float:
-    """RMS of (error / σ) over matched atoms and the three axes (NaN without σ)."""
+def _calibration_z(model, s):
+    """(error / σ) per matched atom and axis in the model's frame, and the matched atoms'
+    predicted species (``None`` without σ)."""
     names = [f"uncertainty_{a}" for a in "xyz"]
     if not all(n in model for n in names) or s.n_matched == 0:
-        return float("nan")
+        return None, None
     sig = np.stack([np.asarray(model[n], dtype=float) for n in names], axis=1)[s.matches[:, 0]]
-    z = s.displacement_A / sig
+    # the displacement is in the truth frame (after the fitted rotation): σ is per axis of the
+    # model's frame, so turn the displacement back
+    err = s.displacement_A @ np.asarray(s.rotation)
+    sp = np.asarray(model.data["species"].values)[s.matches[:, 0]]
+    return err / sig, sp
+
+
+def _rms(z) -> float:
     z = z[np.isfinite(z)]
     return float(np.sqrt(np.mean(z**2))) if z.size else float("nan")
+
+
+def calibration_rms(model, s) -> float:
+    """RMS of (error / σ) over matched atoms and the three axes (NaN without σ)."""
+    z, _ = _calibration_z(model, s)
+    return float("nan") if z is None else _rms(z)
+
+
+def calibration_by(model, s) -> dict:
+    """RMS of (error / σ) per predicted species and per axis: ``{species or "all": {"xyz":
+    ..., "x": ..., "y": ..., "z": ...}}`` (empty without σ)."""
+    z, sp = _calibration_z(model, s)
+    if z is None:
+        return {}
+    out = {}
+    for name in ["all", *sorted(set(sp.tolist()))]:
+        zz = z if name == "all" else z[sp == name]
+        out[name] = {"xyz": _rms(zz), **{a: _rms(zz[:, i]) for i, a in enumerate("xyz")},
+                     "n": int(len(zz))}
+    return out
 
 
 def preprocessing_errors(bench, series) -> dict:
@@ -279,6 +311,8 @@ def _figures(bench, models) -> dict:
                   "rmsd_pm": s.rmsd_pm, "rmsd_pm_xyz": list(s.rmsd_pm_xyz),
                   "species": s.species_accuracy, "rotation_deg": s.rotation_deg,
                   "err_over_sigma": calibration_rms(m, s) if k == "refined" else float("nan")}
+        if k == "refined":
+            out[k]["err_over_sigma_by"] = calibration_by(m, s)
     return out
 
 
@@ -326,6 +360,9 @@ def run_case(case: Case, seed: int = 0, *, reference: bool = True, save=None,
         bench.truth.write(d / "truth.csv")
         for k, m in models.items():
             m.write(d / f"chain_{k}.csv")
+        # aet.run's tilt series (the refinement's geometry update applied), the one the
+        # uncertainty stage used: σ can be recomputed from it and the refined model
+        series["refined"].save(d / "chain_refined_series.zarr")
         if reference:
             for k, m in rmodels.items():
                 m.write(d / f"clean_{k}.csv")
@@ -354,6 +391,11 @@ def print_case(r: dict) -> None:
     if "clean" in r:
         for k in ("traced", "refined"):
             print(_row(f"clean+true angles {k}", r["clean"][k]))
+    by = r["chain"]["refined"].get("err_over_sigma_by", {})
+    if by:
+        print("  refined err/σ (x, y, z; all axes) by species: " + "; ".join(
+            f"{k} {v['x']:.2f} {v['y']:.2f} {v['z']:.2f}; {v['xyz']:.2f} (n {v['n']})"
+            for k, v in by.items()))
     pre = r.get("preprocessing", {})
     if pre:
         print("  preprocessing vs truth: " + ", ".join(

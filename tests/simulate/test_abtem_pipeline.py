@@ -10,6 +10,7 @@ pipeline improves.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import aet
@@ -97,3 +98,33 @@ def test_run_returns_the_series_with_the_refinements_geometry(run):
     print(f"shift error vs planted: aligned {e0:.3f} px, refined series {e1:.3f} px ({n} "
           f"projections)")
     assert e1 < 0.1 and e1 < 0.5 * e0
+
+
+def _err_over_sigma(model, s):
+    """(error / σ) per matched atom and axis in the model's frame, and the atoms' species."""
+    sig = np.stack([np.asarray(model[f"uncertainty_{a}"], dtype=float) for a in "xyz"],
+                   axis=1)[s.matches[:, 0]]
+    # the displacement is truth − the rotated prediction: back to the model's axes
+    z = (s.displacement_A @ np.asarray(s.rotation)) / sig
+    return z, np.asarray(model.data["species"].values)[s.matches[:, 0]]
+
+
+def test_uncertainty_calibrated_on_independent_data(run):
+    """RMS(error / σ) of the default chain's per-atom 1σ against the truth, per species and
+    axis. Measured (seed 0): all 1.06 (x 1.14, y 1.05, z 0.98), Fe 1.17, Pt 0.93. The
+    per-atom jackknife it replaced (alignment held fixed, the rigid motion kept) gave 1.58
+    overall, Pt 1.70 and Pt along the tilt axis 2.42: every projection sees an atom's y the
+    same way, so the errors the fitted alignment makes common to all of them were missing."""
+    bench, s, result = run
+    z, sp = _err_over_sigma(result.model, s["refined"])
+    assert np.all(np.isfinite(z))
+
+    def rms(a):
+        return float(np.sqrt(np.mean(a**2)))
+
+    assert 0.8 <= rms(z) <= 1.25, rms(z)
+    for name in ("Fe", "Pt"):
+        zz = z[sp == name]
+        assert 0.8 <= rms(zz) <= 1.4, (name, rms(zz))
+        for a in range(3):
+            assert 0.6 <= rms(zz[:, a]) <= 1.7, (name, "xyz"[a], rms(zz[:, a]))

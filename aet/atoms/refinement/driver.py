@@ -25,7 +25,7 @@ from .problem import (
     ProjectionProblem,
     fwhm_of_profile,
 )
-from .uncertainty import position_covariance, sigmas_of
+from .uncertainty import fitted_alignment, position_covariance, sigmas_of
 
 _ADD_REMOVE_PASSES = 3
 # an added atom's least-squares amplitude in the residual must be at least this fraction of
@@ -604,7 +604,9 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
     if uncertainty:
         t0 = time.perf_counter()
         method = _COV_METHODS[0] if uncertainty is True else uncertainty
-        cov, facts = position_covariance(prob, pos, method=method)
+        cov, facts = position_covariance(prob, pos, method=method,
+                                         alignment=(fit_shifts, angle_idx),
+                                         alignment_damping=alignment_damping)
         _tick(seconds, "uncertainty", t0)
         sig = sigmas_of(cov)
         arrays["uncertainty"] = np.sqrt((sig**2).sum(axis=1))
@@ -642,7 +644,9 @@ def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "
         (``result["geometry"]`` of :func:`refine`, :meth:`aet.TiltSeries.apply_geometry`).
     method : {"jackknife", "sandwich", "pixels", "curvature", "bootstrap"}
         ``"jackknife"`` (default): the spread of each atom's move when one projection is
-        left out (one Gauss–Newton step per projection). ``"pixels"``: sandwich over pixels.
+        left out (one Gauss–Newton step per projection; with the alignment the refinement
+        fitted, stored in the attrs, re-solved with the atoms and their neighbours, and the
+        rigid motion it leaves free removed). ``"pixels"``: sandwich over pixels.
         ``"sandwich"``: robust covariance from the per-atom Gauss–Newton block and the
         spread of the per-projection gradients (see
         :mod:`aet.atoms.refinement.uncertainty`). ``"curvature"``: Cramér–Rao bound from
@@ -688,7 +692,8 @@ def uncertainty(model: xr.Dataset, tilt_series: xr.DataArray, *, method: str = "
             samples.append(sub.fit_geometry(pos, max_iter=max_iter, history=None))
         sig = np.array(samples).std(axis=0, ddof=1)
     else:
-        cov, _ = position_covariance(prob, pos, method=method)
+        cov, _ = position_covariance(prob, pos, method=method,
+                                     alignment=fitted_alignment(a))
         sig = sigmas_of(cov)
     out = ds.copy()
     out["uncertainty"] = ("atom", np.sqrt((sig**2).sum(axis=1)), {"units": "Å"})
