@@ -197,8 +197,8 @@ def atom_probability(positions_A, intensity, *, n_species: int = 1,
     species (atoms cut by the view's edge, a straggler between Fe and Pt), and on the abTEM
     FePt film these pulled its mean from 0.0073 to 0.0102 (√intensity), above 0.7 × the Fe
     mean 0.0140, so the 50 peaks above and below the film were kept as atoms. The separation
-    is judged against the lightest atom component only when that is a population of atoms
-    (standard deviation ≤ 0.2 × its mean; atom classes measure 0.04–0.08), never a broad
+    is judged, with several species, only against a lightest atom component that is a
+    population of atoms (standard deviation ≤ 3 × the other atom components'), never a broad
     spread of the peaks between the species standing in for it.
 
     Parameters
@@ -224,7 +224,7 @@ def atom_probability(positions_A, intensity, *, n_species: int = 1,
         ``used`` (whether a non-atom class was fitted), ``means``, ``sds`` (of √intensity,
         non-atom first),
         ``bic`` per number of components, ``non_atom_median`` (median √intensity of the
-        peaks the lowest component takes), ``lightest_atom_rel_sd`` (its sd / mean),
+        peaks the lowest component takes), ``lightest_atom_sd_ratio`` (several species),
         ``n_iter``, ``n_atoms``, ``n_non_atoms`` (at 0.5).
     """
     from .classification import gmm_1d
@@ -249,13 +249,14 @@ def atom_probability(positions_A, intensity, *, n_species: int = 1,
     low = float(np.median(x[lab == 0])) if np.any(lab == 0) else float(mu[0])
     info["non_atom_median"] = low
     separate = bic_b < bic_a - 10 and low < 0.7 * mu[1]
-    # the lightest atom component must be a population of atoms (√intensity spreads alike
-    # for every class), not a broad spread of the peaks between the species standing in for
-    # it: abTEM FePt film in a view-sized box, Fe (0.0106) inside the noise (0.0093) and a
-    # component at 0.024 with sd 0.0092 (0.38 of its mean; atom classes measure 0.04-0.08)
-    # taken for the lightest species, so every Fe was cut
-    info["lightest_atom_rel_sd"] = float(sd[1] / mu[1]) if mu[1] > 0 else float("inf")
-    separate = separate and info["lightest_atom_rel_sd"] <= 0.2
+    # with several species, the lightest atom component must be a population of atoms, about
+    # as narrow as the others (√intensity spreads the classes alike), not a broad spread of
+    # the peaks between the species standing in for it: abTEM FePt film in a view-sized box,
+    # Fe (0.0106) inside the noise (0.0093), a component at 0.024 with sd 0.0092 (Pt's:
+    # 0.00046) taken for the lightest species, so every Fe was cut
+    if k_at >= 2:
+        info["lightest_atom_sd_ratio"] = float(sd[1] / np.min(sd[2:]))
+        separate = separate and info["lightest_atom_sd_ratio"] <= 3.0
     if not separate:
         info.update(n_atoms=n, n_non_atoms=0,
                     reason="no separate low-intensity population (BIC, separation or "
