@@ -173,15 +173,17 @@ def _in_memory_iteration(n: int, work: Path) -> dict:
     x = np.full(op.internal_volume_shape, 0.01, np.float32)
     g = np.empty_like(x)
     r = np.empty(op.internal_projection_shape, np.float32)
-    best = np.inf
+    best = best_cpu = np.inf
     for _ in range(4):
         t = time.perf_counter()
+        c = time.process_time()
         op.forward(x, out=r)
         r -= b
         op.adjoint(r, out=g)
         best = min(best, time.perf_counter() - t)
+        best_cpu = min(best_cpu, time.process_time() - c)
     return {"stage": "in-memory", "workers": 0, "seconds_per_iteration": best,
-            "peak_rss_mib": _peak_mib()}
+            "cpu_seconds_per_iteration": best_cpu, "peak_rss_mib": _peak_mib()}
 
 
 def child(stage: str, workers: int, n: int, work: Path, chunk: int) -> dict:
@@ -345,6 +347,12 @@ def main(argv=None) -> int:
                       f" MiB); {thr['cpu_per_wall']:.2f} cores busy; first block vs in-memory "
                       f"max rel. diff {thr['block_max_rel_diff']:.1e}; load {_loadavg()}",
                       flush=True)
+                # CPU seconds (all threads) do not grow when other processes take the cores,
+                # wall seconds do: on a shared machine this ratio is the one to compare
+                cpu_it = thr["cpu_seconds"] / N_ITER
+                print(f"CPU seconds per iteration: out of core {cpu_it:.2f}, in-memory kernels "
+                      f"{mem_it['cpu_seconds_per_iteration']:.2f} → "
+                      f"{cpu_it / mem_it['cpu_seconds_per_iteration']:.2f}×", flush=True)
             res = {w: run_child(stage, w, n, work, chunk) for w in (1, 2)}
             full_mib = n ** 3 * 4 / 2 ** 20
             for w, r in res.items():
