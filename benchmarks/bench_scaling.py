@@ -17,7 +17,8 @@ peak resident memory (``ru_maxrss``, the client's and every worker's) is its own
    peak RSS is the figure to hold under 4 GiB at 512³) and the in-memory kernel time per
    iteration (one forward + one back projection of the whole n³ volume with the parallel
    kernels, what an in-memory RESIRE iteration costs), so the out-of-core time per
-   iteration is printed as a ratio to it (target ≤ 2 at 512³).
+   iteration is printed as a ratio to it (target ≤ 2 at 512³); so is the CPU seconds' ratio,
+   which holds on a machine shared with other processes, where wall seconds do not.
 2. **out-of-core tracing** — an n³ float32 Zarr volume (jittered simple-cubic lattice of
    Gaussian atoms, 4 Å apart, σ = 0.5 Å, voxel 0.5 Å, written chunk by chunk, never whole in
    memory) is traced with ``Volume.trace_atoms`` (``map_overlap``, 128³ chunks); recall and
