@@ -52,8 +52,15 @@ def _sa_block(vol, cos_t, sin_t, proj, y0, y1, adjoint):
     """Single-axis projection of y in [y0, y1), vol (nz, nx, ny) and proj (n, nd, ny):
     ``proj += P vol`` (forward, ``adjoint`` False) or its exact adjoint ``vol += Pᵀ proj``
     (back projection: the same samples and weights, scattered). One kernel for the pair: the
-    ray geometry and weights are shared code, compiled once for both directions."""
+    ray geometry and weights are shared code, compiled once for both directions.
+
+    The y loops run over row views ``[y0:y1]`` from index 0, not over ``range(y0, y1)``:
+    with a start that is not the constant 0 Numba keeps its negative-index wrap-around in
+    the loop, and LLVM then does not vectorise it when the kernel is called from Python
+    (the serial entry points below; 1.5× the CPU time at 512² × 64 rows × 47 projections)
+    — inside a jitted caller that passes 0 it was, which is why only the serial calls paid."""
     nz, nx, _ = vol.shape
+    m = y1 - y0
     n, nd, _ = proj.shape
     cz = nz // 2
     cx = nx // 2
@@ -69,7 +76,7 @@ def _sa_block(vol, cos_t, sin_t, proj, y0, y1, adjoint):
             lo2, hi2 = _ray_range(az, c, nz)
             lo = max(lo1, lo2)
             hi = min(hi1, hi2)
-            o = proj[a, d]
+            o = proj[a, d, y0:y1]
             for t in range(lo, hi + 1):
                 fx = ax - t * s
                 fz = az + t * c
@@ -84,19 +91,19 @@ def _sa_block(vol, cos_t, sin_t, proj, y0, y1, adjoint):
                 w10 = wz * (np.float32(1.0) - wx)
                 w11 = wz * wx
                 if ix >= 0 and iz >= 0 and ix < nx - 1 and iz < nz - 1:
-                    r00 = vol[iz, ix]
-                    r01 = vol[iz, ix + 1]
-                    r10 = vol[iz + 1, ix]
-                    r11 = vol[iz + 1, ix + 1]
+                    r00 = vol[iz, ix, y0:y1]
+                    r01 = vol[iz, ix + 1, y0:y1]
+                    r10 = vol[iz + 1, ix, y0:y1]
+                    r11 = vol[iz + 1, ix + 1, y0:y1]
                     if adjoint:
-                        for y in range(y0, y1):
+                        for y in range(m):
                             py = o[y]
                             r00[y] += w00 * py
                             r01[y] += w01 * py
                             r10[y] += w10 * py
                             r11[y] += w11 * py
                     else:
-                        for y in range(y0, y1):
+                        for y in range(m):
                             o[y] += w00 * r00[y] + w01 * r01[y] + w10 * r10[y] + w11 * r11[y]
                 else:
                     for dz in range(2):
@@ -109,12 +116,12 @@ def _sa_block(vol, cos_t, sin_t, proj, y0, y1, adjoint):
                                 continue
                             w = (wz if dz else np.float32(1.0) - wz) * \
                                 (wx if dx else np.float32(1.0) - wx)
-                            r = vol[jz, jx]
+                            r = vol[jz, jx, y0:y1]
                             if adjoint:
-                                for y in range(y0, y1):
+                                for y in range(m):
                                     r[y] += w * o[y]
                             else:
-                                for y in range(y0, y1):
+                                for y in range(m):
                                     o[y] += w * r[y]
 
 
@@ -710,15 +717,21 @@ def permute_add(vk, axis, vol):
 @jit()
 def _fista_step_range(x, y, g, step, beta, positivity, support, use_support, i0, i1):
     """Voxels i0 ≤ i < i1 of the flat arrays: x_new = P(y − step·g) (P: zero outside the
-    support, clip below 0 with ``positivity``), y = x_new + beta·(x_new − x), x = x_new."""
-    for i in range(i0, i1):
-        xn = y[i] - step * g[i]
+    support, clip below 0 with ``positivity``), y = x_new + beta·(x_new − x), x = x_new.
+    Loops over views from index 0, so that it vectorises (see :func:`_sa_block`; 2.7× faster
+    called from Python); ``support`` has size 0 when not ``use_support`` (never read)."""
+    xs = x[i0:i1]
+    ys = y[i0:i1]
+    gs = g[i0:i1]
+    ss = support[i0:i1]
+    for i in range(i1 - i0):
+        xn = ys[i] - step * gs[i]
         if use_support:
-            xn *= support[i]
+            xn *= ss[i]
         if positivity and xn < 0:
             xn = np.float32(0.0)
-        y[i] = xn + beta * (xn - x[i])
-        x[i] = xn
+        ys[i] = xn + beta * (xn - xs[i])
+        xs[i] = xn
 
 
 def fista_step(x, y, g, step, beta, positivity, support, use_support):
