@@ -310,17 +310,15 @@ def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 20, seed:
     default), whose 1 % point from ``n`` permutations scatters by about ``5 / √n`` nats
     (0.6 at 60, 0.35 at 200): with 200 the figures measure the detector, not the luck of one
     null draw."""
-    from scipy.special import ndtri
-
     from aet.dynamics.scan import (
         change_llr,
         nearest_atoms,
         null_scores,
         ordered_llr,
         region_scan,
-        species_error_probability,
     )
     from aet.simulate.nucleation import _fcc_sublattice, _variant_species
+    from aet.testing.dynamics import intensity_measurement
 
     base = aet.simulate.fept_particle(diameter_A, phase="A1", seed=seed)
     pos = base.positions
@@ -340,11 +338,7 @@ def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 20, seed:
                 m = sp.copy()
                 m[f] = np.where(sp[f] == "Fe", "Pt", "Fe")
                 return m, np.full(n, 0.01)
-            x = np.where(sp == "Fe", 1.0, 2.0) + rng.normal(0.0, -0.5 / ndtri(0.01), n)
-            m = np.where(x < 1.5, "Fe", "Pt")
-            e, _ = species_error_probability(aet.AtomicModel(pos, m, arrays={
-                "box_intensity": x}).data, species_AB=AB)
-            return m, e
+            return intensity_measurement(sp, pos, rng, species_AB=AB)
 
         def static_regions(m, e):
             L, _ = ordered_llr(m, sub, e, species_AB=AB)

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["fcc_particle", "noise_only_series", "planted_order", "random_rotation",
-           "synthetic_series"]
+__all__ = ["fcc_particle", "intensity_measurement", "noise_only_series", "planted_order",
+           "random_rotation", "synthetic_series"]
 
 
 def fcc_particle(radius_A: float = 20.0, *, a_A: float = 3.85) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +34,29 @@ def fcc_particle(radius_A: float = 20.0, *, a_A: float = 3.85) -> tuple[np.ndarr
     layer = np.rint(pos[:, 2] / (a_A / 2)).astype(int)
     species = np.where(layer % 2 == 0, "Fe", "Pt")
     return pos, species
+
+
+def intensity_measurement(species, positions, rng: np.random.Generator, *,
+                          error_rate: float = 0.01, species_AB=("Fe", "Pt")):
+    """Species measured as ``aet.run`` measures them, for a binary A–B model: each atom's
+    integrated intensity drawn from its species' Gaussian class (A at 1, B at 2, the classes
+    ``Δ/σ`` apart so that ``error_rate`` of the atoms fall on the wrong side), classified to
+    the nearer class, with each atom's error probability from its intensity
+    (:func:`aet.dynamics.scan.species_error_probability`).
+
+    Returns ``(measured species, error probability)``, both ``(n,)``."""
+    from scipy.special import ndtri
+
+    from ..dynamics.scan import species_error_probability
+    from ..model.atomicmodel import AtomicModel
+
+    a, b = species_AB
+    sp = np.asarray(species).astype(str)
+    x = np.where(sp == a, 1.0, 2.0) + rng.normal(0.0, -0.5 / ndtri(error_rate), sp.size)
+    m = np.where(x < 1.5, a, b)
+    e, _ = species_error_probability(AtomicModel(positions, m, arrays={
+        "box_intensity": x}).data, species_AB=species_AB)
+    return m, e
 
 
 def planted_order(positions, nuclei: Mapping[str, Sequence], *, background: float = 0.2,
