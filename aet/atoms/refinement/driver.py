@@ -159,6 +159,15 @@ def _residual_candidates(prob: ProjectionProblem, pos, *, spacing_A, min_distanc
     return cand
 
 
+def _residual_value(prob: ProjectionProblem, pos, pts):
+    """The back-projected residual of :func:`_residual_candidates` at the points ``pts``."""
+    g = prob.geo
+    resid = (prob.meas - prob.model_image(pos)) * prob.w
+    acc = K.backproject_bilinear(resid, prob.R2, prob.shifts, g["x0"], g["y0"], g["pixel_A"],
+                                 np.asarray(pts, dtype=np.float64).reshape(-1, 3))
+    return acc / (prob.meas.shape[0] * (1.0 - prob.holdout))
+
+
 def _greedy_apart(points, order, min_distance_A):
     """Indices from ``order`` (best first) whose points are ≥ ``min_distance_A`` apart."""
     from scipy.spatial import cKDTree
@@ -194,8 +203,92 @@ def _plausible_additions(pos, cand, *, min_neighbours, radius_A):
         keep[np.flatnonzero(keep)[short]] = False
 
 
+def _joint_additions(prob: ProjectionProblem, pos, cand, *, min_distance_A, z, bond_A,
+                     radius_A, taken):
+    """New atoms the single-atom test of :func:`_add_remove` cannot see: candidates closer
+    than ``min_distance_A`` to an atom (two sites closer than that, as at a grain boundary,
+    were traced as one) or refused by it. Each is tested by a joint local refit
+    (:class:`~aet.atoms.refinement.local.LocalPatch`): the new atom (each species) together
+    with the atoms within ``min_distance_A`` of it, against the same atoms refitted without
+    it (every other atom held fixed). The rule is the single test's: the training loss
+    falls, the held-out loss does not rise by more than ``z`` noise standard deviations,
+    and the new atom is whole (least-squares amplitude of the change ≥ ``_WHOLE_ATOM``)
+    unless it fills a vacancy (> 6 atoms within ``radius_A``) at least ``min_distance_A``
+    from every atom; a candidate closer than that is never a vacancy and must be whole. The
+    fitted new atom must stay at least half a bond (``bond_A``) from every atom (the final
+    check's rule for two atoms on one site). Candidates are taken strongest first; one
+    whose new atom or local atoms meet an accepted proposal (``taken``: indices of atoms
+    already moved, positions of atoms already added) waits for the next pass.
+
+    Returns the new atoms' positions and species, per new atom the (indices, positions) of
+    the atoms its refit moved, and the evidence of every candidate tested."""
+    from scipy.spatial import cKDTree
+
+    from .local import LocalPatch
+
+    n_cand = len(cand)
+    facts = {"tested_at": [], "candidates": [], "d_loss": [], "d_held_out": [], "sd_held_out": [],
+             "amplitude": [], "species": [], "accepted": []}
+    out_pos, out_sp, moves = [], [], []
+    if n_cand == 0 or len(pos) == 0:
+        return np.zeros((0, 3)), np.zeros(0, np.int64), moves, facts
+    tree = cKDTree(pos)
+    img = prob.model_image(pos)
+    a_n, b_n = prob.noise_model(pos, image=img)
+    reach = 0.5 * bond_A  # how far the refit may move each local atom (Å)
+    used = set(int(i) for i in taken["moved"])
+    added = [np.asarray(p, dtype=np.float64) for p in taken["added"]]
+    for c in cand:
+        dn, jn = tree.query(c)
+        loc = np.array(sorted(set(tree.query_ball_point(c, min_distance_A)) | {int(jn)}),
+                       dtype=np.int64)
+        if used.intersection(loc.tolist()) or any(
+                np.linalg.norm(c - q) < min_distance_A for q in added):
+            continue
+        patch = LocalPatch(prob, img, pos[loc], prob.sp[loc], c, reach + min_distance_A)
+        p0, l0, h0, m0 = patch.fit(pos[loc], prob.sp[loc], anchor=pos[loc], reach_A=reach)
+        best = None
+        anchor = np.vstack([pos[loc], c])
+        start = anchor
+        for s in range(prob.ns):  # each species, from the previous one's fit
+            spl = np.concatenate([prob.sp[loc], [s]])
+            p1, l1, h1, m1 = patch.fit(start, spl, anchor=anchor, reach_A=reach)
+            start = p1
+            dl = (l1 - l0) / prob.norm
+            if best is None or dl < best[0]:
+                best = (dl, (h1 - h0) / prob.hnorm, s, p1, m1)
+        dl, dh, s, p1, m1 = best
+        dm = m1 - m0
+        sd = float(np.sqrt(max(float((patch.hw * dm * dm * (a_n + b_n * m0)).sum()), 0.0))
+                   / prob.hnorm)
+        e = 0.5 * float((patch.w * dm * dm).sum()) / prob.norm
+        amp = 0.5 - dl / (2.0 * max(e, 1e-300))
+        new = p1[-1]
+        others = np.delete(pos, loc, axis=0)
+        near = np.vstack([others, p1[:-1], *added]) if added else np.vstack([others, p1[:-1]])
+        d_new = float(np.min(np.linalg.norm(near - new, axis=1))) if len(near) else np.inf
+        vacancy = dn > min_distance_A and np.isfinite(radius_A) and \
+            len(tree.query_ball_point(new, radius_A)) > 6
+        ok = dl < 0 and (dh < z * sd if prob.holdout > 0 else True) and \
+            (amp >= _WHOLE_ATOM or vacancy) and d_new >= 0.5 * bond_A
+        facts["tested_at"].append(np.round(c, 2).tolist())
+        facts["candidates"].append(np.round(new, 2).tolist())
+        for k, v in (("d_loss", dl), ("d_held_out", dh), ("sd_held_out", sd),
+                     ("amplitude", amp)):
+            facts[k].append(float(f"{v:.4g}"))
+        facts["species"].append(int(s))
+        if ok:
+            facts["accepted"].append(len(facts["candidates"]) - 1)
+            out_pos.append(new)
+            out_sp.append(s)
+            moves.append((loc, p1[:-1]))
+            used.update(loc.tolist())
+            added.append(new)
+    return np.array(out_pos).reshape(-1, 3), np.array(out_sp, dtype=np.int64), moves, facts
+
+
 def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, z,
-                min_neighbours=0, radius_A=np.inf, facts=None):
+                min_neighbours=0, radius_A=np.inf, facts=None, joint_refused=None):
     """Remove atoms whose removal lowers the training loss (and, with held-out pixels, does
     not raise the held-out loss by more than ``z`` noise standard deviations), then add atoms
     at maxima of the back-projected residual where one atom of some species does the same
@@ -215,10 +308,27 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     n_removed = len(drop)
     # -- addition: ghosts at the residual maxima, each species tried
     lightest = min(prob.peak_height(s) for s in range(prob.ns))
-    cand = _residual_candidates(prob, pos, spacing_A=0.4, min_distance_A=min_distance_A,
-                                threshold=add_threshold * lightest)
-    cand = cand[:max(1, len(pos) // 10)]  # at most 10 % new atoms per pass, strongest first
+    bond = radius_A / AUTO_RADIUS_FACTOR if np.isfinite(radius_A) else min_distance_A
+    # candidates down to half a bond from an atom (closer, the final check takes two atoms
+    # for one site); those within min_distance_A go to the joint test only
+    cand_all = _residual_candidates(prob, pos, spacing_A=0.4,
+                                    min_distance_A=min(0.5 * bond, min_distance_A),
+                                    threshold=add_threshold * lightest)
+    cap = max(1, len(pos) // 10)  # at most 10 % new atoms per pass, strongest first
+    if len(cand_all) and len(pos):
+        from scipy.spatial import cKDTree
+
+        d_near = cKDTree(pos).query(cand_all)[0]
+    else:
+        d_near = np.full(len(cand_all), np.inf)
+    far = d_near > min_distance_A
+    cand = cand_all[far][:cap]
+    close = cand_all[~far & (np.cumsum(far) <= cap)]  # the close ones among the strongest
     n_added = n_implausible = 0
+    pass_facts: dict = {}
+    add = np.zeros(0, np.int64)
+    best_s = np.zeros(0, np.int64)
+    refused = np.zeros(0, bool)
     if len(cand):
         ghosts = np.vstack([pos, cand])
         gsp = np.concatenate([sp, np.full(len(cand), -1, np.int64)])
@@ -261,24 +371,56 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
         good &= (amp >= _WHOLE_ATOM) | embedded | ~(best_e > 0)
         order = np.flatnonzero(good)[np.argsort(best_dl[good])]
         add = np.array(_greedy_apart(cand, order, min_distance_A), dtype=np.int64)
-        if facts is not None:  # diagnostics: the evidence of every candidate
-            def short(a):
-                return [float(f"{v:.4g}") for v in np.ravel(a)]
+        refused = ~good
+        def short(a):
+            return [float(f"{v:.4g}") for v in np.ravel(a)]
 
-            facts.append({"candidates": np.round(cand, 2).tolist(), "d_loss": short(best_dl),
-                          "d_held_out": short(best_dh), "sd_held_out": short(best_sd),
-                          "amplitude": short(amp), "species": best_s.tolist(),
-                          "accepted": add.tolist()})
-        if len(add):
-            ok = _plausible_additions(pos, cand[add], min_neighbours=min_neighbours,
-                                      radius_A=radius_A)
-            n_implausible = len(add) - len(ok)
-            add = add[ok]
-        if len(add):
-            pos = np.vstack([pos, cand[add]])
-            sp = np.concatenate([sp, best_s[add]])
+        # diagnostics: the evidence of every candidate
+        pass_facts = {"candidates": np.round(cand, 2).tolist(), "d_loss": short(best_dl),
+                      "d_held_out": short(best_dh), "sd_held_out": short(best_sd),
+                      "amplitude": short(amp), "species": best_s.tolist(),
+                      "accepted": add.tolist()}
+    # -- joint additions: the close candidates and those the single test refused, strongest
+    # first (the order of the residual maxima), each refitted with its neighbours
+    # (two maxima within half a bond are one site: the strongest is tested; a site a joint
+    # test of an earlier pass refused, within the candidates' grid spacing, is not retested)
+    jc = np.vstack([close, cand[refused]]) if len(cand) else close
+    if len(jc):
+        jv = _residual_value(prob, pos, jc)
+        jc = jc[_greedy_apart(jc, np.argsort(-jv), 0.5 * bond)]
+        if joint_refused is not None and len(joint_refused) and len(jc):
+            from scipy.spatial import cKDTree
+
+            seen = cKDTree(np.asarray(joint_refused)).query(jc)[0] <= 0.4
+            jc = jc[~seen]
+        jc = jc[:cap]
+    j_pos, j_sp, j_moves, j_facts = _joint_additions(
+        prob, pos, jc, min_distance_A=min_distance_A, z=z, bond_A=bond, radius_A=radius_A,
+        taken={"moved": np.zeros(0, np.int64), "added": cand[add] if len(add) else []})
+    if facts is not None:
+        facts.append({**pass_facts, "joint": j_facts})
+    if joint_refused is not None:
+        acc = set(j_facts["accepted"])
+        joint_refused.extend(c for k, c in enumerate(j_facts["tested_at"]) if k not in acc)
+    new_pos = np.vstack([cand[add], j_pos]) if len(add) else j_pos
+    new_sp = np.concatenate([best_s[add], j_sp])
+    is_joint = np.r_[np.zeros(len(add), bool), np.ones(len(j_pos), bool)]
+    if len(new_pos):
+        ok = _plausible_additions(pos, new_pos, min_neighbours=min_neighbours,
+                                  radius_A=radius_A)
+        n_implausible = len(new_pos) - len(ok)
+        # a refused joint proposal leaves its neighbours where they were
+        kept_joint = ok[is_joint[ok]] - len(add)
+        if len(kept_joint):
+            pos = pos.copy()
+            for a in kept_joint:
+                idx, moved = j_moves[a]
+                pos[idx] = moved
+        if len(ok):
+            pos = np.vstack([pos, new_pos[ok]])
+            sp = np.concatenate([sp, new_sp[ok]])
             prob.sp = sp
-            n_added = len(add)
+            n_added = len(ok)
     return pos, n_added, n_removed, n_implausible
 
 
@@ -400,7 +542,12 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         changes nothing. A new atom must be a whole one (its least-squares amplitude in the
         residual ≥ 0.75: one atom fits better than half of one) and keep ≥
         ``min_neighbours`` neighbours (a whole atom is not asked for in a vacancy, a site
-        with more than 6 atoms around it); after the last pass, of two atoms closer than
+        with more than 6 atoms around it). Candidates closer than ``min_distance_A`` to an
+        atom (down to half a bond length) and those this single-atom test refuses get a joint
+        test: the new atom and its neighbours within ``min_distance_A`` refitted together
+        (``_joint_additions``), kept by the same rule (a site closer than
+        ``min_distance_A`` to an atom is no vacancy: there the new atom must be whole); after
+        the last pass, of two atoms closer than
         half a bond length the less supported one goes, then every atom with fewer than
         ``min_neighbours`` neighbours (the rule of :func:`aet.atoms.cleanup`) unless the
         held-out pixels reject its removal. Off by default.
@@ -408,7 +555,8 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         Residual back-projection maximum needed for a candidate, as a fraction of one
         lightest atom's peak.
     min_distance_A : float
-        Candidates closer than this to an existing atom are not added.
+        Candidates closer than this to an existing atom are added only by the joint test
+        (with their neighbours refitted), never closer than half a bond length.
     min_neighbours : int
         With ``add_remove``: the fewest neighbours an atom may have within
         :data:`aet.atoms.surface.AUTO_RADIUS_FACTOR` × the input model's bond length
@@ -525,13 +673,14 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
     radius = AUTO_RADIUS_FACTOR * bond_length_A(pos) if len(pos) > 1 else np.inf
     counts = {"added": 0, "removed": 0, "implausible": 0}
     candidate_facts: list = []
+    joint_refused: list = []
 
     def add_pass(pos):
         t0 = time.perf_counter()
         pos, n_add, n_rem, n_imp = _add_remove(
             prob, pos, add_threshold=add_threshold, min_distance_A=min_distance_A,
             z=holdout_z, min_neighbours=min_neighbours, radius_A=radius,
-            facts=candidate_facts)
+            facts=candidate_facts, joint_refused=joint_refused)
         held_out.append(("add_remove", prob.losses(pos)[1]))
         _tick(seconds, "add_remove", t0)
         counts["added"] += n_add
