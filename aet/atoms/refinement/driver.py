@@ -382,18 +382,18 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
                       "accepted": add.tolist()}
     # -- joint additions: the close candidates and those the single test refused, strongest
     # first (the order of the residual maxima), each refitted with its neighbours
-    # (two maxima within half a bond are one site: the strongest is tested; a site a joint
-    # test of an earlier pass refused, within the candidates' grid spacing, is not retested)
+    # (two maxima within half a bond are one site: the strongest is tested; of the `cap`
+    # strongest sites, one a joint test of an earlier pass refused, within the candidates'
+    # grid spacing, is not retested)
     jc = np.vstack([close, cand[refused]]) if len(cand) else close
     if len(jc):
         jv = _residual_value(prob, pos, jc)
-        jc = jc[_greedy_apart(jc, np.argsort(-jv), 0.5 * bond)]
+        jc = jc[_greedy_apart(jc, np.argsort(-jv), 0.5 * bond)][:cap]
         if joint_refused is not None and len(joint_refused) and len(jc):
             from scipy.spatial import cKDTree
 
             seen = cKDTree(np.asarray(joint_refused)).query(jc)[0] <= 0.4
             jc = jc[~seen]
-        jc = jc[:cap]
     j_pos, j_sp, j_moves, j_facts = _joint_additions(
         prob, pos, jc, min_distance_A=min_distance_A, z=z, bond_A=bond, radius_A=radius_A,
         taken={"moved": np.zeros(0, np.int64), "added": cand[add] if len(add) else []})
