@@ -325,7 +325,8 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     cand = cand_all[far][:cap]
     close = cand_all[~far & (np.cumsum(far) <= cap)]  # the close ones among the strongest
     n_added = n_implausible = 0
-    pass_facts: dict = {}
+    pass_facts: dict = {k: [] for k in ("candidates", "d_loss", "d_held_out", "sd_held_out",
+                                        "amplitude", "species", "accepted")}
     add = np.zeros(0, np.int64)
     best_s = np.zeros(0, np.int64)
     refused = np.zeros(0, bool)
