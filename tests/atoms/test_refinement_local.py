@@ -141,6 +141,6 @@ def test_joint_test_does_not_split_whole_atoms(rng):
     prob.initial_profile(truth.positions)
     prob.fit_profile(truth.positions)
     cand = truth.positions + 1.6 * np.array([0.6, 0.0, 0.8])
-    new, *_ = _joint_additions(prob, truth.positions, cand, min_distance_A=2.0, z=2.0,
+    new, *_ = _joint_additions(prob, truth.positions, cand, min_distance_A=2.0,
                                bond_A=2.7, radius_A=3.1, taken={"moved": [], "added": []})
     assert len(new) == 0

@@ -203,16 +203,20 @@ def _plausible_additions(pos, cand, *, min_neighbours, radius_A):
         keep[np.flatnonzero(keep)[short]] = False
 
 
-def _joint_additions(prob: ProjectionProblem, pos, cand, *, min_distance_A, z, bond_A,
+def _joint_additions(prob: ProjectionProblem, pos, cand, *, min_distance_A, bond_A,
                      radius_A, taken):
     """New atoms the single-atom test of :func:`_add_remove` cannot see: candidates closer
     than ``min_distance_A`` to an atom (two sites closer than that, as at a grain boundary,
     were traced as one) or refused by it. Each is tested by a joint local refit
     (:class:`~aet.atoms.refinement.local.LocalPatch`): the new atom (each species) together
     with the atoms within ``min_distance_A`` of it, against the same atoms refitted without
-    it (every other atom held fixed). The rule is the single test's: the training loss
-    falls, the held-out loss does not rise by more than ``z`` noise standard deviations,
-    and the new atom is whole (least-squares amplitude of the change ≥ ``_WHOLE_ATOM``)
+    it (every other atom held fixed). The rule is the single test's, except that the
+    held-out pixels must confirm the addition (their loss falls): the positions are fitted
+    on the training pixels, whose gain is then biased (measured on abTEM 3 nm FePt at
+    2e4 e/Å², seed 0: with the single test's tolerance of ``z`` noise standard deviations
+    the additions raised the held-out loss until the whole refinement was reverted, RMSD
+    34.1 → 42.4 pm). So: the training loss falls, the held-out loss falls, and the new atom
+    is whole (least-squares amplitude of the change ≥ ``_WHOLE_ATOM``)
     unless it fills a vacancy (> 6 atoms within ``radius_A``) at least ``min_distance_A``
     from every atom; a candidate closer than that is never a vacancy and must be whole. The
     fitted new atom must stay at least half a bond (``bond_A``) from every atom (the final
@@ -269,7 +273,7 @@ def _joint_additions(prob: ProjectionProblem, pos, cand, *, min_distance_A, z, b
         d_new = float(np.min(np.linalg.norm(near - new, axis=1))) if len(near) else np.inf
         vacancy = dn > min_distance_A and np.isfinite(radius_A) and \
             len(tree.query_ball_point(new, radius_A)) > 6
-        ok = dl < 0 and (dh < z * sd if prob.holdout > 0 else True) and \
+        ok = dl < 0 and (dh < 0 if prob.holdout > 0 else True) and \
             (amp >= _WHOLE_ATOM or vacancy) and d_new >= 0.5 * bond_A
         facts["tested_at"].append(np.round(c, 2).tolist())
         facts["candidates"].append(np.round(new, 2).tolist())
@@ -396,7 +400,7 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
             seen = cKDTree(np.asarray(joint_refused)).query(jc)[0] <= 0.4
             jc = jc[~seen]
     j_pos, j_sp, j_moves, j_facts = _joint_additions(
-        prob, pos, jc, min_distance_A=min_distance_A, z=z, bond_A=bond, radius_A=radius_A,
+        prob, pos, jc, min_distance_A=min_distance_A, bond_A=bond, radius_A=radius_A,
         taken={"moved": np.zeros(0, np.int64), "added": cand[add] if len(add) else []})
     if facts is not None:
         facts.append({**pass_facts, "joint": j_facts})
@@ -546,8 +550,9 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         with more than 6 atoms around it). Candidates closer than ``min_distance_A`` to an
         atom (down to half a bond length) and those this single-atom test refuses get a joint
         test: the new atom and its neighbours within ``min_distance_A`` refitted together
-        (``_joint_additions``), kept by the same rule (a site closer than
-        ``min_distance_A`` to an atom is no vacancy: there the new atom must be whole); after
+        (``_joint_additions``), kept by the same rule except that the held-out loss must
+        fall (the positions were fitted) and that a site closer than ``min_distance_A`` to
+        an atom is no vacancy (there the new atom must be whole); after
         the last pass, of two atoms closer than
         half a bond length the less supported one goes, then every atom with fewer than
         ``min_neighbours`` neighbours (the rule of :func:`aet.atoms.cleanup`) unless the
