@@ -481,8 +481,11 @@ def end_to_end(seeds, *, cache: str | None = None) -> dict:
                      "events_wrong": sc["events_wrong"], "birth_C_found": birth in sc["events"],
                      "events": sc["events"],
                      "domains_found": f"{int(d['found'].sum())}/{len(d)}",
+                     # b: union of truth and detection; t / d: the domain's / the
+                     # nucleus' own atoms within one shell of the other set
                      "domains": [f"t{r.time_index}:{r.domain} {r.n_true}->{r.n_detected} "
-                                 f"b={r.boundary:.3f}" for r in d.itertuples()],
+                                 f"b={r.boundary:.3f} t={r.boundary_true:.3f} "
+                                 f"d={r.boundary_detected:.3f}" for r in d.itertuples()],
                      "boundary_min": round(float(d["boundary"].min()), 3),
                      "false_nuclei": sc["false_nuclei"],
                      "changed_species_right": f"{right}/{n} of {2 * n_changed}",
