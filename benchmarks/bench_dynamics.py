@@ -1,6 +1,10 @@
 """Accuracy and timings of aet.dynamics (4D AET: registration, nuclei, tracking).
 
-Run: ``python benchmarks/bench_dynamics.py [--quick] [--scan-only]``. Prints
+Run: ``python benchmarks/bench_dynamics.py [--quick] [--scan-only]``. Issue #16's targets
+end to end (abTEM images at 1e5 e/Å², ``aet.run`` defaults; ~2–5 min per model on 2 shared
+cores): ``--end-to-end 5 --noise-pairs 10 --cache DIR --end-to-end-only`` (the two-time case
+over 5 seeds, 10 noise-only pairs; with ``--cache`` every model is kept and a rerun only
+re-tracks). Prints
 
 - the likelihood-ratio scan detector (the ``NucleusTracker`` default for measured models):
   detection vs nucleus size at 1 % false alarms, static and from the change between two times;
