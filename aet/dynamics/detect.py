@@ -152,8 +152,8 @@ class _Time:
     def refine(self, atoms, v, *, rounds: int = 20, keep=None):
         """Settle a region's boundary (see the module notes): grow the region shell by shell
         over the atoms that belong to the variant locally — they match it and the mean evidence
-        of their ball (itself, first and second shells) exceeds 0.1 nats per atom (more than
-        about half the ball is ordered), or it exceeds 0.4 whatever their own species (an
+        of their ball (itself, first and second shells) is positive (more than about half the
+        ball is ordered), or it exceeds 0.4 nats per atom whatever their own species (an
         interior species error) — then add the matching atoms
         with at least half their neighbours inside (the rim), and keep
         the connected part that holds the most of the starting atoms. The matching atoms of

@@ -247,7 +247,9 @@ def species_error_probability(ds, *, species_AB=None, default: float = 0.01,
        fitted so the model's median margin equals the observed one;
     4. ``default`` for every atom.
 
-    Values are clipped to ``[floor, 0.5]``.
+    Values are clipped to ``[floor, 0.5]``. An atom without a value in the array used (NaN:
+    an atom the refinement added after the classification measured the others) gets
+    ``default``.
 
     Returns
     -------
@@ -267,20 +269,28 @@ def species_error_probability(ds, *, species_AB=None, default: float = 0.01,
         species_AB = tuple(top) if len(top) == 2 else (top[0], top[0])
     A, B = species_AB
     isA, isB = sp == A, sp == B
-    if "box_intensity" in ds and isA.sum() >= 5 and isB.sum() >= 5:
-        x = np.asarray(ds["box_intensity"].values, dtype=np.float64)
+    e_default = float(np.clip(default, floor, 0.5))
+
+    def measured(name):
+        x = np.asarray(ds[name].values, dtype=np.float64) if name in ds else np.full(n, np.nan)
+        return x, np.isfinite(x)
+
+    x, has = measured("box_intensity")
+    if (isA & has).sum() >= 5 and (isB & has).sum() >= 5:
         pars = []
-        for m in (isA, isB):
+        for m in (isA & has, isB & has):
             med = float(np.median(x[m]))
             sd = 1.4826 * float(np.median(np.abs(x[m] - med)))
-            pars.append((med, max(sd, 1e-12 + 1e-6 * abs(med)), float(m.mean())))
-        ll = [np.log(w) - np.log(s) - 0.5 * ((x - m) / s) ** 2 for m, s, w in pars]
+            pars.append((med, max(sd, 1e-12 + 1e-6 * abs(med)), float(m.sum() / has.sum())))
+        xs = np.where(has, x, 0.0)
+        ll = [np.log(w) - np.log(s) - 0.5 * ((xs - m) / s) ** 2 for m, s, w in pars]
         with np.errstate(over="ignore"):
             pA = 1.0 / (1.0 + np.exp(np.clip(ll[1] - ll[0], -700, 700)))
         e = np.where(isA, 1.0 - pA, np.where(isB, pA, 0.5))
-        return np.clip(e, floor, 0.5), "box_intensity"
-    if "class_confidence" in ds:
-        m = np.clip(np.asarray(ds["class_confidence"].values, dtype=np.float64), 0.0, 1.0)
+        return np.where(has, np.clip(e, floor, 0.5), e_default), "box_intensity"
+    m, has = measured("class_confidence")
+    if has.any():
+        m = np.clip(np.where(has, m, 0.0), 0.0, 1.0)
         # w = u/Δ from the margin m: 2m w² + 2(1 − m) w − (1 − m) = 0, root in [0, ½]
         with np.errstate(invalid="ignore", divide="ignore"):
             disc = np.sqrt(4 * (1 - m) ** 2 + 8 * m * (1 - m))
@@ -289,7 +299,7 @@ def species_error_probability(ds, *, species_AB=None, default: float = 0.01,
         # margin distribution of the model for Δ/σ = k: u = |N(0, σ)| (w = |z|/k), median
         # margin solves for k; log-odds of the own class = k² (1 − 2w) / 2
         z = np.abs(np.random.default_rng(0).normal(size=4001))
-        med_obs = float(np.median(m))
+        med_obs = float(np.median(m[has]))
 
         def med_margin(k):
             ww = np.clip(z / k, 0, 0.5)
@@ -301,8 +311,8 @@ def species_error_probability(ds, *, species_AB=None, default: float = 0.01,
             lo, hi = (mid, hi) if med_margin(mid) < med_obs else (lo, mid)
         k = 0.5 * (lo + hi)
         e = 1.0 / (1.0 + np.exp(np.clip(k * k * (1 - 2 * w) / 2, -700, 700)))
-        return np.clip(e, floor, 0.5), "class_confidence"
-    return np.full(n, float(np.clip(default, floor, 0.5))), "default"
+        return np.where(has, np.clip(e, floor, 0.5), e_default), "class_confidence"
+    return np.full(n, e_default), "default"
 
 
 def neighbour_matrix(pairs, n: int) -> sps.csr_matrix:

@@ -317,13 +317,16 @@ def score_domains(result, series, models, *, shell_A: float | None = None) -> di
     A planted domain counts as *found* at a time when one detected nucleus holds at least half
     of its (measured) atoms. Its *boundary score* is the fraction of the atoms of the domain and
     of that nucleus together that are in both, or within one neighbour shell (``shell_A``,
-    default 1.2 × the nearest-neighbour distance) of an atom of the other set. Detected nuclei
+    default 1.2 × the nearest-neighbour distance) of an atom of the other set;
+    ``boundary_true`` and ``boundary_detected`` are the same fraction over the domain's atoms
+    only and over the nucleus' atoms only (atoms left out, atoms added). Detected nuclei
     holding no domain's atoms for half their size are *false*.
 
     Returns
     -------
     dict
-        ``domains`` (rows: time_index, domain, n_true, found, n_detected, boundary),
+        ``domains`` (rows: time_index, domain, n_true, found, n_detected, boundary,
+        boundary_true, boundary_detected),
         ``false_nuclei`` (count over times), ``events`` (detected: (step, type, domain names
         from, to)), ``planted_events`` and ``events_right`` (planted events found with the
         right type and domains).
@@ -360,7 +363,7 @@ def score_domains(result, series, models, *, shell_A: float | None = None) -> di
             found = bool(js.size and cnt.max() >= 0.5 * inside.sum())
             row = {"time_index": t, "domain": series.nucleus_names[k],
                    "n_true": int(inside.sum()), "found": found, "n_detected": 0,
-                   "boundary": 0.0}
+                   "boundary": 0.0, "boundary_true": 0.0, "boundary_detected": 0.0}
             if found:
                 det = lab == js[cnt.argmax()]
                 union = inside | det
@@ -370,7 +373,9 @@ def score_domains(result, series, models, *, shell_A: float | None = None) -> di
                     if only.size:
                         d, _ = cKDTree(pos[b]).query(pos[only])
                         ok[only[d <= shell]] = True
-                row.update(n_detected=int(det.sum()), boundary=float(ok.sum() / union.sum()))
+                row.update(n_detected=int(det.sum()), boundary=float(ok.sum() / union.sum()),
+                           boundary_true=float(ok[inside].mean()),
+                           boundary_detected=float(ok[det].mean()))
             rows.append(row)
     detected = []
     for e in result.events.itertuples(index=False):

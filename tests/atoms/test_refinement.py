@@ -686,3 +686,58 @@ def test_refine_alignment_errors():
         refine(m.data, ts.data, refine_alignment=("shifts", "tilt"))
     with pytest.raises(TypeError, match="refine_alignment must be a sequence"):
         refine(m.data, ts.data, refine_alignment=3)
+
+
+def test_removal_amplitude_and_its_noise_are_calibrated():
+    """The least-squares amplitude the removal test reads off each atom is 1 for a true atom
+    in place, and the standard deviation it predicts from the held-out statistics is the
+    spread of that amplitude over noise realisations (the threshold scales with the
+    measured noise)."""
+    from aet.atoms.refinement.driver import _atom_amplitude, _build_problem
+
+    truth = small_particle(np.random.default_rng(3))
+    angles, clean = power_series(np.random.default_rng(4), truth, gamma=1.2, noise=0.0,
+                                 n_angles=15)
+    fit, _, _ = _build_problem(truth.data, aet.TiltSeries(clean, angles=angles,
+                                                          pixel_size_A=0.4).data,
+                               sigmas=SIG, cutoff=3.5, holdout=0.1, seed=0)
+    pos = truth.positions
+    fit.initial_profile(pos)
+    fit.fit_profile(pos)
+    amps, sds = [], []
+    noise = np.random.default_rng(9)
+    for _ in range(16):
+        data = clean + noise.normal(0, 0.15 * clean.max(), clean.shape)
+        prob, _, _ = _build_problem(truth.data, aet.TiltSeries(data, angles=angles,
+                                                               pixel_size_A=0.4).data,
+                                    sigmas=SIG, cutoff=3.5, holdout=0.1, seed=0)
+        prob.restore(fit.state())
+        prob.ref = fit.ref  # the response's scale of the noise-free fit
+        a, s = _atom_amplitude(prob, pos)
+        amps.append(a)
+        sds.append(s)
+    amps, sds = np.array(amps), np.array(sds)
+    assert abs(np.mean(amps) - 1.0) < 0.05, np.mean(amps)
+    ratio = np.median(amps.std(axis=0, ddof=1) / sds.mean(axis=0))
+    assert 0.8 < ratio < 1.25, ratio
+    assert 0.05 < np.median(sds) and np.max(sds) > 0.15  # a noise level where it matters
+
+
+def test_removal_needs_the_noise_to_show_less_than_a_whole_atom():
+    """An atom at 0.45 of its image (ΔL < 0 for its removal) goes where its amplitude's
+    noise σ is 0.05 and stays where it is 0.3 (0.55 below a whole atom is < 2σ: on abTEM
+    3 nm FePt at 2e4 e/Å² the Fe amplitudes have σ ≈ 0.29, and the true atoms ΔL < 0 alone
+    removed had 0.4–0.5); held-out rejection keeps it; without held-out pixels ΔL < 0
+    decides."""
+    from aet.atoms.refinement.driver import _unsupported
+
+    z = 2.0
+    amp = np.array([0.45, 0.45, 0.6, 0.45])
+    amp_sd = np.array([0.05, 0.3, 0.05, 0.05])
+    d_l = 2 * amp - 1                                          # ΔL / E = 2 amplitude − 1
+    sd = np.ones(4)
+    d_h = np.array([0.0, 0.0, 0.0, 3.0])                       # the last: held out rejects
+    assert _unsupported(d_l, d_h, sd, amp, amp_sd, holdout=0.1, z=z).tolist() == \
+        [True, False, False, False]
+    assert _unsupported(d_l, d_h, sd, amp, amp_sd, holdout=0.0, z=z).tolist() == \
+        [True, False, False, True]

@@ -72,3 +72,42 @@ def test_auto_radius_follows_the_bond_length_not_noise_between_atoms():
     kept = model.cleanup(min_neighbours=3, radius_A="auto")
     d = np.min(np.linalg.norm(atoms[:, None] - kept.positions[None], axis=2), axis=1)
     assert np.all(d < 1e-6)
+
+
+def test_auto_radius_widens_with_the_position_noise():
+    """A low-dose trace: a fifth of an fcc cube's atoms missing and a per-axis position error
+    of 0.18 Å, which stretches one bond in ten past 1.15 bond lengths. The auto radius
+    measures the first-shell spread and widens (at most half-way to the second shell): the
+    clean-up removes no more atoms than it would from the same model without the error,
+    where 1.15 bond lengths removes three more; far noise peaks still go. A precise model
+    keeps 1.15 bond lengths."""
+    from aet.atoms.surface import (
+        AUTO_RADIUS_FACTOR,
+        AUTO_RADIUS_MAX_FACTOR,
+        coordination_numbers,
+        first_shell_spread_A,
+        neighbour_radius_A,
+    )
+    from aet.core.geometry import bond_length_A
+
+    cube = fcc_cube(5)
+    assert neighbour_radius_A(cube) == pytest.approx(AUTO_RADIUS_FACTOR * bond_length_A(cube))
+    assert first_shell_spread_A(cube) < 0.01
+    rng = np.random.default_rng(0)
+    atoms = cube[rng.random(len(cube)) > 0.2]
+    noisy = atoms + rng.normal(0, 0.18, atoms.shape)
+    # the first-shell spread is √2 × the per-axis error along a bond
+    assert first_shell_spread_A(noisy) == pytest.approx(np.sqrt(2) * 0.18, rel=0.15)
+    r = neighbour_radius_A(noisy)
+    b = bond_length_A(noisy)
+    assert AUTO_RADIUS_FACTOR * b + 0.1 < r <= AUTO_RADIUS_MAX_FACTOR * b + 1e-9
+    far = cube.max(0) + np.array([[8.0, 0, 0], [8.0, 8.0, 0], [0, 8.0, 8.0]])
+    model = aet.AtomicModel(np.vstack([noisy, far]), species="Pt")
+    kept = model.cleanup(min_neighbours=3, radius_A="auto").positions
+    assert np.min(np.linalg.norm(far[:, None] - kept[None], axis=2)) > 5.0  # noise gone
+    lost = len(atoms) - np.sum(np.min(np.linalg.norm(noisy[:, None] - kept[None], axis=2),
+                                      axis=1) < 1e-9)
+    bond = 3.9 / np.sqrt(2)
+    without_error = np.sum(coordination_numbers(atoms, AUTO_RADIUS_FACTOR * bond) < 3)
+    fixed = np.sum(coordination_numbers(noisy, AUTO_RADIUS_FACTOR * b) < 3)
+    assert lost <= without_error and fixed >= without_error + 3, (lost, without_error, fixed)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import aet
 from aet.dynamics.scan import (
@@ -64,6 +65,23 @@ def test_error_probability_from_confidence_is_calibrated():
     eps, src = species_error_probability(m.data.drop_vars(["box_intensity",
                                                            "class_confidence"]))
     assert src == "default" and np.all(eps == 0.01)
+    # atoms the refinement added after the classification carry no measurement (NaN): they
+    # get the default, the others what they had
+    full, _ = species_error_probability(m.data, species_AB=("Fe", "Pt"))
+    for drop in ([], ["box_intensity"]):
+        d = m.data.drop_vars(drop).copy()
+        new = np.zeros(d.sizes["atom"], bool)
+        new[::40] = True
+        for k in ("box_intensity", "class_confidence"):
+            if k in d:
+                d[k] = d[k].where(~xr.DataArray(new, dims="atom"))
+        eps, src = species_error_probability(d, species_AB=("Fe", "Pt"))
+        assert src == ("class_confidence" if drop else "box_intensity")
+        assert np.all(eps[new] == 0.01) and np.all(np.isfinite(eps))
+        ref = full if not drop else species_error_probability(
+            m.data.drop_vars(drop), species_AB=("Fe", "Pt"))[0]
+        assert np.abs(eps[~new] - ref[~new]).max() < 0.02
+        assert eps[wrong & ~new].mean() > 10 * eps[~wrong & ~new].mean()
 
 
 def test_null_tail_rate_and_threshold():

@@ -12,7 +12,7 @@ from ...core.geometry import bond_length_A
 from ...core.schema import build_model_dataset
 from .. import _kernels as K
 from .._common import check_model, check_positive, model_positions
-from ..surface import AUTO_RADIUS_FACTOR, coordination_numbers
+from ..surface import coordination_numbers, neighbour_radius_A
 from .alignment import (
     ANGLE_NAMES,
     check_refine_alignment,
@@ -20,8 +20,10 @@ from .alignment import (
     projection_geometry,
 )
 from .problem import (
+    D_LOSS,
     DEFAULT_SIGMAS_A,
     GAMMA_BOUNDS,
+    V_HOLD,
     ProjectionProblem,
     fwhm_of_profile,
 )
@@ -291,10 +293,50 @@ def _joint_additions(prob: ProjectionProblem, pos, cand, *, min_distance_A, bond
     return np.array(out_pos).reshape(-1, 3), np.array(out_sp, dtype=np.int64), moves, facts
 
 
+def _atom_amplitude(prob: ProjectionProblem, pos):
+    """Least-squares amplitude of each atom in the training pixels and its noise standard
+    deviation: ½ + ΔL / 2E, ΔL the exact training-loss change of removing the atom and E
+    its image's own training energy ½ Σ w Δm² (1 for a true atom in place, 0 for a noise
+    peak), σ = √(Σ w v Δm²) / 2E with v = a + b M the pixel noise variance of
+    :meth:`ProjectionProblem.noise_model`. (The kernel's held-out sums, with the training
+    weights in their place.)"""
+    n = len(pos)
+    a, b = prob.noise_model(pos)
+    held = prob.hw
+    try:
+        prob.hw = prob.w
+        out = prob.evaluate(pos, 5, pos_alt=pos, sp_alt=np.full(n, -1, np.int64))
+    finally:
+        prob.hw = held
+    v = out[V_HOLD]
+    e2 = np.maximum(v[:, 0], 1e-300)  # 2E
+    amp = 0.5 + out[D_LOSS] / e2
+    return amp, np.sqrt(np.maximum(a * v[:, 0] + b * v[:, 1], 0.0)) / e2
+
+
+def _unsupported(d_loss, d_held, sd_held, amp, amp_sd, *, holdout: float, z: float):
+    """The atoms the removal takes out: ΔL < 0 (amplitude < ½), the data showing by more
+    than ``z`` noise standard deviations that less than a whole atom is there (amplitude
+    and σ from :func:`_atom_amplitude`), and (with held-out pixels) no held-out rejection of
+    the removal by more than ``z`` of its noise standard deviations.
+
+    ΔL < 0 alone is the rule at a high dose (the atoms it removed on abTEM 3 nm FePt at
+    1e5 e/Å² lie 3.5–5.3 σ below a whole atom, σ ≈ 0.13 for Fe); at a low one an atom a
+    little off its site or dimmed by the noise stays (at 2e4 e/Å², Fe amplitudes have
+    σ ≈ 0.29, and 12 of the 20 atoms ΔL < 0 removed were true, amplitudes 0.4–0.5)."""
+    bad = (np.asarray(d_loss) < 0) & (1.0 - np.asarray(amp) > z * np.asarray(amp_sd))
+    if holdout > 0:
+        bad &= np.asarray(d_held) < z * np.asarray(sd_held)
+    return bad
+
+
 def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, z,
-                min_neighbours=0, radius_A=np.inf, facts=None, joint_refused=None):
-    """Remove atoms whose removal lowers the training loss (and, with held-out pixels, does
-    not raise the held-out loss by more than ``z`` noise standard deviations), then add atoms
+                min_neighbours=0, radius_A=np.inf, bond_A=None, facts=None,
+                joint_refused=None):
+    """Remove atoms whose removal lowers the training loss (least-squares amplitude < ½)
+    while the data show by more than ``z`` noise standard deviations that less than a whole
+    atom is there, and, with held-out pixels, whose removal does not raise the held-out loss
+    by more than ``z`` noise standard deviations; then add atoms
     at maxima of the back-projected residual where one atom of some species does the same
     (exact per-atom loss changes) and where the new atom keeps ≥ ``min_neighbours``
     neighbours within ``radius_A`` (:func:`_plausible_additions`)."""
@@ -302,7 +344,8 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     sp = prob.sp
     # -- removal: exact change of the loss when each atom alone is taken out
     d_l, d_h, sd = prob.replacement_test(pos, pos, np.full(len(pos), -1, np.int64))
-    bad = (d_l < 0) & ((d_h < z * sd) if use_hold else True)
+    amp, amp_sd = _atom_amplitude(prob, pos)
+    bad = _unsupported(d_l, d_h, sd, amp, amp_sd, holdout=prob.holdout, z=z)
     order = np.flatnonzero(bad)[np.argsort(d_l[bad])]
     drop = _greedy_apart(pos, order, 2.0 * min_distance_A)
     keep = np.ones(len(pos), bool)
@@ -312,7 +355,8 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     n_removed = len(drop)
     # -- addition: ghosts at the residual maxima, each species tried
     lightest = min(prob.peak_height(s) for s in range(prob.ns))
-    bond = radius_A / AUTO_RADIUS_FACTOR if np.isfinite(radius_A) else min_distance_A
+    bond = bond_A if bond_A is not None and np.isfinite(bond_A) else (
+        bond_length_A(pos) if len(pos) > 1 else min_distance_A)
     # candidates down to half a bond from an atom (closer, the final check takes two atoms
     # for one site); those within min_distance_A go to the joint test only
     cand_all = _residual_candidates(prob, pos, spacing_A=0.4,
@@ -429,7 +473,7 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     return pos, n_added, n_removed, n_implausible
 
 
-def _final_check(prob: ProjectionProblem, pos, *, min_neighbours, radius_A, z):
+def _final_check(prob: ProjectionProblem, pos, *, min_neighbours, radius_A, bond_A, z):
     """After the last refinement: of two atoms closer than half a bond length (two atoms on
     one site) the one whose removal costs less training loss goes; then every atom with
     fewer than ``min_neighbours`` neighbours within ``radius_A`` (the clean-up rule:
@@ -442,9 +486,8 @@ def _final_check(prob: ProjectionProblem, pos, *, min_neighbours, radius_A, z):
     if len(pos) < 2:
         return pos, 0
     d_l, d_h, sd = prob.replacement_test(pos, pos, np.full(len(pos), -1, np.int64))
-    bond = radius_A / AUTO_RADIUS_FACTOR
-    pairs = cKDTree(pos).query_pairs(0.5 * bond, output_type="ndarray") \
-        if np.isfinite(bond) else np.zeros((0, 2), np.int64)
+    pairs = cKDTree(pos).query_pairs(0.5 * bond_A, output_type="ndarray") \
+        if np.isfinite(bond_A) else np.zeros((0, 2), np.int64)
     for i, j in pairs[np.argsort(np.minimum(d_l[pairs[:, 0]], d_l[pairs[:, 1]]))]:
         if keep[i] and keep[j]:
             keep[i if d_l[i] < d_l[j] else j] = False
@@ -544,7 +587,10 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         species that fits best) at maxima of the back-projected residual where that lowers
         it, both judged by the exact per-atom change of the loss (and of the held-out loss),
         then refine again (positions and profile); up to three such passes, until one
-        changes nothing. A new atom must be a whole one (its least-squares amplitude in the
+        changes nothing. An atom goes only where the data show, by more than
+        ``holdout_z`` noise standard deviations of its least-squares amplitude, that less
+        than a whole atom is there (at a low dose an atom a little off its site is kept
+        for the next fit). A new atom must be a whole one (its least-squares amplitude in the
         residual ≥ 0.75: one atom fits better than half of one) and keep ≥
         ``min_neighbours`` neighbours (a whole atom is not asked for in a vacancy, a site
         with more than 6 atoms around it). Candidates closer than ``min_distance_A`` to an
@@ -565,8 +611,9 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         (with their neighbours refitted), never closer than half a bond length.
     min_neighbours : int
         With ``add_remove``: the fewest neighbours an atom may have within
-        :data:`aet.atoms.surface.AUTO_RADIUS_FACTOR` × the input model's bond length
-        (:func:`aet.core.geometry.bond_length_A`); 0 switches the check off.
+        the neighbour radius of the clean-up (:func:`aet.atoms.surface.neighbour_radius_A`
+        of the input model: 1.15–1.21 × its bond length, wider as its positions are
+        noisier); 0 switches the check off.
     uncertainty : "sandwich", "curvature", True or False
         Store the per-atom ``uncertainty`` (Å, 3D: sqrt of the covariance trace) and
         ``uncertainty_x/_y/_z`` (Å, 1σ per axis): ``"sandwich"`` (= True) the robust
@@ -676,7 +723,10 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
             _tick(seconds, "profile", t0)
         return pos
 
-    radius = AUTO_RADIUS_FACTOR * bond_length_A(pos) if len(pos) > 1 else np.inf
+    # the clean-up's neighbour radius, from the input model's own bond length and the
+    # spread of its first-shell distances (its position noise)
+    bond = bond_length_A(pos) if len(pos) > 1 else np.inf
+    radius = neighbour_radius_A(pos) if len(pos) > 1 else np.inf
     counts = {"added": 0, "removed": 0, "implausible": 0}
     candidate_facts: list = []
     joint_refused: list = []
@@ -686,7 +736,7 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         pos, n_add, n_rem, n_imp = _add_remove(
             prob, pos, add_threshold=add_threshold, min_distance_A=min_distance_A,
             z=holdout_z, min_neighbours=min_neighbours, radius_A=radius,
-            facts=candidate_facts, joint_refused=joint_refused)
+            bond_A=bond, facts=candidate_facts, joint_refused=joint_refused)
         held_out.append(("add_remove", prob.losses(pos)[1]))
         _tick(seconds, "add_remove", t0)
         counts["added"] += n_add
@@ -713,7 +763,7 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
     n_final = 0
     if add_remove:
         pos, n_final = _final_check(prob, pos, min_neighbours=min_neighbours,
-                                    radius_A=radius, z=holdout_z)
+                                    radius_A=radius, bond_A=bond, z=holdout_z)
         n_removed += n_final
         held_out.append(("final_check", prob.losses(pos)[1]))
     _, hold_end = prob.losses(pos)
