@@ -506,8 +506,12 @@ def test_add_remove_fixes_a_missing_and_a_spurious_atom(rng):
     keep = np.ones(truth.n_atoms, bool)
     keep[fe] = False
     spurious = np.array([[6.5, 0.0, 0.0]])  # outside the particle
+    n0 = int(keep.sum()) + 1
+    ids = np.flatnonzero(keep).tolist() + [999]
     start = aet.AtomicModel(np.vstack([truth.positions[keep], spurious]),
-                            np.append(truth.species[keep], "Pt"))
+                            np.append(truth.species[keep], "Pt"),
+                            arrays={"box_intensity": np.arange(n0) + 0.5, "atom_id": ids,
+                                    "note": np.array(["x"] * n0)})
     kw = dict(profile_sigmas_A=SIG, n_cycles=1, uncertainty=False)
     ds, res = refine(start.data, ts.data, add_remove=True, **kw)
     assert res["n_removed"] == 1 and res["n_added"] == 1
@@ -515,6 +519,15 @@ def test_add_remove_fixes_a_missing_and_a_spurious_atom(rng):
     d = np.linalg.norm(pos - truth.positions[fe], axis=1)
     assert d.min() < 0.1 and ds["species"].values[np.argmin(d)] == "Fe"  # the right species
     assert np.min(np.linalg.norm(pos - spurious, axis=1)) > 2.0
+    # what was measured of each atom before follows it: the kept atoms their own values, the
+    # added one NaN / -1; a per-atom array that cannot say "none" is dropped
+    new = np.argmin(d)
+    old = np.delete(np.arange(ds.sizes["atom"]), new)
+    assert np.isnan(ds["box_intensity"].values[new]) and ds["atom_id"].values[new] == -1
+    near = np.linalg.norm(pos[old][:, None] - truth.positions[None], axis=2).argmin(axis=1)
+    assert np.array_equal(ds["atom_id"].values[old], near)
+    assert np.array_equal(ds["box_intensity"].values[old], np.searchsorted(ids, near) + 0.5)
+    assert np.nanmax(ds["displacement_A"].values) < 0.5 and "note" not in ds
     _, res0 = refine(start.data, ts.data, **kw)
     assert res["r_factor"] < res0["r_factor"]
 

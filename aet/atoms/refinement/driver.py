@@ -360,8 +360,9 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     drop = _greedy_apart(pos, order, 2.0 * min_distance_A)
     keep = np.ones(len(pos), bool)
     keep[drop] = False
-    pos, sp = pos[keep], sp[keep]
-    prob.sp = sp
+    pos = pos[keep]
+    prob.keep_atoms(keep)
+    sp = prob.sp
     n_removed = len(drop)
     # -- addition: ghosts at the residual maxima, each species tried
     lightest = min(prob.peak_height(s) for s in range(prob.ns))
@@ -477,10 +478,33 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
                 pos[idx] = moved
         if len(ok):
             pos = np.vstack([pos, new_pos[ok]])
-            sp = np.concatenate([sp, new_sp[ok]])
-            prob.sp = sp
+            prob.add_atoms(new_sp[ok])
             n_added = len(ok)
     return pos, n_added, n_removed, n_implausible
+
+
+def _carried_arrays(ds: xr.Dataset, origin) -> dict:
+    """The input model's per-atom arrays (the classification's ``box_intensity`` and
+    ``class_confidence``, ids…) for the refined atoms: each kept atom its own value, an added
+    atom NaN (floats), −1 (integers) or, for other kinds, the array is dropped when atoms
+    were added. (The tracker reads the species confidence from them.)"""
+    origin = np.asarray(origin, dtype=np.int64)
+    new = origin < 0
+    src = np.maximum(origin, 0)
+    out = {}
+    for k in ds.data_vars:
+        if k in ("position", "species") or ds[k].dims != ("atom",):
+            continue
+        v = np.asarray(ds[k].values)[src] if len(origin) else np.asarray(ds[k].values)[:0]
+        if new.any():
+            if np.issubdtype(v.dtype, np.floating):
+                v = np.where(new, np.nan, v)
+            elif np.issubdtype(v.dtype, np.integer):
+                v = np.where(new, -1, v)
+            else:
+                continue
+        out[k] = v
+    return out
 
 
 def _final_check(prob: ProjectionProblem, pos, *, min_neighbours, radius_A, bond_A, z):
@@ -507,7 +531,7 @@ def _final_check(prob: ProjectionProblem, pos, *, min_neighbours, radius_A, bond
         if prob.holdout > 0:
             short &= ~(d_h[idx] > z * sd[idx])
         keep[idx[short]] = False
-    prob.sp = prob.sp[keep]
+    prob.keep_atoms(keep)
     return pos[keep], int((~keep).sum())
 
 
@@ -645,7 +669,10 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
     Returns
     -------
     (xarray.Dataset, dict)
-        Refined model (attrs ``refine_species``, ``refine_profile_sigma_A``,
+        Refined model, with the input's per-atom arrays carried along (each kept atom its
+        own value; an added atom NaN or −1, arrays of other kinds dropped when atoms were
+        added), ``displacement_A`` (Å, from the input position; NaN for an added atom) and
+        attrs ``refine_species``, ``refine_profile_sigma_A``,
         ``refine_profile_amplitude`` (species × Gaussians), ``refine_response_gamma``,
         ``refine_response_ref``, ``refine_offset`` (per projection), ``refine_holdout``,
         ``refine_seed``, ``refine_r_factor``; no alignment) and a result: ``geometry``, the
@@ -787,11 +814,10 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
     history.append(("end", r_end))
     index = prob.sp
 
-    arrays = {}
-    if n_added == 0 and n_removed == 0:
-        arrays = {k: ds[k].values for k in ds.data_vars
-                  if k not in ("position", "species") and ds[k].dims == ("atom",)}
-        arrays["displacement_A"] = np.linalg.norm(pos - start[0], axis=1)
+    arrays = _carried_arrays(ds, prob.origin)
+    old = prob.origin >= 0
+    arrays["displacement_A"] = np.where(
+        old, np.linalg.norm(pos - start[0][np.maximum(prob.origin, 0)], axis=1), np.nan)
     result = {"r_factor_start": r_start, "r_factor": r_end,
               "r_factor_history": [float(r) for _, r in history],
               "stages": [s for s, _ in history], "species": names,

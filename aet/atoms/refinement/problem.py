@@ -71,6 +71,10 @@ class ProjectionProblem:
         self.meas = np.ascontiguousarray(measured, dtype=np.float64)
         self.geo = geometry
         self.sp = np.ascontiguousarray(species_index, dtype=np.int64)
+        # each atom's index in the model the problem was built from (-1: added since), so
+        # what was measured of the atoms before (the classification's intensities) follows
+        # them through removals and additions
+        self.origin = np.arange(self.sp.size, dtype=np.int64)
         self.ns = int(n_species)
         self.sigmas = np.asarray(sigmas_A, dtype=np.float64).reshape(-1)
         self.S = np.ascontiguousarray(self.sigmas**2)
@@ -117,14 +121,27 @@ class ProjectionProblem:
         """A copy of everything but the positions (profile, response, offsets, alignment)."""
         return {"C": self.C.copy(), "gamma": float(self.gamma), "offset": self.offset.copy(),
                 "shifts": self.shifts.copy(), "d_euler": self.d_euler.copy(),
-                "sp": self.sp.copy()}
+                "sp": self.sp.copy(), "origin": self.origin.copy()}
 
     def restore(self, st: dict):
         self.C = st["C"].copy()
         self.gamma = st["gamma"]
         self.offset = st["offset"].copy()
         self.sp = st["sp"].copy()
+        self.origin = st["origin"].copy()
         self.set_alignment(st["shifts"], st["d_euler"])
+
+    def keep_atoms(self, keep):
+        """Keep the atoms where ``keep`` (bool, one per atom) is True: species and origins."""
+        keep = np.asarray(keep, dtype=bool)
+        self.sp = np.ascontiguousarray(self.sp[keep])
+        self.origin = self.origin[keep]
+
+    def add_atoms(self, species_index):
+        """Append new atoms of the given species indices (origin −1)."""
+        new = np.asarray(species_index, dtype=np.int64).reshape(-1)
+        self.sp = np.concatenate([self.sp, new])
+        self.origin = np.concatenate([self.origin, np.full(new.size, -1, np.int64)])
 
     def subset(self, proj_index) -> ProjectionProblem:
         """The same problem (and state) on a subset of the projections."""
