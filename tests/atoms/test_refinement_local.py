@@ -106,15 +106,22 @@ def _face_pair(rng):
     return truth, whole, face
 
 
+def _refine_against(imaged, start):
+    """``start`` refined (with the add/remove passes) against 15 noisy projections of
+    ``imaged``: the series, the refined model and the result."""
+    angles, data = power_series(np.random.default_rng(2), imaged, gamma=1.2, noise=0.01,
+                                n_angles=15)
+    ts = aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
+    ds, res = refine(start.data, ts.data, profile_sigmas_A=SIG, n_cycles=1,
+                     uncertainty=False, add_remove=True)
+    return ts, ds, res
+
+
 def test_add_pass_finds_an_atom_closer_than_the_minimum_distance(rng):
     """The single-atom test never sees a site within ``min_distance_A`` of an atom; the joint
     test (new atom and its neighbours refitted together) adds it, of the right species."""
     truth, whole, face = _face_pair(rng)
-    angles, data = power_series(np.random.default_rng(2), whole, gamma=1.2, noise=0.01,
-                                n_angles=15)
-    ts = aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
-    ds, res = refine(truth.data, ts.data, profile_sigmas_A=SIG, n_cycles=1,
-                     uncertainty=False, add_remove=True)
+    ts, ds, res = _refine_against(whole, truth)
     pos = ds["position"].values
     d = np.linalg.norm(pos - face, axis=1)
     assert res["n_added"] == 1, res["candidates"]
@@ -128,11 +135,7 @@ def test_joint_test_does_not_split_whole_atoms(rng):
     """Without the face atom in the data, the joint test of candidates beside every atom
     (each atom could be split in two) adds nothing."""
     truth, _, _ = _face_pair(rng)
-    angles, data = power_series(np.random.default_rng(2), truth, gamma=1.2, noise=0.01,
-                                n_angles=15)
-    ts = aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
-    ds, res = refine(truth.data, ts.data, profile_sigmas_A=SIG, n_cycles=1,
-                     uncertainty=False, add_remove=True)
+    ts, ds, res = _refine_against(truth, truth)
     assert res["n_added"] == 0
     # and directly: a proposal 1.6 Å from each atom, in a fitted problem
     sp = (truth.species == "Pt").astype(np.int64)
