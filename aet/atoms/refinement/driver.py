@@ -136,7 +136,7 @@ def _residual_candidates(prob: ProjectionProblem, pos, *, spacing_A, min_distanc
                          threshold):
     """Candidate new atoms: maxima of the point-wise back-projection (mean over projections,
     bilinear) of the residual ``measured − model`` (the fit's own model image, with its
-    cut-off) on a grid around the model."""
+    cut-off) on a grid around the model, strongest first, and their back-projected values."""
     from scipy.ndimage import maximum_filter
     from scipy.spatial import cKDTree
 
@@ -154,20 +154,13 @@ def _residual_candidates(prob: ProjectionProblem, pos, *, spacing_A, min_distanc
     vol = acc.reshape(gx.shape)
     is_max = (vol == maximum_filter(vol, size=3)) & (vol > threshold)
     cand = np.stack([gx[is_max], gy[is_max], gz[is_max]], axis=1)
-    cand = cand[np.argsort(-vol[is_max])]
+    val = vol[is_max]
+    order = np.argsort(-val)
+    cand, val = cand[order], val[order]
     if len(cand) and len(pos):
         d, _ = cKDTree(pos).query(cand)
-        cand = cand[d > min_distance_A]
-    return cand
-
-
-def _residual_value(prob: ProjectionProblem, pos, pts):
-    """The back-projected residual of :func:`_residual_candidates` at the points ``pts``."""
-    g = prob.geo
-    resid = (prob.meas - prob.model_image(pos)) * prob.w
-    acc = K.backproject_bilinear(resid, prob.R2, prob.shifts, g["x0"], g["y0"], g["pixel_A"],
-                                 np.asarray(pts, dtype=np.float64).reshape(-1, 3))
-    return acc / (prob.meas.shape[0] * (1.0 - prob.holdout))
+        cand, val = cand[d > min_distance_A], val[d > min_distance_A]
+    return cand, val
 
 
 def _greedy_apart(points, order, min_distance_A):
@@ -370,7 +363,7 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
         bond_length_A(pos) if len(pos) > 1 else min_distance_A)
     # candidates down to half a bond from an atom (closer, the final check takes two atoms
     # for one site); those within min_distance_A go to the joint test only
-    cand_all = _residual_candidates(prob, pos, spacing_A=0.4,
+    cand_all, val_all = _residual_candidates(prob, pos, spacing_A=0.4,
                                     min_distance_A=min(0.5 * bond, min_distance_A),
                                     threshold=add_threshold * lightest)
     cap = max(1, len(pos) // 10)  # at most 10 % new atoms per pass, strongest first
@@ -381,8 +374,9 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     else:
         d_near = np.full(len(cand_all), np.inf)
     far = d_near > min_distance_A
-    cand = cand_all[far][:cap]
-    close = cand_all[~far & (np.cumsum(far) <= cap)]  # the close ones among the strongest
+    cand, cand_val = cand_all[far][:cap], val_all[far][:cap]
+    is_close = ~far & (np.cumsum(far) <= cap)  # the close ones among the strongest
+    close, close_val = cand_all[is_close], val_all[is_close]
     n_added = n_implausible = 0
     pass_facts: dict = {k: [] for k in ("candidates", "d_loss", "d_held_out", "sd_held_out",
                                         "amplitude", "species", "accepted")}
@@ -446,8 +440,8 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     # strongest sites, one a joint test of an earlier pass refused, within the candidates'
     # grid spacing, is not retested)
     jc = np.vstack([close, cand[refused]]) if len(cand) else close
+    jv = np.concatenate([close_val, cand_val[refused]]) if len(cand) else close_val
     if len(jc):
-        jv = _residual_value(prob, pos, jc)
         jc = jc[_greedy_apart(jc, np.argsort(-jv), 0.5 * bond)][:cap]
         if joint_refused is not None and len(joint_refused) and len(jc):
             from scipy.spatial import cKDTree
