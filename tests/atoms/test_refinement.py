@@ -452,6 +452,41 @@ def test_refinement_that_the_held_out_pixels_reject_keeps_the_input(rng):
     np.testing.assert_array_equal(out.positions, truth.positions)
 
 
+def test_refinement_the_held_out_pixels_reject_keeps_its_best_stage(rng):
+    """The projections carry planted detector shifts (0.1 Å RMS); the training pixels also
+    show the particle expanded by 12 %, the held-out pixels show it as it is. The alignment
+    stage (shifts cannot expand) lowers the held-out loss, the position fit (its per-atom
+    held-out gate switched off) then raises it above the start: the state after the alignment
+    is kept (positions as given, shifts recovered), not the input with its misalignment."""
+    truth = small_particle(rng, n_side=3, spacing=2.6)
+    n = 13
+    shifts = rng.normal(0, 0.1, (n, 2))
+    angles, clean = power_series(rng, truth, gamma=1.0, noise=0.0, shifts=shifts)
+    centre = truth.positions.mean(0)
+    moved_truth = aet.AtomicModel(centre + 1.12 * (truth.positions - centre), truth.species)
+    _, moved = power_series(rng, moved_truth, gamma=1.0, noise=0.0, shifts=shifts)
+    ts0 = aet.TiltSeries(clean, angles=angles, pixel_size_A=0.4)
+    prob = ProjectionProblem(ts0.values, projection_geometry(ts0.data),
+                             np.zeros(truth.n_atoms, np.int64), 1, SIG, holdout=0.1, seed=3)
+    data = np.where(prob.w > 0, moved, clean) + rng.normal(0, 0.003 * clean.max(),
+                                                             clean.shape)
+    ts = aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
+    out = truth.refine(ts, profile_sigmas_A=SIG, n_cycles=1, seed=3, uncertainty=False,
+                       refine_alignment=("shifts",), holdout_z=1e9)
+    res = out.provenance[-1]["result"]
+    hist = dict(res["held_out_history"])
+    print(res["held_out_history"], res["kept_stage"])
+    assert hist["alignment"] < hist["start"] < hist["gate"]
+    assert res["reverted"] and res["kept_stage"] == "alignment"
+    np.testing.assert_allclose(out.positions, truth.positions, rtol=0, atol=1e-12)
+    assert res["held_out_loss"] == hist["alignment"] < res["held_out_loss_start"]
+    # the fitted shifts, up to the gauge (the mean shift a translation explains), are the
+    # planted ones to a fraction of their spread
+    fit = np.c_[res["shift_x_A"], res["shift_y_A"]]
+    err = (fit - fit.mean(0)) - (shifts - shifts.mean(0))
+    assert np.sqrt(np.mean(err**2)) < 0.3 * np.sqrt(np.mean((shifts - shifts.mean(0))**2))
+
+
 def test_uncertainty_is_calibrated_on_own_forward_model(rng):
     """|error| / σ has an RMS near 1 when the model is right, under Poisson noise (the noise
     is larger on the atoms than between them: the sandwich covariance sees that, a single
