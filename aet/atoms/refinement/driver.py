@@ -317,17 +317,59 @@ def _atom_amplitude(prob: ProjectionProblem, pos):
     return amp, np.sqrt(np.maximum(a * v[:, 0] + b * v[:, 1], 0.0)) / e2
 
 
+def _candidate_amplitude(prob: ProjectionProblem, pos, cand, species):
+    """Least-squares amplitude of a new atom of ``species`` at each of ``cand`` in the
+    residual of the model ``pos`` (training pixels), ½ − ΔL / 2E, and its noise standard
+    deviation √(Σ w v Δm²) / 2E: :func:`_atom_amplitude` for an addition, each candidate
+    alone, with the exact training sums (the held-out sums of
+    :meth:`ProjectionProblem.replacement_test` are a tenth of the pixels, a few of them
+    carrying most of an atom's image: their per-atom σ scatters by tens of %)."""
+    n = len(pos)
+    a, b = prob.noise_model(pos)
+    ghosts = np.vstack([pos, cand])
+    gsp = np.concatenate([prob.sp, np.full(len(cand), -1, np.int64)])
+    alt = np.concatenate([np.full(n, -2, np.int64), np.asarray(species, dtype=np.int64)])
+    held = prob.hw
+    try:
+        prob.hw = prob.w
+        out = prob.evaluate(ghosts, 5, sp=gsp, pos_alt=ghosts, sp_alt=alt)
+    finally:
+        prob.hw = held
+    v = out[V_HOLD][n:]
+    e2 = np.maximum(v[:, 0], 1e-300)  # 2E
+    amp = 0.5 - out[D_LOSS][n:] / e2
+    return amp, np.sqrt(np.maximum(a * v[:, 0] + b * v[:, 1], 0.0)) / e2
+
+
+def _selection_z(n: int, z: float) -> float:
+    """The bar, in noise standard deviations, for a test applied to each of ``n`` items at
+    once: ``z``, raised to Φ⁻¹(1 − 1/n) when that is higher — the level that noise alone
+    makes one of ``n`` null statistics exceed on average. A fixed per-item bar lets the
+    expected number of false decisions grow with ``n`` (z = 2 over 1000 atoms: ~23)."""
+    from scipy.stats import norm
+
+    return max(float(z), float(norm.isf(1.0 / max(int(n), 2))))
+
+
 def _unsupported(d_loss, d_held, sd_held, amp, amp_sd, *, holdout: float, z: float):
     """The atoms the removal takes out: ΔL < 0 (amplitude < ½), the data showing by more
-    than ``z`` noise standard deviations that less than a whole atom is there (amplitude
-    and σ from :func:`_atom_amplitude`), and (with held-out pixels) no held-out rejection of
-    the removal by more than ``z`` of its noise standard deviations.
+    than ``z`` noise standard deviations — raised for the number of atoms tested at once,
+    :func:`_selection_z` — that less than a whole atom is there (amplitude and σ from
+    :func:`_atom_amplitude`), and (with held-out pixels) no held-out rejection of the
+    removal by more than ``z`` of its noise standard deviations.
 
     ΔL < 0 alone is the rule at a high dose (the atoms it removed on abTEM 3 nm FePt at
     1e5 e/Å² lie 3.5–5.3 σ below a whole atom, σ ≈ 0.13 for Fe); at a low one an atom a
     little off its site or dimmed by the noise stays (at 2e4 e/Å², Fe amplitudes have
-    σ ≈ 0.29, and 12 of the 20 atoms ΔL < 0 removed were true, amplitudes 0.4–0.5)."""
-    bad = (np.asarray(d_loss) < 0) & (1.0 - np.asarray(amp) > z * np.asarray(amp_sd))
+    σ ≈ 0.29, and 12 of the 20 atoms ΔL < 0 removed were true, amplitudes 0.4–0.5). The
+    bar is raised for the number tested because every atom is tested: at z = 2 over the
+    ~1000 atoms of that case noise alone takes out ~23 true ones (measured there, the truth
+    read by the benchmark only: the removals of the three add/remove passes took out 27
+    atoms within 1 Å of a true one and 16 others; with the raised bar, Φ⁻¹(1 − 1/1000) =
+    3.1, recall 0.801 → 0.808 at the end of the refinement)."""
+    amp = np.asarray(amp)
+    z_sel = _selection_z(amp.size, z)
+    bad = (np.asarray(d_loss) < 0) & (1.0 - amp > z_sel * np.asarray(amp_sd))
     if holdout > 0:
         bad &= np.asarray(d_held) < z * np.asarray(sd_held)
     return bad
@@ -337,11 +379,14 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
                 min_neighbours=0, radius_A=np.inf, bond_A=None, facts=None,
                 joint_refused=None):
     """Remove atoms whose removal lowers the training loss (least-squares amplitude < ½)
-    while the data show by more than ``z`` noise standard deviations that less than a whole
-    atom is there, and, with held-out pixels, whose removal does not raise the held-out loss
-    by more than ``z`` noise standard deviations; then add atoms
+    while the data show by more than ``z`` noise standard deviations (raised for the number
+    of atoms tested, :func:`_selection_z`) that less than a whole atom is there, and, with
+    held-out pixels, whose removal does not raise the held-out loss by more than ``z``
+    noise standard deviations; then add atoms
     at maxima of the back-projected residual where one atom of some species does the same
-    (exact per-atom loss changes) and where the new atom keeps ≥ ``min_neighbours``
+    (exact per-atom loss changes), whole (amplitude ≥ ``_WHOLE_ATOM``) and shown to be more
+    than half an atom by more than ``z`` σ (raised for the number of candidates) outside a
+    vacancy, and where the new atom keeps ≥ ``min_neighbours``
     neighbours within ``radius_A`` (:func:`_plausible_additions`)."""
     use_hold = prob.holdout > 0
     sp = prob.sp
@@ -379,7 +424,8 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
     close, close_val = cand_all[is_close], val_all[is_close]
     n_added = n_implausible = 0
     pass_facts: dict = {k: [] for k in ("candidates", "d_loss", "d_held_out", "sd_held_out",
-                                        "amplitude", "species", "accepted")}
+                                        "amplitude", "amplitude_training", "amplitude_sd",
+                                        "species", "accepted")}
     add = np.zeros(0, np.int64)
     best_s = np.zeros(0, np.int64)
     refused = np.zeros(0, bool)
@@ -423,6 +469,18 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
             embedded = np.array([len(n) for n in cKDTree(pos).query_ball_point(
                 cand, radius_A)]) > 6
         good &= (amp >= _WHOLE_ATOM) | embedded | ~(best_e > 0)
+        # ... and, outside a vacancy, the data must show more than half an atom there by more
+        # than z noise standard deviations of that amplitude (the joint test's rule), the
+        # bar raised for the number of candidates tested at once (_selection_z): the
+        # strongest of ~100 residual maxima are tested, and at a low dose the best of them
+        # pass a per-candidate bar by noise alone. Measured on abTEM 3 nm FePt, 2e4 e/Å²,
+        # seed 0 (the truth read by the benchmark only): Fe amplitudes have σ ≈ 0.29 there,
+        # and 24 of the 44 single-test Fe additions were false; with this bar the refined
+        # model 0.808 / 0.886 → 0.805 / 0.898 recall / precision; at 1e5 e/Å² (σ ≈ 0.13)
+        # unchanged. (Applied in vacancies too, it refused two true atoms at 1e5: recall
+        # 0.996 → 0.994.)
+        t_amp, amp_sd = _candidate_amplitude(prob, pos, cand, best_s)
+        good &= (t_amp - _selection_z(len(cand), z) * amp_sd > 0.5) | embedded
         order = np.flatnonzero(good)[np.argsort(best_dl[good])]
         add = np.array(_greedy_apart(cand, order, min_distance_A), dtype=np.int64)
         refused = ~good
@@ -432,8 +490,9 @@ def _add_remove(prob: ProjectionProblem, pos, *, add_threshold, min_distance_A, 
         # diagnostics: the evidence of every candidate
         pass_facts = {"candidates": np.round(cand, 2).tolist(), "d_loss": short(best_dl),
                       "d_held_out": short(best_dh), "sd_held_out": short(best_sd),
-                      "amplitude": short(amp), "species": best_s.tolist(),
-                      "accepted": add.tolist()}
+                      "amplitude": short(amp), "amplitude_training": short(t_amp),
+                      "amplitude_sd": short(amp_sd),
+                      "species": best_s.tolist(), "accepted": add.tolist()}
     # -- joint additions: the close candidates and those the single test refused, strongest
     # first (the order of the residual maxima), each refitted with its neighbours
     # (two maxima within half a bond are one site: the strongest is tested; of the `cap`
@@ -620,10 +679,14 @@ def refine(model: xr.Dataset, tilt_series: xr.DataArray, *,
         changes nothing. An atom goes only where the data show, by more than
         ``holdout_z`` noise standard deviations of its least-squares amplitude, that less
         than a whole atom is there (at a low dose an atom a little off its site is kept
-        for the next fit). A new atom must be a whole one (its least-squares amplitude in the
-        residual ≥ 0.75: one atom fits better than half of one) and keep ≥
-        ``min_neighbours`` neighbours (a whole atom is not asked for in a vacancy, a site
-        with more than 6 atoms around it). Candidates closer than ``min_distance_A`` to an
+        for the next fit); the bar is raised to Φ⁻¹(1 − 1/n) when that is higher, n the
+        atoms tested at once (noise alone then takes out about one true atom, not 2.3 %).
+        A new atom must be a whole one (its least-squares amplitude in the residual ≥
+        0.75: one atom fits better than half of one), shown by more than ``holdout_z``
+        noise standard deviations of that amplitude (raised likewise for the number of
+        candidates) to be more than half an atom, and keep ≥ ``min_neighbours`` neighbours
+        (neither amplitude rule applies in a vacancy, a site with more than 6 atoms
+        around it). Candidates closer than ``min_distance_A`` to an
         atom (down to half a bond length) and those this single-atom test refuses get a joint
         test: the new atom and its neighbours within ``min_distance_A`` refitted together
         (``_joint_additions``), kept by the same rule except that the held-out loss must
