@@ -492,6 +492,25 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
             recon_input = aligned
         # -- reconstruction, tracing, classification, clean-up ---------------------------------
         recon_kw = {**opts.get("reconstruct", {}), **recon_kw}
+        # the refinement's held-out pixels, drawn now and left out of the reconstruction:
+        # they judge the refinement fairly only when nothing it starts from has seen them
+        # (atoms traced in a reconstruction of every pixel carry the held-out pixels' noise,
+        # and the held-out loss then favours the trace over better positions)
+        held = None
+        if refine and opts["refine_positions"] and \
+                recon_kw.get("method", "resire") == "resire":
+            from .atoms.refinement import holdout_pixels
+
+            held = holdout_pixels(recon_input.data.shape, REFINE_HOLDOUT, seed=0)
+            recon_kw["exclude_pixels"] = held
+            decisions["held_out_pixels"] = (
+                f"{REFINE_HOLDOUT:.0%} of the pixels (seed 0) held out of the reconstruction "
+                f"to judge the refinement")
+        elif refine and opts["refine_positions"]:
+            decisions["held_out_pixels"] = (
+                f"the refinement's held-out pixels were used by the reconstruction "
+                f"(method={recon_kw['method']!r} has no pixel weights): its held-out checks "
+                f"favour the traced positions")
         vol = st.run("reconstruct", lambda: recon_input.reconstruct(**recon_kw))
         rec = _last_result(vol, "reconstruct")
         decisions["reconstruction"] = {k: rec[k] for k in ("method", "n_iter", "pad_x",
@@ -543,6 +562,8 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
             # a third of the refinement's time, abTEM 3 nm FePt)
             kw: dict[str, Any] = {"add_remove": add_remove, "uncertainty": False,
                                   "n_cycles": 1 if add_remove else 2}
+            if held is not None:
+                kw["holdout_mask"] = held
             if refine_alignment:
                 kw["refine_alignment"] = tuple(refine_alignment)
             # the alignment the refinement fits is a geometry update of the series: the
@@ -632,6 +653,11 @@ def _film_decision(ts, film) -> dict:
 #: θ refinement needs dense sampling and is left to the model refinement)
 MATCHING_OPTIONS = {"refine": ("shifts", "phi"), "n_iter": 3, "recon_iter": 40,
                     "recon_iter_warm": 15, "n_groups": 4}
+
+
+#: fraction of the pixels the refinement holds out (its default), left out of the
+#: reconstruction by aet.run
+REFINE_HOLDOUT = 0.1
 
 
 #: fewest projections for which aet.run matches projections by default (measured on 47-tilt

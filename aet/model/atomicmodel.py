@@ -439,7 +439,10 @@ class AtomicModel(_XarrayFacade):
         out = atoms.refine(self._ds, ts_da, **kw)
         ds, result = out if isinstance(out, tuple) else (out, None)
         geometry = None if result is None else result.pop("geometry", None)
-        model = self._replace(ds, "refine", kw, result=result)
+        params = dict(kw)
+        if params.get("holdout_mask") is not None:  # a count, not the mask, in the record
+            params["holdout_mask"] = int(np.count_nonzero(params["holdout_mask"]))
+        model = self._replace(ds, "refine", params, result=result)
         if not return_series:
             return model
         TiltSeries = facade_class("TiltSeries")  # the sibling facade, looked up by name

@@ -321,6 +321,8 @@ class TiltSeries(_Facade):
         result = None
         if isinstance(out, tuple):
             out, result = out
+        if params.get("exclude_pixels") is not None:  # a count, not the mask, in the record
+            params["exclude_pixels"] = int(np.count_nonzero(params["exclude_pixels"]))
         da = with_provenance(out, "reconstruct", params, parent_attrs=self._da.attrs,
                              **({"result": result} if result is not None else {}))
         return Volume._wrap(da)

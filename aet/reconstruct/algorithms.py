@@ -271,6 +271,7 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
                       holdout=holdout, patience=patience, seed=seed, progress=progress,
                       callback=callback, holdout_by=holdout_by)
     ho = _holdout_for(b, holdout, seed, patience, holdout_by, op.euler[:, 1])
+    given = weight  # the caller's pixels out of the data term stay out of the stopping rule
     if ho is not None:
         weight = ho.fit if weight is None else weight * ho.fit
     L = lipschitz_bound(op, weight)
@@ -294,6 +295,8 @@ def resire(op: Projector, b: np.ndarray, *, n_iter: int = 50, step: float = 1.0,
         for it in range(n_iter):
             op.forward(y, out=res)
             res -= b
+            if given is not None and ho is not None:
+                res *= given
             if ho is not None and ho.update(res, y, it):
                 break
             if weight is not None:

@@ -74,7 +74,8 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
                 r_free_fraction: float = 0.05, holdout: float | None = None,
                 patience: int = 5, holdout_by: str = "projections", refit: bool = True,
                 subsets="auto",
-                tol: float = 0.0, fsc: bool = False, seed=0, progress=None):
+                tol: float = 0.0, fsc: bool = False, seed=0, progress=None,
+                exclude_pixels=None):
     """Reconstruct a volume from a tilt series.
 
     Parameters
@@ -154,6 +155,12 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
         R_free selection (GENFIRE).
     progress : bool, optional
         Show a tqdm bar (default: only when stderr is a terminal).
+    exclude_pixels : bool array of the series' shape ``(angle, y, x)``, optional
+        Detector pixels left out of the data term (RESIRE only): the reconstruction, and all
+        that is traced in it, learns nothing of their values. :func:`aet.run` leaves out the
+        pixels its refinement holds out, so that they judge the refinement against a start
+        that never saw them (a reconstruction has about as many degrees of freedom as voxels:
+        it fits the noise of every pixel it uses, and the atoms traced in it inherit that).
 
     Returns
     -------
@@ -180,9 +187,15 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
     # extended objects (films): decided here, acted on through method, pad_x and thickness
     from .film import resolve_film
 
-    film_dec = resolve_film(da, film, thickness=thickness)
+    keep = None if exclude_pixels is None else _check_exclude_pixels(exclude_pixels, da.shape)
+    # the film decision reads the data too: the left-out pixels filled from their neighbours
+    film_dec = resolve_film(da if keep is None else _filled(da, keep), film,
+                            thickness=thickness)
     method, pad_x, thickness = film_dec.apply(method, pad_x, thickness,
                                                 default_method=DEFAULT_METHOD)
+    if keep is not None and method != "resire":
+        raise ValueError(f"exclude_pixels needs method='resire' (a weighted data term), got "
+                         f"method={method!r}; use method='resire' or drop exclude_pixels")
     if holdout_by not in alg.HOLDOUT_BY:
         raise ValueError(f"holdout_by must be one of {alg.HOLDOUT_BY}, got {holdout_by!r}")
     if holdout is None:
@@ -216,11 +229,12 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
     opts = dict(method=method, n_iter=n_iter, positivity=positivity, filter=filter, step=step,
                 accelerate=accelerate, relaxation=relaxation, tol=tol, progress=progress,
                 holdout=holdout, patience=patience, holdout_by=holdout_by, refit=refit,
-                seed=seed, subsets=subsets)
+                seed=seed, subsets=subsets, keep=keep)
     attrs = {k: v for k, v in da.attrs.items()
              if k not in ("pixel_size_A", "aet_class", "provenance", "units")}
     data = da.data
-    if is_dask(data) and single and method != "genfire" and not isinstance(support, str):
+    if is_dask(data) and single and method != "genfire" and not isinstance(support, str) \
+            and keep is None:
         out = _lazy_single_axis(data, euler, vol_shape, sup, opts, crop, pad_x)
         result = {"method": method, "lazy": True, "n_iter": n_iter,
                   "chunks_y": list(out.chunks[1]), "film": film_dec.to_dict()}
@@ -229,7 +243,8 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
     _check_finite(b)
     t0 = time.perf_counter()
     if isinstance(support, str):
-        first = _run(b, euler, vol_shape, None, dict(opts, method="wbp", progress=False),
+        first = _run(b, euler, vol_shape, None, dict(opts, method="wbp", progress=False,
+                                                     keep=None),
                      single, r1=False)[0]
         sup = estimate_support(first, threshold=support_threshold)
     if method == "genfire":
@@ -246,6 +261,8 @@ def reconstruct(da: xr.DataArray, *, method: str = DEFAULT_METHOD, n_iter: int |
     result = {"method": method, "convergence": rec, "r1_per_projection": r1p.tolist(),
               "r1": float(np.nanmean(r1p)), "volume_shape": list(vol_shape),
               "time_s": time.perf_counter() - t0, "film": film_dec.to_dict()}
+    if keep is not None:
+        result["excluded_pixels"] = int(keep.size - np.count_nonzero(keep))
     if fsc:
         result["fsc"] = half_set_fsc(
             da, method=method, n_iter=n_iter, thickness=thickness, pad_x=pad_x, pad_y=pad_y,
@@ -303,12 +320,41 @@ def _check_support(support, vol_shape):
     return s
 
 
+def _check_exclude_pixels(exclude_pixels, shape):
+    """The float32 weight (1 = used) of ``exclude_pixels``."""
+    m = np.asarray(exclude_pixels)
+    if m.dtype != bool:
+        raise TypeError(f"exclude_pixels must be a bool array (True = pixel left out), got "
+                        f"dtype {m.dtype}")
+    if m.shape != tuple(shape):
+        raise ValueError(f"exclude_pixels has shape {m.shape} but the tilt series is "
+                         f"{tuple(shape)} (angle, y, x); pass one flag per detector pixel")
+    if m.all():
+        raise ValueError("exclude_pixels leaves out every pixel; leave most of them in")
+    return np.ascontiguousarray(~m, dtype=np.float32)
+
+
+def _filled(da: xr.DataArray, keep: np.ndarray) -> xr.DataArray:
+    """``da`` with the left-out pixels (``keep`` 0) replaced by the mean of the kept ones
+    around them (3 × 3, in their projection), for decisions that read the whole images."""
+    from scipy import ndimage
+
+    v = np.asarray(da.values, dtype=np.float64)
+    k = np.ones((1, 3, 3))
+    num = ndimage.convolve(v * keep, k, mode="nearest")
+    den = ndimage.convolve(keep.astype(np.float64), k, mode="nearest")
+    mean = np.where(den > 0, num / np.maximum(den, 1e-12), float(np.median(v[keep > 0])))
+    return da.copy(data=np.where(keep > 0, v, mean).astype(da.dtype))
+
+
 def _run(b, euler, vol_shape, sup, opts, single, parallel=True, r1=True):
     """In-memory WBP/SIRT/RESIRE: returns (vol zyx, record, r1 per projection or None)."""
     nyd, nxd = b.shape[1:]
     op = Projector(euler, vol_shape, detector_shape=(nyd, nxd), parallel=parallel,
                    single_axis=single)
     bi = op.to_internal_projections(b)
+    keep = opts.get("keep")
+    weight = None if keep is None else op.to_internal_projections(keep)
     s_int = None if sup is None else op.to_internal_volume(sup)
     method = opts["method"]
     if method == "wbp":
@@ -327,9 +373,9 @@ def _run(b, euler, vol_shape, sup, opts, single, parallel=True, r1=True):
                             accelerate=opts["accelerate"], tol=opts["tol"],
                             holdout=opts["holdout"], patience=opts["patience"],
                             holdout_by=opts["holdout_by"], refit=opts["refit"],
-                            subsets=opts["subsets"],
+                            subsets=opts["subsets"], weight=weight,
                             seed=opts["seed"], progress=opts["progress"])
-    r1p = alg.r1_per_projection(op, x, bi) if r1 else None
+    r1p = alg.r1_per_projection(op, x, bi, weight) if r1 else None
     return op.from_internal_volume(x), rec, r1p
 
 

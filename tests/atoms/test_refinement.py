@@ -487,6 +487,34 @@ def test_refinement_the_held_out_pixels_reject_keeps_its_best_stage(rng):
     assert np.sqrt(np.mean(err**2)) < 0.3 * np.sqrt(np.mean((shifts - shifts.mean(0))**2))
 
 
+def test_holdout_mask_is_the_held_out_set_and_bad_masks_name_the_fix(rng):
+    """``holdout_mask`` replaces the seeded draw: the problem holds out exactly those pixels
+    (``holdout_pixels`` with the same fraction and seed is the default draw); a mask of the
+    wrong shape, dtype or size is refused with the keyword's name."""
+    from aet.atoms.refinement import holdout_pixels
+    from aet.atoms.refinement.driver import _build_problem
+
+    truth = small_particle(rng, n_side=2, spacing=2.6)
+    angles, data = power_series(rng, truth, gamma=1.0, noise=0.01)
+    ts = aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
+    mask = holdout_pixels(data.shape, 0.1, seed=7)
+    prob, _, _ = _build_problem(truth.data, ts.data, sigmas=SIG, cutoff=3.5, holdout=0.3,
+                                seed=0, held=mask)
+    np.testing.assert_array_equal(prob.hw > 0, mask)
+    assert prob.holdout == pytest.approx(mask.mean())
+    default, _, _ = _build_problem(truth.data, ts.data, sigmas=SIG, cutoff=3.5, holdout=0.1,
+                                   seed=7)
+    np.testing.assert_array_equal(default.hw > 0, mask)
+    out = truth.refine(ts, profile_sigmas_A=SIG, n_cycles=1, uncertainty=False,
+                       holdout_mask=mask)
+    assert out.provenance[-1]["params"]["holdout_mask"] == int(mask.sum())
+    for bad, match in [(mask[:, :-1], "shape"), (mask.astype(float), "dtype"),
+                       (np.zeros_like(mask), "some but fewer than half")]:
+        with pytest.raises(ValueError, match="holdout_mask must") as e:
+            truth.refine(ts, profile_sigmas_A=SIG, holdout_mask=bad)
+        assert match in str(e.value)
+
+
 def test_uncertainty_is_calibrated_on_own_forward_model(rng):
     """|error| / σ has an RMS near 1 when the model is right, under Poisson noise (the noise
     is larger on the atoms than between them: the sandwich covariance sees that, a single

@@ -50,6 +50,21 @@ def test_default_chain_on_independent_data(run):
     assert refined.rotation_deg < 3.0
 
 
+def test_refinements_held_out_pixels_are_left_out_of_the_reconstruction(run):
+    """The pixels the refinement holds out to judge itself are the ones the reconstruction
+    left out (same count, 10 % of the series), and the run says so."""
+    import numpy as np
+
+    _, _, result = run
+    rec = next(r for r in reversed(result.volume.provenance) if r["op"] == "reconstruct")
+    ref = next(r for r in reversed(result.model.provenance) if r["op"] == "refine")
+    n = int(np.prod(result.series["aligned"].data.shape))
+    assert rec["params"]["exclude_pixels"] == rec["result"]["excluded_pixels"] == \
+        ref["params"]["holdout_mask"]
+    assert 0.09 < ref["params"]["holdout_mask"] / n < 0.11
+    assert "held out of the reconstruction" in result.decisions["held_out_pixels"]
+
+
 def test_run_returns_the_series_with_the_refinements_geometry(run):
     """aet.run's tilt_series is the aligned series with the refinement's geometry update
     applied (images moved back by the fitted shifts, Euler angles corrected), and the

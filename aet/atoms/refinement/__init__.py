@@ -11,7 +11,8 @@
 
 from .alignment import projection_geometry, rotation_derivatives
 from .driver import refine, uncertainty
-from .problem import DEFAULT_SIGMAS_A, ProjectionProblem, model_images
+from .problem import DEFAULT_SIGMAS_A, ProjectionProblem, holdout_pixels, model_images
 
-__all__ = ["DEFAULT_SIGMAS_A", "ProjectionProblem", "model_images", "projection_geometry",
+__all__ = ["DEFAULT_SIGMAS_A", "ProjectionProblem", "holdout_pixels", "model_images",
+           "projection_geometry",
            "refine", "rotation_derivatives", "uncertainty"]

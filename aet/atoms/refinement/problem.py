@@ -48,6 +48,15 @@ LOSS, L1, HOLD, G_POS, G_C, G_GAMMA, G_OFFSET, FISHER, G_POS_K, D_LOSS, D_HOLD, 
     G_SHIFTS, G_R2, JTJ, JTW, NW, MOMENTS, FISHER_K, MEAT = range(20)
 
 
+def holdout_pixels(shape, fraction: float, seed=0) -> np.ndarray:
+    """The refinement's held-out pixels: a seeded random ``fraction`` of a tilt series'
+    ``(angle, y, x)`` pixels (True = held out). :func:`aet.run` draws them before the
+    reconstruction and leaves them out of it, so that nothing the refinement starts from has
+    seen them."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return rng.random(tuple(shape)) < fraction
+
+
 class ProjectionProblem:
     """The least-squares problem of a model against a tilt series.
 
@@ -62,12 +71,15 @@ class ProjectionProblem:
     cutoff : float
         Footprint half-width of each Gaussian in its widths.
     holdout : float
-        Fraction of pixels held out of the fit (seeded by ``seed``), 0 for none.
+        Fraction of pixels held out of the fit (:func:`holdout_pixels` with ``seed``), 0 for
+        none.
+    held : bool array of ``measured``'s shape, optional
+        The held-out pixels themselves (replaces ``holdout`` and ``seed``).
     """
 
     def __init__(self, measured, geometry, species_index, n_species: int,
                  sigmas_A=DEFAULT_SIGMAS_A, *, cutoff: float = 3.5, holdout: float = 0.0,
-                 seed=0):
+                 seed=0, held=None):
         self.meas = np.ascontiguousarray(measured, dtype=np.float64)
         self.geo = geometry
         self.sp = np.ascontiguousarray(species_index, dtype=np.int64)
@@ -81,9 +93,11 @@ class ProjectionProblem:
         self.cutoff = float(cutoff)
         n_proj = self.meas.shape[0]
         self.holdout = float(holdout)
-        if self.holdout > 0:
-            rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-            held = rng.random(self.meas.shape) < self.holdout
+        if held is not None:
+            held = np.asarray(held, dtype=bool)
+            self.holdout = float(held.mean())
+        elif self.holdout > 0:
+            held = holdout_pixels(self.meas.shape, self.holdout, seed)
         else:
             held = np.zeros(self.meas.shape, dtype=bool)
         self.hw = np.ascontiguousarray(held, dtype=np.float64)
