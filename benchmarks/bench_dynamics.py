@@ -289,6 +289,18 @@ def scan_noise_only(seeds) -> dict:
             "events": ev, "false_nuclei": fn}
 
 
+def _random_alloy_particle(diameter_A: float, seed: int):
+    """A random A1 FePt particle for the scan benchmarks: positions, fcc sublattice, species
+    and the nearest-atom table of the scan."""
+    from aet.dynamics.scan import nearest_atoms
+    from aet.simulate.nucleation import _fcc_sublattice
+
+    base = aet.simulate.fept_particle(diameter_A, phase="A1", seed=seed)
+    pos = base.positions
+    return (pos, _fcc_sublattice(pos, 3.81), np.asarray(base.species).astype(str),
+            nearest_atoms(pos))
+
+
 def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 50, seed: int = 0,
                            diameter_A: float = 32.0, errors=("intensity", "uniform"),
                            n_null: int = 200, n_null_change: int = 60,
@@ -326,20 +338,15 @@ def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 50, seed:
     and its species errors."""
     from aet.dynamics.scan import (
         change_llr,
-        nearest_atoms,
         null_scores,
         ordered_llr,
         region_scan,
     )
-    from aet.simulate.nucleation import _fcc_sublattice, _variant_species
+    from aet.simulate.nucleation import _variant_species
     from aet.testing.dynamics import intensity_measurement
 
-    base = aet.simulate.fept_particle(diameter_A, phase="A1", seed=seed)
-    pos = base.positions
-    sub = _fcc_sublattice(pos, 3.81)
-    sp0 = np.asarray(base.species).astype(str)
+    pos, sub, sp0, knn = _random_alloy_particle(diameter_A, seed)
     n = sp0.size
-    knn = nearest_atoms(pos)
     AB = ("Fe", "Pt")
     ok = np.ones(n, dtype=bool)
     out = {"n_atoms": n}
@@ -442,19 +449,15 @@ def scan_static_limit(seed: int = 7, n_random: int = 1200, reps: int = 100, size
     each variant kind (the share of the false-alarm budget each kind uses), the nuclei found
     (a region above the bar, at least half of it planted), split by the species errors in
     the nucleus, and how many nuclei's own atoms at their true variant reach the bar."""
-    from aet.dynamics.scan import nearest_atoms, ordered_llr, region_scan
-    from aet.simulate.nucleation import _fcc_sublattice, _variant_species
+    from aet.dynamics.scan import ordered_llr, region_scan
+    from aet.simulate.nucleation import _variant_species
     from aet.testing.dynamics import intensity_measurement
 
     configs = configs or ({"k_min": 8, "eta": 0.95}, {"k_min": 16, "eta": 0.95},
                           {"k_min": 20, "eta": 0.95}, {"k_min": 8, "eta": 0.9},
                           {"k_min": 8, "eta": 0.99})
-    base = aet.simulate.fept_particle(diameter_A, phase="A1", seed=seed)
-    pos = base.positions
-    sub = _fcc_sublattice(pos, 3.81)
-    sp0 = np.asarray(base.species).astype(str)
+    pos, sub, sp0, knn = _random_alloy_particle(diameter_A, seed)
     n = sp0.size
-    knn = nearest_atoms(pos)
     AB, ok = ("Fe", "Pt"), np.ones(n, dtype=bool)
     rng = np.random.default_rng(seed)
     alloys = [intensity_measurement(rng.permutation(sp0), pos, rng, species_AB=AB)

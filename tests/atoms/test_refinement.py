@@ -432,20 +432,26 @@ def test_held_out_pixels_revert_a_move_only_the_training_pixels_want(rng):
         0.5 * rmsd(start.positions[others], truth.positions[others])
 
 
-def test_refinement_that_the_held_out_pixels_reject_keeps_the_input(rng):
-    """Every training pixel shows the particle shifted by 0.3 Å along x, the held-out pixels
-    show it where it is: the refinement is undone and the positions stay as given."""
-    truth = small_particle(rng, n_side=3, spacing=2.6)
-    n = 13
-    angles, clean = power_series(rng, truth, gamma=1.0, noise=0.0)
-    moved_truth = aet.AtomicModel(truth.positions + [0.3, 0.0, 0.0], truth.species)
-    _, moved = power_series(rng, moved_truth, gamma=1.0, noise=0.0)
+def _training_pixels_show(rng, truth, moved_truth, shifts=None):
+    """(angles, series) whose training pixels (refine's seed 3, 10 % held out) show
+    ``moved_truth`` and whose held-out pixels show ``truth``, with 0.3 % noise."""
+    angles, clean = power_series(rng, truth, gamma=1.0, noise=0.0, shifts=shifts)
+    _, moved = power_series(rng, moved_truth, gamma=1.0, noise=0.0, shifts=shifts)
     ts0 = aet.TiltSeries(clean, angles=angles, pixel_size_A=0.4)
     prob = ProjectionProblem(ts0.values, projection_geometry(ts0.data),
                              np.zeros(truth.n_atoms, np.int64), 1, SIG, holdout=0.1, seed=3)
     data = np.where(prob.w > 0, moved, clean) + rng.normal(0, 0.003 * clean.max(),
                                                              clean.shape)
-    ts = aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
+    return angles, aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
+
+
+def test_refinement_that_the_held_out_pixels_reject_keeps_the_input(rng):
+    """Every training pixel shows the particle shifted by 0.3 Å along x, the held-out pixels
+    show it where it is: the refinement is undone and the positions stay as given."""
+    truth = small_particle(rng, n_side=3, spacing=2.6)
+    n = 13
+    moved_truth = aet.AtomicModel(truth.positions + [0.3, 0.0, 0.0], truth.species)
+    angles, ts = _training_pixels_show(rng, truth, moved_truth)
     out = truth.refine(ts, profile_sigmas_A=SIG, n_cycles=1, seed=3, uncertainty=False)
     res = out.provenance[-1]["result"]
     assert res["reverted"] and n == len(angles)
@@ -461,16 +467,9 @@ def test_refinement_the_held_out_pixels_reject_keeps_its_best_stage(rng):
     truth = small_particle(rng, n_side=3, spacing=2.6)
     n = 13
     shifts = rng.normal(0, 0.1, (n, 2))
-    angles, clean = power_series(rng, truth, gamma=1.0, noise=0.0, shifts=shifts)
     centre = truth.positions.mean(0)
     moved_truth = aet.AtomicModel(centre + 1.12 * (truth.positions - centre), truth.species)
-    _, moved = power_series(rng, moved_truth, gamma=1.0, noise=0.0, shifts=shifts)
-    ts0 = aet.TiltSeries(clean, angles=angles, pixel_size_A=0.4)
-    prob = ProjectionProblem(ts0.values, projection_geometry(ts0.data),
-                             np.zeros(truth.n_atoms, np.int64), 1, SIG, holdout=0.1, seed=3)
-    data = np.where(prob.w > 0, moved, clean) + rng.normal(0, 0.003 * clean.max(),
-                                                             clean.shape)
-    ts = aet.TiltSeries(data, angles=angles, pixel_size_A=0.4)
+    angles, ts = _training_pixels_show(rng, truth, moved_truth, shifts=shifts)
     out = truth.refine(ts, profile_sigmas_A=SIG, n_cycles=1, seed=3, uncertainty=False,
                        refine_alignment=("shifts",), holdout_z=1e9)
     res = out.provenance[-1]["result"]
