@@ -497,7 +497,7 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         # (atoms traced in a reconstruction of every pixel carry the held-out pixels' noise,
         # and the held-out loss then favours the trace over better positions)
         held = None
-        if refine and opts["refine_positions"] and \
+        if refine and opts["refine_positions"] and not recon_input.is_lazy and \
                 recon_kw.get("method", "resire") == "resire":
             from .atoms.refinement import holdout_pixels
 
@@ -507,10 +507,13 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
                 f"{REFINE_HOLDOUT:.0%} of the pixels (seed 0) held out of the reconstruction "
                 f"to judge the refinement")
         elif refine and opts["refine_positions"]:
+            # the out-of-core (chunked) reconstruction has no pixel weights yet: a large
+            # series keeps its lazy reconstruction rather than be loaded whole for them
+            why = ("the series is reconstructed out of core" if recon_input.is_lazy else
+                   f"method={recon_kw['method']!r} has no pixel weights")
             decisions["held_out_pixels"] = (
-                f"the refinement's held-out pixels were used by the reconstruction "
-                f"(method={recon_kw['method']!r} has no pixel weights): its held-out checks "
-                f"favour the traced positions")
+                f"the refinement's held-out pixels were used by the reconstruction ({why}): "
+                f"its held-out checks favour the traced positions")
         vol = st.run("reconstruct", lambda: recon_input.reconstruct(**recon_kw))
         rec = _last_result(vol, "reconstruct")
         decisions["reconstruction"] = {k: rec[k] for k in ("method", "n_iter", "pad_x",

@@ -337,8 +337,6 @@ def _check_exclude_pixels(exclude_pixels, shape):
 def _filled(da: xr.DataArray, keep: np.ndarray) -> xr.DataArray:
     """``da`` with the left-out pixels (``keep`` 0) replaced by the mean of the kept ones
     around them (3 × 3, in their projection), for decisions that read the whole images."""
-    from scipy import ndimage
-
     v = np.asarray(da.values, dtype=np.float64)
     k = np.ones((1, 3, 3))
     num = ndimage.convolve(v * keep, k, mode="nearest")
