@@ -48,11 +48,11 @@ nucleus and, where the sphere is rounder or larger than the nucleus, the matrix 
 to it that match the variant by chance (half of them in a 50/50 alloy), which lower ``T``
 little. The detector settles each nucleus' boundary afterwards
 (:meth:`aet.dynamics.detect._Time.refine`) from the atoms' own species and the evidence of
-their balls, under the same rule of compactness: the region grows only onto atoms bonded to
-at least 3 atoms inside (a hollow of a close-packed facet) and keeps its 4-core, so it does
+their balls, under the same rule of compactness: it keeps the region's 4-core (the atoms
+with at least 4 neighbours inside, as every atom of a compact fcc cluster has), so it does
 not follow chains of chance matches into the matrix (a 30-atom surface nucleus of an abTEM
 two-time case was detected with 42 atoms, 5 of them beyond a neighbour shell of the truth,
-when grown over single bonds; with the rule 29, none beyond).
+without the rule; with it 34, none beyond).
 
 For the static scan the composition of each sphere is profiled out
 (``local_composition``): ``T`` less ``k KL(ĉ ‖ c)``, the log-likelihood ratio of a random
