@@ -252,7 +252,9 @@ def test_two_time_case_over_five_seeds():
         sc = score_domains(res, s, models)
         d = sc["domains"]
         assert d["found"].all(), (seed, d)
-        assert (d["boundary"] >= 0.9).mean() >= 0.8, (seed, d)
+        # every domain (the smallest 30 atoms): minimum 0.964 over the three boundary scores
+        assert (d[["boundary", "boundary_true", "boundary_detected"]] >= 0.9).all().all(), \
+            (seed, d)
         assert (1, "birth", (), ("C",)) in sc["events"], (seed, sc["events"])
         right += sc["events_right"]
         planted += len(sc["planted_events"])
