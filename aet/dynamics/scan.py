@@ -52,7 +52,7 @@ their balls, under the same rule of compactness: it keeps the region's 4-core (t
 with at least 4 neighbours inside, as every atom of a compact fcc cluster has), so it does
 not follow chains of chance matches into the matrix (a 30-atom surface nucleus of an abTEM
 two-time case was detected with 42 atoms, 5 of them beyond a neighbour shell of the truth,
-without the rule; with it 34, none beyond).
+without the rule; with it 34, one beyond).
 
 For the static scan the composition of each sphere is profiled out
 (``local_composition``): ``T`` less ``k KL(ĉ ‖ c)``, the log-likelihood ratio of a random
