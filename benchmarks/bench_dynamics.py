@@ -322,7 +322,11 @@ def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 50, seed:
     ``n_null`` species permutations of one measured particle (the change threshold on
     ``n_null_change`` permutations of a noise-only pair, the detector's ``"peaks"`` tail);
     ``false_alarms`` counts the detections in ``false_alarm_draws`` fresh random alloys on
-    the same sites (new species draw, new measurement) at that threshold (expected 1 %).
+    the same sites (new species draw, new measurement) at that threshold (expected 1 %);
+    ``change_false_alarms`` the change detections in a noise-only pair of each of those
+    alloys (measured twice) at the change threshold (expected 0.1 %).
+    ``detection_limit_90pc`` is the smallest size tested from which at least 90 % of the
+    perfect nuclei are found, statically and from the change.
     The static false-alarm
     probability is the Gumbel law of the largest score of each null scan (the detector's
     default), whose 1 % point from ``n`` permutations scatters by about ``5 / √n`` nats
@@ -366,6 +370,7 @@ def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 50, seed:
             rs = region_scan(L, knn, positions=pos, local_composition=(m == "Fe", ok))
             return (rs, L, names) if with_llr else rs
 
+        found = {"static": {}, "change": {}}
         m0, e0 = measure(sp0)
         static = null_scores(lambda p, m0=m0, e0=e0: ordered_llr(m0[p], sub, e0[p],
                                                                 species_AB=AB)[0],
@@ -376,18 +381,27 @@ def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 50, seed:
             m0[p], m1[p], sub, e0[p], e1[p], species_AB=AB, background_change=0.0)[0], knn,
             n_permutations=n_null_change, seed=seed + 1, positions=pos, tail="peaks")
         thr = static.threshold(0.01)
-        fa = 0
+        fa = fc = 0
+        rng_pair = np.random.default_rng([seed, 16])
         near = {"L10": 0, "L12_A3B": 0, "L12_AB3": 0}
         for _ in range(false_alarm_draws):
-            m, e = measure(rng.permutation(sp0))
+            sp_null = rng.permutation(sp0)
+            m, e = measure(sp_null)
             rs, _, names = static_regions(m, e, with_llr=True)
             fa += any(static.p_value(r["score"]) <= 0.01 for r in rs)
             for k in near:
                 near[k] += any(r["score"] >= thr - 1.0 for r in rs
                                if names[r["variant"]].split(":")[0] == k)
+            # a noise-only pair of that random alloy: nothing changed but the measurement
+            # (its own generator: the draws of the static figures stay as they were)
+            m2, e2 = measure(sp_null, rng=rng_pair)
+            U, _, _ = change_llr(m, m2, sub, e, e2, species_AB=AB, background_change=0.0)
+            fc += any(change.p_value(r["score"]) <= 0.001
+                      for r in region_scan(U, knn, positions=pos))
         res = {"static_threshold_nats": round(thr, 1),
                "change_threshold_nats": round(change.threshold(0.001), 1),
                "static_false_alarms": f"{fa}/{false_alarm_draws}",
+               "change_false_alarms": f"{fc}/{false_alarm_draws} noise-only pairs",
                "null_maxima_by_kind": {k: f"{v}/{false_alarm_draws} within 1 nat of the "
                                           f"threshold" for k, v in near.items()}}
         print(f"  species errors {err!r}: {res}", flush=True)
@@ -430,6 +444,18 @@ def scan_detection_vs_size(sizes=(15, 20, 25, 30, 40, 60), reps: int = 50, seed:
             res[f"{size}_atoms"] = (f"static {hs['perfect']}/{reps} (antisite "
                                     f"{hs['antisite']}/{reps}), from change {hc}/{reps}")
             print(f"    {size:3d} atoms: {res[f'{size}_atoms']}", flush=True)
+            found["static"].setdefault(size, hs["perfect"] / reps)
+            found["change"].setdefault(size, hc / reps)
+        # the detection limit: the smallest size tested from which ≥ 90 % are found
+        lim = {}
+        for how, f in found.items():
+            ok_from = [z for z in sorted(f) if all(f[y] >= 0.9 for y in f if y >= z)]
+            lim[how] = f"{ok_from[0]} atoms" if ok_from else f"above {max(f)} atoms"
+        res["detection_limit_90pc"] = (f"static {lim['static']} (1 % false alarms per "
+                                       f"model), from the change between two times "
+                                       f"{lim['change']} (0.1 % per pair)")
+        print(f"    detection limit (≥ 90 % found from this size up): "
+              f"{res['detection_limit_90pc']}", flush=True)
         out[err] = res
     return out
 
