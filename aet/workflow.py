@@ -538,8 +538,7 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
             clean_kw = {"min_neighbours": opts["cleanup_min_neighbours"], "radius_A": "auto"}
             if fd["object"] == "particle":
                 # peaks at the faces of the box, apart from the particle, are edge artefacts
-                clean_kw["box_A"] = [[float(vol.data[c].min()) for c in ("x", "y", "z")],
-                                     [float(vol.data[c].max()) for c in ("x", "y", "z")]]
+                clean_kw["box_A"] = vol.box_A
             cleaned = st.run("cleanup", lambda: classified.cleanup(**clean_kw))
             decisions["cleanup_removed"] = classified.n_atoms - cleaned.n_atoms
             why = _last_result(cleaned, "cleanup").get("reason", {})
