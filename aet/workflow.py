@@ -535,9 +535,15 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
         stages["classified"] = classified
         decisions["classification"] = _classification_facts(sp, cres)
         if opts["cleanup_min_neighbours"] and classified.n_atoms >= 2:
-            cleaned = st.run("cleanup", lambda: classified.cleanup(
-                min_neighbours=opts["cleanup_min_neighbours"], radius_A="auto"))
+            clean_kw = {"min_neighbours": opts["cleanup_min_neighbours"], "radius_A": "auto"}
+            if fd["object"] == "particle":
+                # peaks at the faces of the box, apart from the particle, are edge artefacts
+                clean_kw["box_A"] = vol.box_A
+            cleaned = st.run("cleanup", lambda: classified.cleanup(**clean_kw))
             decisions["cleanup_removed"] = classified.n_atoms - cleaned.n_atoms
+            why = _last_result(cleaned, "cleanup").get("reason", {})
+            decisions["cleanup_removed_at_volume_faces"] = sum(v == "edge"
+                                                               for v in why.values())
         else:
             st.skip("cleanup")
             cleaned = classified

@@ -41,6 +41,8 @@ def test_the_snippet_is_aet_run_and_the_stage_chain():
     assert "remove_background()" not in code.split("#")[0]  # the chain does not need it
     # the chain judges its refinement on pixels its reconstruction never saw, as aet.run does
     assert "exclude_pixels=held" in code and "holdout_mask=held" in code
+    # and drops the peaks at the faces of the box, as aet.run does for a particle
+    assert "box_A=vol.box_A" in code
 
 
 def test_both_routes_recover_the_particle(readme_run):

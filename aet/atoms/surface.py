@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sps
 import xarray as xr
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, cKDTree
 
 from ..core.geometry import bond_length_A, nearest_neighbour_distance
@@ -161,9 +163,31 @@ def neighbour_radius_A(positions_xyz_A: np.ndarray) -> float:
     return float(min(max(r, AUTO_RADIUS_FACTOR * b), AUTO_RADIUS_MAX_FACTOR * b))
 
 
+def _edge_groups(pos: np.ndarray, keep: np.ndarray, box_A, r: float) -> np.ndarray:
+    """Indices of the kept atoms in bonded groups (within ``r``) that come within ``r`` of
+    a face of ``box_A`` and are not the largest group."""
+    box = np.asarray(box_A, dtype=np.float64)
+    if box.shape != (2, 3) or not np.all(np.isfinite(box)) or np.any(box[1] <= box[0]):
+        raise ValueError(f"box_A must be [[x0, y0, z0], [x1, y1, z1]] in Å with x1 > x0, "
+                         f"y1 > y0, z1 > z0 (the volume's extent), got {box_A!r}")
+    idx = np.flatnonzero(keep)
+    if idx.size < 2:
+        return np.zeros(0, dtype=np.int64)
+    p = pos[idx]
+    pairs = cKDTree(p).query_pairs(float(r), output_type="ndarray")
+    g = sps.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(idx.size, idx.size))
+    _, label = connected_components(g, directed=False)
+    size = np.bincount(label)
+    near = (np.minimum(p - box[0], box[1] - p) < r).any(axis=1)
+    touching = np.unique(label[near])
+    drop = np.isin(label, touching[touching != np.argmax(size)])
+    return idx[drop]
+
+
 def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float | str = 3.5,
-            min_distance_A: float | None = None):
-    """Drop isolated peaks and merge too-close pairs.
+            min_distance_A: float | None = None, box_A=None):
+    """Drop isolated peaks, merge too-close pairs and drop artefacts at the volume's faces.
 
     Parameters
     ----------
@@ -180,12 +204,20 @@ def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float | str
     min_distance_A : float, optional
         Of two atoms closer than this (Å) only the one with the higher ``intensity`` (or the
         first) is kept.
+    box_A : array_like, optional
+        ``[[x0, y0, z0], [x1, y1, z1]]``: the extent (Å, voxel centres) of the reconstructed
+        volume the atoms were traced in, for an isolated object (a particle) only. Groups of
+        atoms bonded within ``radius_A`` that reach within ``radius_A`` of a face of that box
+        and are not the largest group (the object) are dropped as edge artefacts: the voxels
+        at the faces perpendicular to the tilt axis are crossed by fewer rays at high tilt
+        and gather bright peaks there (abTEM 3 nm FePt particle at 1×10⁵ e/Å²: 81 peaks
+        within 3 Å of the x and z faces after the coordination clean-up, none a true atom).
 
     Returns
     -------
     (xarray.Dataset, dict)
         The cleaned model (atom index renumbered) and ``{"removed": [old indices],
-        "n_removed", "reason": {index: "isolated" | "too_close"}}``.
+        "n_removed", "reason": {index: "isolated" | "too_close" | "edge"}}``.
     """
     ds = check_model(model)
     k = check_positive("min_neighbours", min_neighbours, integer=True, allow_zero=True)
@@ -221,6 +253,10 @@ def cleanup(model: xr.Dataset, *, min_neighbours: int = 1, radius_A: float | str
         iso = idx[coord < k]
         keep[iso] = False
         reason.update({int(i): "isolated" for i in iso})
+    if box_A is not None:
+        edge = _edge_groups(pos, keep, box_A, r)
+        keep[edge] = False
+        reason.update({int(i): "edge" for i in edge})
     arrays = {v: ds[v].values[keep] for v in ds.data_vars
               if v not in ("position", "species") and ds[v].dims == ("atom",)}
     out = build_model_dataset(pos[keep], np.asarray(ds["species"].values)[keep],

@@ -81,6 +81,13 @@ class Volume(_Facade):
     def voxel_size_A(self) -> float:
         return float(self._da.attrs["voxel_size_A"])
 
+    @property
+    def box_A(self) -> list[list[float]]:
+        """The volume's extent ``[[x0, y0, z0], [x1, y1, z1]]`` (Å, first and last voxel
+        centres), e.g. for ``model.cleanup(box_A=vol.box_A)``."""
+        return [[float(self._da[c].min()) for c in ("x", "y", "z")],
+                [float(self._da[c].max()) for c in ("x", "y", "z")]]
+
     def _repr_lines(self):
         vs = self.voxel_size_A
         ext = " × ".join(f"{n * vs:.1f}" for n in self.shape)

@@ -44,6 +44,35 @@ def test_cleanup_drops_isolated_peaks_and_close_duplicates():
     assert cleaned.n_atoms == n + 1 and cleaned.provenance[-1]["op"] == "cleanup"
 
 
+def test_cleanup_drops_groups_at_the_volume_faces_but_never_the_object():
+    """A particle in a box with two bonded sheets of peaks on its faces (what a reconstruction
+    makes where rays leave the box at high tilt): with ``box_A`` the sheets go as "edge",
+    the particle stays whole even where it touches a face itself, and an atom group off the
+    faces is not touched."""
+    a = 3.9
+    part = fcc_cube(4, a) - 1.5 * a                      # the particle, centred
+    sheet = np.stack(np.meshgrid(np.arange(4) * 2.8, np.arange(3) * 2.8, indexing="ij"),
+                     -1).reshape(-1, 2)
+    face_x = np.c_[np.full(len(sheet), -19.8), sheet - 3.0]   # on the x face at -20
+    face_z = np.c_[sheet - 3.0, np.full(len(sheet), 19.9)]    # on the z face at +20
+    inner = np.array([[13.0, 0, 0], [13.0, 2.8, 0], [13.0, 0, 2.8], [13.0, 2.8, 2.8]])
+    pos = np.vstack([part, face_x, face_z, inner])
+    box = [[-20.0, -20.0, -20.0], [20.0, 20.0, 20.0]]
+    n0 = len(part)
+    ds, res = cleanup(aet.AtomicModel(pos, "Pt").data, min_neighbours=1, radius_A=3.2,
+                      box_A=box)
+    edge = sorted(int(i) for i, why in res["reason"].items() if why == "edge")
+    assert edge == list(range(n0, n0 + 2 * len(sheet)))
+    np.testing.assert_allclose(ds["position"].values, np.vstack([part, inner]))
+    # the object itself touching a face is kept: it is the largest group
+    tight = [[-5.9, -5.9, -5.9], [20.0, 20.0, 20.0]]
+    ds2, res2 = cleanup(aet.AtomicModel(np.vstack([part, face_z]), "Pt").data,
+                        min_neighbours=1, radius_A=3.2, box_A=tight)
+    assert ds2.sizes["atom"] == n0 and res2["n_removed"] == len(sheet)
+    with pytest.raises(ValueError, match="box_A must be"):
+        cleanup(aet.AtomicModel(part, "Pt").data, box_A=[[0, 0, 0], [0, 1, 1]])
+
+
 def test_surface_errors():
     m = aet.AtomicModel(fcc_cube(2), "Pt")
     with pytest.raises(ValueError, match="method must be 'coordination', 'alpha' or 'both'"):
