@@ -490,7 +490,8 @@ def _body_check(volume, pos, atom, cut, accepted, n_sp):
     noise; a dip in the density below the two dimmest peaks passed for the valley and every
     other peak was kept, recall 0.714 / precision 0.095). Where the cut sits in a true
     valley, what it keeps outside the body is a few surface atoms and sparse noise peaks that
-    the clean-up removes, and nothing changes. A body that fills the view (a film) leaves no empty region: no check.
+    the clean-up removes, and nothing changes. A body that fills the view (a film) leaves no
+    empty region: no check.
 
     Returns ``(atom, account)``: the atom mask and what the check found (the result's
     ``non_atom_fallback``: None where the intensity cut stands)."""
