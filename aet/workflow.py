@@ -722,6 +722,10 @@ def _classification_facts(sp, res: Mapping[str, Any]) -> dict:
             out[k] = round(v, 4) if isinstance(v, float) else v
     if res.get("class_means"):
         out["class_means"] = {k: round(float(v), 4) for k, v in res["class_means"].items()}
+    fb = res.get("non_atom_fallback")
+    if fb:  # no intensity cut separated the noise: what was dropped instead, and why
+        out["non_atoms"] = (f"{fb['n_dropped']} peaks outside the object's body dropped as "
+                            f"non-atoms: {fb['reason']}")
     if res.get("warnings"):
         out["warnings"] = list(res["warnings"])
     return out

@@ -238,3 +238,43 @@ def test_a_cut_on_the_falling_tail_of_a_broad_light_species_is_not_a_valley(rng)
     assert np.mean(sp[truth[kept] == 1] == "Fe") > 0.99
     assert np.mean(sp[truth[kept] == 2] == "Pt") > 0.99
     assert np.mean(kept[truth == 0]) < 0.05                         # measured 0.030
+
+
+def test_noise_peaks_without_a_valley_are_dropped_outside_the_body(rng):
+    """Low dose: thousands of noise peaks all over the volume whose intensities run
+    continuously into the light species' (no valley between them). The intensity cut cannot
+    separate them; where they are does — the peaks in the empty region around the particle
+    are dropped, and the result says how many and why."""
+    from aet.core.schema import build_model_dataset
+
+    sites = lattice_sites(6, 2.8) + rng.normal(0, 0.05, (216, 3))
+    cls = rng.integers(0, 2, len(sites))
+    h_at = np.where(cls == 0, rng.normal(1.0, 0.12, len(sites)), rng.normal(2.6, 0.2, len(sites)))
+    vs, n = 0.4, 96
+    half = n // 2 * vs - 1.5
+    noise = rng.uniform(-half, half, (4000, 3))
+    noise = noise[np.min(np.linalg.norm(noise[:, None] - sites[None], axis=2), axis=1) > 4.0]
+    noise = noise[:1500]
+    # lognormal intensities up to and across the light species, no gap below it
+    h_no = np.minimum(rng.lognormal(np.log(0.45), 0.55, len(noise)), 2.0)
+    pos = np.vstack([sites, noise])
+    vol = gaussian_atoms_volume(pos, (n, n, n), vs, sigma_A=0.45,
+                                heights=np.concatenate([h_at, h_no])).values
+    vol = aet.Volume(np.maximum(vol + rng.normal(0, 0.01, vol.shape), 0), voxel_size_A=vs)
+    ds = build_model_dataset(pos, np.full(len(pos), "X"))
+    out, res = classify(ds, ["Fe", "Pt"], volume=vol.data)
+    fb = res["non_atom_fallback"]
+    assert fb is not None and fb["method"] == "outside the object's body"
+    assert fb["n_dropped"] == res["n_dropped"] == len(pos) - out.sizes["atom"]
+    d, i = match(out, sites)
+    found = d < 0.2
+    assert found.mean() >= 0.99  # the atoms stay
+    # the noise in the empty region goes (a few peaks stay where bright noise blobs crowd
+    # into the body's reach: the clean-up and the refinement judge them; measured 25 of 1500,
+    # without the check all 1500 were kept)
+    assert out.sizes["atom"] - found.sum() <= 0.03 * len(noise)
+    assert np.mean(out["species"].values[i[found]] == np.array(["Fe", "Pt"])[cls[found]]) >= 0.98
+    # a dask-backed volume is smoothed chunk by chunk to the same body
+    lazy, res_l = classify(ds, ["Fe", "Pt"], volume=vol.data.chunk(40))
+    assert res_l["non_atom_fallback"]["n_dropped"] == fb["n_dropped"]
+    assert np.array_equal(lazy["position"].values, out["position"].values)
