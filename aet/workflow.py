@@ -541,9 +541,9 @@ def run(tilt_series, species: Sequence[str] | str, *, angles=None, pixel_size_A=
                 clean_kw["box_A"] = vol.box_A
             cleaned = st.run("cleanup", lambda: classified.cleanup(**clean_kw))
             decisions["cleanup_removed"] = classified.n_atoms - cleaned.n_atoms
-            why = _last_result(cleaned, "cleanup").get("reason", {})
+            reasons = _last_result(cleaned, "cleanup").get("reason", {})
             decisions["cleanup_removed_at_volume_faces"] = sum(v == "edge"
-                                                               for v in why.values())
+                                                               for v in reasons.values())
         else:
             st.skip("cleanup")
             cleaned = classified
