@@ -22,7 +22,7 @@ The demo's chain on files, with the demo's settings::
     aet reconstruct denoised.zarr volume.zarr --method resire --iterations 100
     aet trace volume.zarr traced.csv
     aet classify traced.csv volume.zarr classified.csv --species Fe Pt
-    aet cleanup classified.csv cleaned.csv
+    aet cleanup classified.csv cleaned.csv --volume volume.zarr
     aet refine cleaned.csv aligned.zarr refined.csv --refine-alignment shifts,angles --add-remove
 
 Behaviour common to all subcommands:
@@ -343,11 +343,16 @@ def cmd_cleanup(args) -> int:
         # aet demo's rule: 1.15 × the median nearest-neighbour distance (between the first
         # and second shells of a close-packed crystal)
         radius = args.radius_factor * float(np.median(d[:, 1]))
+    box = None
+    if args.volume is not None:
+        box = _expect(_open(args.volume, kind="volume"), "Volume", args.volume).box_A
     out = model.cleanup(min_neighbours=args.min_neighbours, radius_A=radius,
-                        min_distance_A=args.min_distance)
+                        min_distance_A=args.min_distance, box_A=box)
     n = model.n_atoms - out.n_atoms
+    n_edge = sum(v == "edge" for v in out.provenance[-1]["result"]["reason"].values())
     print(f"removed {n} of {model.n_atoms} atoms (fewer than {args.min_neighbours} neighbours "
-          f"within {radius:.3f} Å{'' if args.min_distance is None else ' or too close'})")
+          f"within {radius:.3f} Å{'' if args.min_distance is None else ' or too close'}"
+          f"{'' if box is None else f'; {n_edge} in peak groups at the volume faces'})")
     _write(out, args.output, args.overwrite)
     return 0
 
@@ -602,6 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(default 1.15)")
     cu.add_argument("--min-distance", type=_positive("--min-distance"), metavar="Å",
                     help="also merge atoms closer than this (keeps the brighter)")
+    cu.add_argument("--volume", metavar="VOLUME",
+                    help="the reconstruction the atoms were traced in (a particle): also drop "
+                         "groups of peaks at the faces of its box that are not the particle, "
+                         "as aet run does")
     overwrite(cu)
     cu.set_defaults(func=cmd_cleanup)
 

@@ -100,7 +100,8 @@ def chain(tmp_path_factory):
     runs["trace"] = aet_cli("trace", "volume.zarr", "traced.csv", cwd=d)
     runs["classify"] = aet_cli("classify", "traced.csv", "volume.zarr", "classified.csv",
                                "--species", "Fe,Pt", cwd=d)
-    runs["cleanup"] = aet_cli("cleanup", "classified.csv", "cleaned.csv", cwd=d)
+    runs["cleanup"] = aet_cli("cleanup", "classified.csv", "cleaned.csv", "--volume",
+                              "volume.zarr", cwd=d)
     runs["refine"] = aet_cli("refine", "cleaned.csv", "aligned.zarr", "refined.csv",
                              "--refine-alignment", "shifts", "--add-remove",
                              "--tilts-output", "refined_tilts.zarr", cwd=d)
@@ -158,8 +159,8 @@ def test_chain_finds_the_atoms(chain):
     assert s["refined"].recall >= 0.95 and s["refined"].precision >= 0.95
     assert s["refined"].species_accuracy >= 0.95
     assert s["refined"].rmsd_pm < s["classified"].rmsd_pm - 5
-    assert re.search(r"removed \d+ of \d+ atoms \(fewer than 3 neighbours within [\d.]+ Å\)",
-                     runs["cleanup"].stdout)
+    assert re.search(r"removed \d+ of \d+ atoms \(fewer than 3 neighbours within [\d.]+ Å; "
+                     r"\d+ in peak groups at the volume faces\)", runs["cleanup"].stdout)
     refined = aet.open(d / "refined.csv")
     rec = next(r for r in reversed(refined.provenance) if r["op"] == "refine")
     assert rec["params"]["refine_alignment"] == ["shifts"] and rec["params"]["add_remove"]
@@ -522,7 +523,7 @@ def test_fresh_install_readme_and_every_subcommand(tmp_path):
     sh("aet reconstruct denoised.zarr volume.zarr --method resire --iterations 100", cwd=w)
     sh("aet trace volume.zarr traced.csv", cwd=w)
     sh("aet classify traced.csv volume.zarr classified.csv --species Fe Pt", cwd=w)
-    sh("aet cleanup classified.csv cleaned.csv", cwd=w)
+    sh("aet cleanup classified.csv cleaned.csv --volume volume.zarr", cwd=w)
     sh("aet refine cleaned.csv aligned.zarr refined.csv --refine-alignment shifts,angles "
        "--add-remove", cwd=w)
     from aet.simulate import score
